@@ -1,0 +1,24 @@
+#include "CSocketKit.h"
+#include <stddef.h>
+#include <netinet/tcp.h>
+#include <linux/rtnetlink.h>
+
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+const int CSocketKit_SO_COOKIE = SO_COOKIE;
+const int CSocketKit_TCP_INFO = TCP_INFO;
+const int CSocketKit_SOCK_DIAG_BY_FAMILY = SOCK_DIAG_BY_FAMILY;
+const int CSocketKit_NETLINK_SOCK_DIAG = NETLINK_SOCK_DIAG;
+const uint32_t CSocketKit_INET_DIAG_NOCOOKIE = INET_DIAG_NOCOOKIE;
+const int CSocketKit_INET_DIAG_INFO = INET_DIAG_INFO;
+
+// Offsets from the kernel's uapi struct tcp_info; a mismatch here would silently misread fields.
+_Static_assert(offsetof(CSocketKit_tcp_info, tcpi_rto) == 8, "tcp_info layout");
+_Static_assert(offsetof(CSocketKit_tcp_info, tcpi_rtt) == 68, "tcp_info layout");
+_Static_assert(offsetof(CSocketKit_tcp_info, tcpi_total_retrans) == 100, "tcp_info layout");
+_Static_assert(offsetof(CSocketKit_tcp_info, tcpi_bytes_acked) == 120, "tcp_info layout");
+_Static_assert(offsetof(CSocketKit_tcp_info, tcpi_snd_wnd) == 228, "tcp_info layout");
+_Static_assert(offsetof(CSocketKit_tcp_info, tcpi_total_rto_time) == 244, "tcp_info layout");
+_Static_assert(sizeof(struct epoll_event) == 12, "packed epoll_event on x86_64");

@@ -1,0 +1,37 @@
+import Glibc
+
+/// Runs one system call: the single place where errno is captured and EINTR is handled.
+///
+/// errno is read once, immediately after the call returned -1, before anything else can
+/// overwrite it. EINTR is retried unless the caller opts out: `close` must never retry,
+/// because on Linux the descriptor is released even when close() reports EINTR (LWN 576478).
+@inline(__always)
+func syscall<T: FixedWidthInteger>(
+    _ call: StaticString,
+    retryOnInterrupt: Bool = true,
+    _ body: () -> T
+) throws(SystemCallError) -> T {
+    while true {
+        let result = body()
+        if result != -1 { return result }
+        let code = errno
+        if code == EINTR && retryOnInterrupt { continue }
+        throw SystemCallError(call: call.description, errno: code)
+    }
+}
+
+/// Like `syscall`, for non-blocking calls: EAGAIN/EWOULDBLOCK becomes `.wouldBlock`.
+@inline(__always)
+func nonBlockingSyscall<T: FixedWidthInteger>(
+    _ call: StaticString,
+    _ body: () -> T
+) throws(SystemCallError) -> IOResult<T> {
+    while true {
+        let result = body()
+        if result != -1 { return .processed(result) }
+        let code = errno
+        if code == EINTR { continue }
+        if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+        throw SystemCallError(call: call.description, errno: code)
+    }
+}
