@@ -2,6 +2,7 @@
 #include <stddef.h>
 #include <netinet/tcp.h>
 #include <linux/rtnetlink.h>
+#include <poll.h>
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
@@ -13,6 +14,14 @@ const int CSocketKit_SOCK_DIAG_BY_FAMILY = SOCK_DIAG_BY_FAMILY;
 const int CSocketKit_NETLINK_SOCK_DIAG = NETLINK_SOCK_DIAG;
 const uint32_t CSocketKit_INET_DIAG_NOCOOKIE = INET_DIAG_NOCOOKIE;
 const int CSocketKit_INET_DIAG_INFO = INET_DIAG_INFO;
+
+int CSocketKit_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+int CSocketKit_ppoll(struct pollfd *fds, unsigned long nfds, const struct timespec *timeout) {
+    return ppoll(fds, nfds, timeout, NULL);
+}
 
 // Offsets from the kernel's uapi struct tcp_info; a mismatch here would silently misread fields.
 _Static_assert(offsetof(CSocketKit_tcp_info, tcpi_rto) == 8, "tcp_info layout");

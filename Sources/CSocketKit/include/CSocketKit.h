@@ -11,6 +11,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
+#include <linux/rtnetlink.h>
 
 // The kernel's struct tcp_info (include/uapi/linux/tcp.h, Linux 6.x). Glibc's <netinet/tcp.h>
 // declares an older 104-byte layout under the same name, so we mirror the kernel's under our
@@ -96,9 +97,12 @@ static inline int CSocketKit_epoll_wait(int epfd, struct epoll_event *evs, int m
     return epoll_wait(epfd, evs, max, timeout);
 }
 static inline int CSocketKit_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
-static inline int CSocketKit_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
-    return accept4(fd, addr, len, flags);
-}
+// accept4 is a GNU extension: Swift's importer does not see _GNU_SOURCE, so it lives in the .c.
+int CSocketKit_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+// ppoll (nanosecond timeout, for sub-millisecond state sampling) is GNU too.
+struct pollfd;
+struct timespec;
+int CSocketKit_ppoll(struct pollfd *fds, unsigned long nfds, const struct timespec *timeout);
 
 // NLMSG_* are function-like macros Swift cannot import.
 static inline size_t CSocketKit_NLMSG_ALIGN(size_t len) { return NLMSG_ALIGN(len); }

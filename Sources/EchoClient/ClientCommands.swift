@@ -1,0 +1,76 @@
+import Glibc
+import SocketKit
+
+/// The client's modes, wired from parsed options to SocketKit.
+enum ClientCommands {
+    static func echo(config: EchoClientConfiguration, messages: [String], options: CommandLineTrace) throws -> Int32 {
+        let sink = try options.makeSink()
+        let tracer = StateTracer(sink: sink, side: .client, verbose: options.verbose)
+        let client = EchoClient(configuration: config, tracer: options.format == .off ? nil : tracer)
+        defer {
+            tracer.follower.settle(timeoutSeconds: 0.2)
+            tracer.follower.finish()
+            sink.flush()
+        }
+        try client.connect()
+        do {
+            if messages.isEmpty {
+                let result = try client.stream(input: 0, output: 1)
+                if !result.matched {
+                    tracer.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: client.tracker?.conn ?? 1,
+                                                kind: .warning, cause: "echo differs: sent \(result.bytesSent) bytes, received \(result.bytesReceived)"))
+                    return 1
+                }
+                return 0
+            }
+            let result = try client.exchange(messages: messages) { line in
+                _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+            }
+            if !result.matched {
+                SysExits.fail("EchoClient", "echo differs: sent \(result.bytesSent) bytes, received \(result.bytesReceived)", code: 1)
+            }
+            return 0
+        } catch {
+            client.noteFailure(error)
+            client.close()
+            throw error
+        }
+    }
+
+    static func demo(host: String, options: CommandLineTrace) throws -> Int32 {
+        let outcome = try EchoDemo.run(host: host) { line in
+            _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        }
+        let sink = try options.makeSink()
+        if options.format == .json {
+            for event in outcome.events.sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
+            sink.flush()
+        } else if options.format == .text {
+            let renderer = LadderRenderer(color: options.color)
+            var text = "\nBoth sides of one connection, in time order:\n\n"
+            text += renderer.render(outcome.events).joined(separator: "\n")
+            text += "\n\n" + LadderRenderer.legend + "\n\nStates each socket passed through ((…) = inferred):\n"
+            text += LadderRenderer.sequences(outcome.events).map { "  " + $0 }.joined(separator: "\n")
+            text += "\n\nThe client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
+                + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way.\n"
+            options.write(text)
+        }
+        return outcome.matched ? 0 : 1
+    }
+
+    static func merge(paths: [String], options: CommandLineTrace) throws -> Int32 {
+        guard !paths.isEmpty else { throw UsageError("--merge needs one or more JSON trace files") }
+        var events: [TraceEvent] = []
+        for path in paths {
+            do {
+                events += try TraceEvent.read(jsonLinesAt: path)
+            } catch {
+                throw SystemCallError(call: "open", errno: ENOENT, subject: path)
+            }
+        }
+        let lines = LadderRenderer(color: options.color).render(events)
+        print(lines.joined(separator: "\n"))
+        print("\n" + LadderRenderer.legend)
+        return 0
+    }
+}

@@ -1,0 +1,64 @@
+import Glibc
+import SocketKit
+
+// EchoClient: argument parsing and wiring only; the logic lives in SocketKit.
+
+let command = "EchoClient"
+let scanner = ArgumentScanner(command: command, options: [
+    OptionSpec("--host", value: "ADDR", help: "server address: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
+    OptionSpec("--port", short: "-p", value: "N", help: "server port (default 7007)"),
+    OptionSpec("--trace", value: "text|json|off", help: "state trace format on stderr (default text)"),
+    OptionSpec("--trace-file", value: "PATH", help: "write the trace to PATH instead of stderr"),
+    OptionSpec("--trace-verbose", help: "also trace each syscall and the bytes sent/received (escaped)"),
+    OptionSpec("--no-color", help: "never color the text trace (also: NO_COLOR, or not a terminal)"),
+    OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
+    OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
+    OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder"),
+    OptionSpec("--version", help: "print the version"),
+    OptionSpec("--help", short: "-h", help: "show this help"),
+], allowsPositionals: true)
+
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--no-color] [--demo] [--version] [--help] [MESSAGE ...]"
+
+let arguments: ParsedArguments
+do {
+    arguments = try scanner.parse(CommandLine.arguments.dropFirst())
+} catch {
+    SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
+}
+
+if arguments.has("--help") {
+    print(scanner.help(summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
+    With MESSAGEs: sends each (newline-terminated), prints each echo, half-closes, drains, closes.
+    Without: stdin goes to the server and the echo to stdout, like nc; EOF on stdin half-closes.
+    Exit status: 0 when every byte came back identical; 1 when the echo differed; 64 usage;
+    68 unknown host; 69 refused/unreachable; 75 timeout; 71 other OS errors.
+    """))
+    exit(0)
+}
+if arguments.has("--version") {
+    print("\(command) \(SocketKitVersion.current)")
+    exit(0)
+}
+
+signal(SIGPIPE, SIG_IGN)
+
+do {
+    let options = try CommandLineTrace.options(arguments)
+    var config = EchoClientConfiguration()
+    config.host = arguments.string("--host") ?? "127.0.0.1"
+    config.port = try arguments.port(default: 7007)
+    if let timeout = try arguments.seconds("--timeout") {
+        config.connectTimeoutSeconds = timeout
+        config.ioTimeoutSeconds = timeout
+    }
+    if arguments.has("--merge") {
+        exit(try ClientCommands.merge(paths: arguments.positionals, options: options))
+    }
+    if arguments.has("--demo") {
+        exit(try ClientCommands.demo(host: config.host, options: options))
+    }
+    exit(try ClientCommands.echo(config: config, messages: arguments.positionals, options: options))
+} catch {
+    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
+}

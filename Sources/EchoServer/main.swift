@@ -1,0 +1,93 @@
+import Glibc
+import SocketKit
+
+// EchoServer: argument parsing and wiring only; the logic lives in SocketKit.
+
+let command = "EchoServer"
+let scanner = ArgumentScanner(command: command, options: [
+    OptionSpec("--host", value: "ADDR", help: "address to listen on: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
+    OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
+    OptionSpec("--trace", value: "text|json|off", help: "state trace format on stderr (default text; off = pure echo service)"),
+    OptionSpec("--trace-file", value: "PATH", help: "write the trace to PATH instead of stderr"),
+    OptionSpec("--trace-verbose", help: "also trace syscalls and the bytes echoed (escaped)"),
+    OptionSpec("--no-color", help: "never color the text trace (also: NO_COLOR, or not a terminal)"),
+    OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
+    OptionSpec("--threads", value: "N", help: "event loops, one SO_REUSEPORT listener each (default: number of cores)"),
+    OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
+    OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
+    OptionSpec("--idle-timeout", value: "SECONDS", help: "close connections idle this long (default: never)"),
+    OptionSpec("--drain-timeout", value: "SECONDS", help: "on SIGINT/SIGTERM, wait this long for connections to finish (default 5)"),
+    OptionSpec("--version", help: "print the version"),
+    OptionSpec("--help", short: "-h", help: "show this help"),
+], allowsPositionals: false)
+
+let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--no-color] [--version] [--help]"
+
+let arguments: ParsedArguments
+do {
+    arguments = try scanner.parse(CommandLine.arguments.dropFirst())
+} catch {
+    SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
+}
+if arguments.has("--help") {
+    print(scanner.help(summary: "Echo server that logs every TCP state each connection passes through.", usage: usage, footer: """
+    SIGINT/SIGTERM: stop accepting, let connections finish (--drain-timeout), print a summary, exit 0;
+    a second signal exits at once. Exit status: 0 ok; 64 usage; 68 unknown host; 69 port in use or
+    address not available; 77 permission denied; 71 other OS errors.
+    """))
+    exit(0)
+}
+if arguments.has("--version") {
+    print("\(command) \(SocketKitVersion.current)")
+    exit(0)
+}
+
+signal(SIGPIPE, SIG_IGN)
+
+let trace: CommandLineTrace
+var config = EchoServerConfiguration()
+do {
+    trace = try CommandLineTrace.options(arguments)
+    config.host = arguments.string("--host") ?? "127.0.0.1"
+    config.port = try arguments.port(default: 7007)
+    config.threads = try arguments.integer("--threads", range: 1...256) ?? config.threads
+    config.backlog = Int32(try arguments.integer("--backlog", range: 0...65535) ?? Int(config.backlog))
+    config.maxConnections = try arguments.integer("--max-connections", range: 1...10_000_000) ?? config.maxConnections
+    config.idleTimeoutSeconds = try arguments.seconds("--idle-timeout")
+    config.drainTimeoutSeconds = try arguments.seconds("--drain-timeout") ?? config.drainTimeoutSeconds
+} catch {
+    SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
+}
+
+let sink: TraceWriter
+do {
+    sink = try trace.makeSink()
+} catch {
+    SysExits.fail(command, "\(error)", code: SysExits.cantCreate)
+}
+let tracer = StateTracer(sink: sink, side: .server, verbose: trace.verbose,
+                         closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0)
+let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
+do {
+    let address = try server.bind()
+    if trace.format == .off || trace.path != nil {
+        SignalSafeOutput.line("\(command): listening on \(address) (\(config.threads) threads)")
+    }
+} catch {
+    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
+}
+
+// Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
+// second one exits at once.
+let signals = TerminationSignals()
+signals.install(command: command) { _ in server.stop() }
+
+do {
+    try server.run()
+} catch {
+    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
+}
+tracer.follower.finish()
+sink.flush()
+SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
+exit(0)

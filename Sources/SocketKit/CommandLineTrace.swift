@@ -1,0 +1,37 @@
+import Glibc
+
+/// The trace options both executables share (`--trace`, `--trace-file`, `--trace-verbose`,
+/// `--no-color`, `--close-wait-warn`), and the sink they describe.
+public struct CommandLineTrace: Sendable {
+    public var format: TraceFormat
+    public var path: String?
+    public var verbose: Bool
+    public var color: Bool
+    public var closeWaitWarnSeconds: Double
+
+    public static func options(_ arguments: ParsedArguments) throws -> CommandLineTrace {
+        let format: TraceFormat = try arguments.choice("--trace", default: .text)
+        let path = arguments.string("--trace-file")
+        // Color only for a terminal, never with NO_COLOR (https://no-color.org) or --no-color.
+        let color = path == nil && isatty(2) == 1 && getenv("NO_COLOR") == nil && !arguments.has("--no-color")
+            && String(cString: getenv("TERM") ?? strdup("dumb")) != "dumb"
+        return CommandLineTrace(format: format, path: path, verbose: arguments.has("--trace-verbose"), color: color,
+                                closeWaitWarnSeconds: try arguments.seconds("--close-wait-warn") ?? 5)
+    }
+
+    /// stderr (flushed per event on a terminal) or the trace file.
+    public func makeSink() throws -> TraceWriter {
+        if let path {
+            return try TraceWriter.file(path: path, format: format)
+        }
+        return TraceWriter(format: format, fd: 2, color: color, immediate: isatty(2) == 1)
+    }
+
+    /// Writes plain text to where the trace goes.
+    public func write(_ text: String) {
+        var fd: Int32 = 2
+        if let path { fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC) }
+        _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+        if fd != 2 { close(fd) }
+    }
+}

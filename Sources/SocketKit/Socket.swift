@@ -1,0 +1,88 @@
+import CSocketKit
+import Glibc
+
+/// An owned TCP socket descriptor: created here, closed exactly once.
+///
+/// Not thread-safe by design: each socket belongs to one event loop or one client thread.
+public final class Socket: @unchecked Sendable {
+    public private(set) var fd: Int32
+    public let family: Int32
+
+    /// Takes ownership of `fd`; it will be closed by `close()` or, failing that, on deinit.
+    public init(takingOwnershipOf fd: Int32, family: Int32) {
+        self.fd = fd
+        self.family = family
+    }
+
+    /// A new TCP socket, close-on-exec, optionally non-blocking. C: `socket(2)`.
+    public convenience init(family: Int32, nonBlocking: Bool = true) throws {
+        var type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        if nonBlocking { type |= Int32(SOCK_NONBLOCK.rawValue) }
+        let fd = try syscall("socket") { Glibc.socket(family, type, Int32(IPPROTO_TCP)) }
+        self.init(takingOwnershipOf: fd, family: family)
+    }
+
+    deinit {
+        // Leaking a descriptor is worse than closing it late; owners should call close().
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    public var isOpen: Bool { fd >= 0 }
+
+    /// Closes the descriptor once. EINTR counts as closed: Linux has released the fd already,
+    /// and retrying could close a descriptor another thread just received. C: `close(2)`.
+    public func close() throws {
+        guard fd >= 0 else { return }
+        let descriptor = fd
+        fd = -1
+        if Glibc.close(descriptor) == -1 {
+            let code = errno
+            if code != EINTR { throw SystemCallError(call: "close", errno: code) }
+        }
+    }
+
+    /// Runs `body` with the raw descriptor, or throws EBADF if the socket was closed.
+    @inline(__always)
+    public func withDescriptor<R>(_ call: StaticString, _ body: (Int32) throws -> R) throws -> R {
+        guard fd >= 0 else { throw SystemCallError(call: call.description, errno: EBADF) }
+        return try body(fd)
+    }
+
+    /// C: `fcntl(F_SETFL, O_NONBLOCK)`.
+    public func setNonBlocking(_ on: Bool = true) throws {
+        try withDescriptor("fcntl") { fd in
+            let flags = try syscall("fcntl") { fcntl(fd, F_GETFL) }
+            let wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
+            if wanted != flags { _ = try syscall("fcntl") { fcntl(fd, F_SETFL, wanted) } }
+        }
+    }
+
+    /// C: `getsockname(2)`.
+    public func localAddress() throws -> SocketAddress {
+        try address("getsockname") { getsockname($0, $1, $2) }
+    }
+
+    /// C: `getpeername(2)`.
+    public func peerAddress() throws -> SocketAddress {
+        try address("getpeername") { getpeername($0, $1, $2) }
+    }
+
+    private func address(
+        _ call: StaticString,
+        _ body: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
+    ) throws -> SocketAddress {
+        try withDescriptor(call) { fd in
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            _ = try withUnsafeMutablePointer(to: &storage) { pointer in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                    try syscall(call) { body(fd, sa, &length) }
+                }
+            }
+            guard let address = SocketAddress(storage: storage) else {
+                throw SystemCallError(call: call.description, errno: EAFNOSUPPORT)
+            }
+            return address
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import Glibc
+
+/// An IPv4 or IPv6 socket address. Text form: `127.0.0.1:7007`, `[::1]:7007`.
+public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
+    case v4(sockaddr_in)
+    case v6(sockaddr_in6)
+
+    /// A numeric address (`127.0.0.1`, `::1`, `[::1]`); nil if `host` is not a literal.
+    public init?(numericHost host: String, port: UInt16) {
+        var text = host
+        if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
+        var v4 = sockaddr_in()
+        if inet_pton(AF_INET, text, &v4.sin_addr) == 1 {
+            v4.sin_family = sa_family_t(AF_INET)
+            v4.sin_port = port.bigEndian
+            self = .v4(v4)
+            return
+        }
+        var v6 = sockaddr_in6()
+        if inet_pton(AF_INET6, text, &v6.sin6_addr) == 1 {
+            v6.sin6_family = sa_family_t(AF_INET6)
+            v6.sin6_port = port.bigEndian
+            self = .v6(v6)
+            return
+        }
+        return nil
+    }
+
+    /// Parses `HOST:PORT`, `[V6]:PORT` (numeric hosts only).
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"),
+              let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+        let host = String(text[..<colon])
+        if host.contains(":") && !host.hasPrefix("[") { return nil }  // bare v6 needs brackets
+        self.init(numericHost: host, port: port)
+    }
+
+    /// Converts a kernel-filled `sockaddr_storage`; nil for families other than IPv4/IPv6.
+    public init?(storage: sockaddr_storage) {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            self = withUnsafeBytes(of: &storage) { .v4($0.load(as: sockaddr_in.self)) }
+        case AF_INET6:
+            self = withUnsafeBytes(of: &storage) { .v6($0.load(as: sockaddr_in6.self)) }
+        default:
+            return nil
+        }
+    }
+
+    public var family: Int32 {
+        switch self {
+        case .v4: return AF_INET
+        case .v6: return AF_INET6
+        }
+    }
+
+    public var port: UInt16 {
+        get {
+            switch self {
+            case .v4(let a): return UInt16(bigEndian: a.sin_port)
+            case .v6(let a): return UInt16(bigEndian: a.sin6_port)
+            }
+        }
+        set {
+            switch self {
+            case .v4(var a): a.sin_port = newValue.bigEndian; self = .v4(a)
+            case .v6(var a): a.sin6_port = newValue.bigEndian; self = .v6(a)
+            }
+        }
+    }
+
+    /// The address without the port (`127.0.0.1`, `::1`).
+    public var host: String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        switch self {
+        case .v4(var a): inet_ntop(AF_INET, &a.sin_addr, &buffer, socklen_t(buffer.count))
+        case .v6(var a): inet_ntop(AF_INET6, &a.sin6_addr, &buffer, socklen_t(buffer.count))
+        }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The 16 address bytes in network order, IPv4 in the first four (inet_diag's layout).
+    public var addressBytes: [UInt8] {
+        switch self {
+        case .v4(var a): return withUnsafeBytes(of: &a.sin_addr) { Array($0) } + [UInt8](repeating: 0, count: 12)
+        case .v6(var a): return withUnsafeBytes(of: &a.sin6_addr) { Array($0) }
+        }
+    }
+
+    public var isLoopback: Bool {
+        switch self {
+        case .v4: return host.hasPrefix("127.")
+        case .v6: return host == "::1" || host.hasPrefix("::ffff:127.")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .v4: return "\(host):\(port)"
+        case .v6: return "[\(host)]:\(port)"
+        }
+    }
+
+    /// Calls `body` with a `sockaddr` pointer and length for bind/connect.
+    public func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
+        switch self {
+        case .v4(var a):
+            return try withUnsafePointer(to: &a) {
+                try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    try body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        case .v6(var a):
+            return try withUnsafePointer(to: &a) {
+                try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    try body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
+            }
+        }
+    }
+
+    public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
+        lhs.family == rhs.family && lhs.port == rhs.port && lhs.addressBytes == rhs.addressBytes
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(family)
+        hasher.combine(port)
+        hasher.combine(addressBytes)
+    }
+}
+
+extension sockaddr_in: @retroactive @unchecked Sendable {}
+extension sockaddr_in6: @retroactive @unchecked Sendable {}

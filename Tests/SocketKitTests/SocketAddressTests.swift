@@ -1,0 +1,47 @@
+import Glibc
+import Testing
+@testable import SocketKit
+
+@Suite struct SocketAddressTests {
+    @Test func parsesAndPrintsIPv4() throws {
+        let a = try #require(SocketAddress(parsing: "127.0.0.1:7007"))
+        #expect(a.description == "127.0.0.1:7007")
+        #expect(a.port == 7007)
+        #expect(a.family == AF_INET)
+        #expect(a.isLoopback)
+    }
+
+    @Test func parsesAndPrintsIPv6WithBrackets() throws {
+        let a = try #require(SocketAddress(parsing: "[::1]:7007"))
+        #expect(a.description == "[::1]:7007")
+        #expect(a.host == "::1")
+        #expect(a.family == AF_INET6)
+        #expect(SocketAddress(parsing: "::1:7007") == nil)   // ambiguous without brackets
+    }
+
+    @Test func rejectsGarbage() {
+        #expect(SocketAddress(parsing: "localhost:80") == nil)
+        #expect(SocketAddress(parsing: "127.0.0.1:99999") == nil)
+        #expect(SocketAddress(parsing: "1.2.3.4") == nil)
+        #expect(SocketAddress(numericHost: "256.1.1.1", port: 1) == nil)
+    }
+
+    @Test func resolvesLocalhostAndLiterals() throws {
+        let literal = try HostResolver.resolve("::1", port: 9)
+        #expect(literal.map(\.description) == ["[::1]:9"])
+        let local = try HostResolver.resolve("localhost", port: 9)
+        #expect(local.allSatisfy { $0.isLoopback })
+    }
+
+    @Test func unknownHost_throwsResolutionError() {
+        #expect(throws: ResolutionError.self) { try HostResolver.resolve("no-such-host.invalid", port: 1) }
+    }
+
+    @Test func boundSocket_reportsItsAddress() throws {
+        let listener = try Socket.listening(on: SocketAddress(parsing: "127.0.0.1:0")!)
+        defer { try? listener.close() }
+        let local = try listener.localAddress()
+        #expect(local.host == "127.0.0.1")
+        #expect(local.port != 0)
+    }
+}

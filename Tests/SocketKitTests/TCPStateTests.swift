@@ -1,0 +1,64 @@
+import Testing
+@testable import SocketKit
+
+@Suite struct TCPStateTests {
+    @Test func kernelNumbers_mapToRFCNames() {
+        let expected: [UInt8: String] = [
+            1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECEIVED", 4: "FIN_WAIT_1", 5: "FIN_WAIT_2",
+            6: "TIME_WAIT", 7: "CLOSED", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
+            12: "SYN_RECEIVED",
+        ]
+        for (value, name) in expected { #expect(TCPState(kernel: value).name == name) }
+    }
+
+    @Test func outOfRangeKernelValue_printsUnknown() {
+        #expect(TCPState(kernel: 0).name == "UNKNOWN(0)")
+        #expect(TCPState(kernel: 200).name == "UNKNOWN(200)")
+    }
+
+    @Test func names_roundTrip() {
+        for state in TCPState.all { #expect(TCPState(name: state.name) == state) }
+        #expect(TCPState.all.count == 11)
+        #expect(TCPState(name: "ESTAB") == nil)
+    }
+
+    @Test func kernelValue_isInverseOfMapping() {
+        for state in TCPState.all { #expect(TCPState(kernel: state.kernelValue!) == state) }
+    }
+}
+
+@Suite struct TCPStateMachineTests {
+    typealias M = TCPStateMachine
+
+    @Test func activeClose_infersFinWaitsAndTimeWait() {
+        let ctx = M.Context(weClosedFirst: true)
+        #expect(M.statesBetween(.established, .closed, context: ctx) == [.finWait1, .finWait2, .timeWait])
+        #expect(M.statesBetween(.finWait1, .timeWait, context: ctx) == [.finWait2])
+    }
+
+    @Test func passiveClose_infersCloseWaitAndLastAck() {
+        let ctx = M.Context(peerClosedFirst: true)
+        #expect(M.statesBetween(.established, .closed, context: ctx) == [.closeWait, .lastAck])
+        #expect(M.statesBetween(.closeWait, .closed, context: ctx) == [.lastAck])
+    }
+
+    @Test func reset_goesStraightToClosed() {
+        let ctx = M.Context(reset: true)
+        #expect(M.statesBetween(.established, .closed, context: ctx) == [])
+        #expect(M.statesBetween(.finWait2, .closed, context: ctx) == [])
+    }
+
+    @Test func handshake_infersSynSentAndSynReceived() {
+        #expect(M.statesBetween(.closed, .established, context: .init()) == [.synSent])
+        #expect(M.statesBetween(.listen, .established, context: .init()) == [.synReceived])
+        #expect(M.statesBetween(.listen, .closed, context: .init()) == [])
+        #expect(M.statesBetween(.synSent, .closed, context: .init()) == [])
+    }
+
+    @Test func disallowedTransition_returnsNil() {
+        #expect(M.statesBetween(.timeWait, .established, context: .init()) == nil)
+        #expect(M.statesBetween(.closeWait, .finWait1, context: .init()) == nil)
+        #expect(!M.allows(.listen, .established))
+        #expect(M.allows(.finWait1, .closing))
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+@testable import SocketKit
+
+@Suite struct TraceRendererTests {
+    static let schemaKeys: Set<String> = [
+        "ts_ns", "time", "side", "pid", "conn", "local", "peer", "cookie", "event", "from", "to", "source",
+        "cause", "in_state_ns", "unexpected", "timer_ms", "errno", "errno_name", "bytes", "data", "tcp_info",
+    ]
+
+    @Test func json_carriesEverySchemaKeyAndParses() throws {
+        var event = TraceEvent(timestampNs: 42, side: .server, conn: 3, local: "127.0.0.1:7007", peer: "127.0.0.1:5",
+                               cookie: 9, kind: .state, from: .established, to: .closeWait, source: .tcpInfo,
+                               cause: "recv()=0: \"quoted\"\n", inStateNs: 1000)
+        event.bytes = [0x1b, 0x5b, 0x32, 0x4a, 0, 0xff]
+        event.byteCount = 6
+        let line = JSONTraceRenderer.render(event)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(Set(object.keys) == Self.schemaKeys)
+        #expect(object["to"] as? String == "CLOSE_WAIT")
+        #expect(object["data"] as? String == "\\x1b[2J\\x00\\xff")
+        let back = try #require(TraceEvent(jsonLine: Substring(line)))
+        #expect(back.to == .closeWait && back.from == .established && back.conn == 3 && back.timestampNs == 42)
+    }
+
+    @Test func text_escapesPeerBytes() {
+        var event = TraceEvent(timestampNs: 0, side: .client, conn: 1, kind: .data, cause: "received 4 bytes")
+        event.bytes = [0x1b, 0x5d, 0x07, 0x41]
+        let line = TextTraceRenderer(baseNs: 0, color: false).render(event)
+        #expect(!line.contains("\u{1b}"))
+        #expect(line.contains("\\x1b]\\x07A"))
+    }
+
+    @Test func text_colorsOnlyWhenAsked() {
+        let event = TraceEvent(timestampNs: 5_000, side: .server, conn: 1, kind: .state, from: .listen, to: .synReceived,
+                               source: .inferred, cause: "x")
+        #expect(!TextTraceRenderer(baseNs: 0, color: false).render(event).contains("\u{1b}["))
+        #expect(TextTraceRenderer(baseNs: 0, color: true).render(event).contains("\u{1b}["))
+    }
+
+    @Test func escaping_passesPrintableAsciiOnly() {
+        #expect(ByteEscaping.escape(Array("hi\\there\r\n".utf8)) == "hi\\\\there\\r\\n")
+        #expect(ByteEscaping.escape(Array("é".utf8)) == "\\xc3\\xa9")
+    }
+
+    @Test func ladder_putsSidesInColumnsInTimeOrder() {
+        let events = [
+            TraceEvent(timestampNs: 200, side: .server, conn: 1, kind: .state, from: .established, to: .closeWait, source: .tcpInfo, cause: "s"),
+            TraceEvent(timestampNs: 100, side: .client, conn: 1, kind: .state, from: .established, to: .finWait1, source: .tcpInfo, cause: "c"),
+        ]
+        let lines = LadderRenderer(color: false).render(events)
+        #expect(lines.count == 3)
+        #expect(lines[1].contains("FIN_WAIT_1"))
+        #expect(lines[2].contains("CLOSE_WAIT"))
+        let clientColumn = lines[1].range(of: "FIN_WAIT_1")!.lowerBound
+        let serverColumn = lines[2].range(of: "CLOSE_WAIT")!.lowerBound
+        #expect(lines[1].distance(from: lines[1].startIndex, to: clientColumn)
+                < lines[2].distance(from: lines[2].startIndex, to: serverColumn))
+    }
+}
