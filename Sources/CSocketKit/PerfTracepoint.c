@@ -7,7 +7,10 @@
 #include <sys/syscall.h>
 #include <linux/perf_event.h>
 
-int CSocketKit_perf_open_tracepoint(uint64_t tracepoint_id, int cpu, int clockid) {
+_Static_assert(sizeof(CSocketKit_perf_counts) == 16, "read_format PERF_FORMAT_LOST layout");
+
+int CSocketKit_perf_open_tracepoint(uint64_t tracepoint_id, int cpu, int clockid, uint32_t wakeup_events,
+                                   int count_lost) {
     struct perf_event_attr attr;
     memset(&attr, 0, sizeof attr);
     attr.size = sizeof attr;
@@ -18,7 +21,8 @@ int CSocketKit_perf_open_tracepoint(uint64_t tracepoint_id, int cpu, int clockid
     attr.disabled = 1;          // enabled only once the ring is mapped, so nothing is dropped
     attr.use_clockid = 1;
     attr.clockid = clockid;
-    attr.wakeup_events = 1;     // poll() wakes per sample: state changes are sparse, latency matters
+    attr.wakeup_events = wakeup_events;
+    if (count_lost) attr.read_format = 1U << 4;  // PERF_FORMAT_LOST: an enum older headers lack
     return (int)syscall(SYS_perf_event_open, &attr, -1 /* any pid */, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 }
 

@@ -23,7 +23,17 @@ typedef struct CSocketKit_perf_drain_result {
 
 // perf_event_open has no glibc wrapper and syscall() is variadic, which Swift cannot call.
 // Opens one tracepoint event, disabled, system-wide on `cpu`; fd or -1 with errno.
-int CSocketKit_perf_open_tracepoint(uint64_t tracepoint_id, int cpu, int clockid);
+// poll() wakes every `wakeup_events` samples (each wake-up is an irq_work self-IPI).
+// count_lost asks for PERF_FORMAT_LOST (Linux 6.0+; EINVAL before): read() then returns
+// CSocketKit_perf_counts with the drops counted at once, not when a PERF_RECORD_LOST fits.
+int CSocketKit_perf_open_tracepoint(uint64_t tracepoint_id, int cpu, int clockid, uint32_t wakeup_events,
+                                   int count_lost);
+
+// What read() on an event opened with count_lost returns (read_format = PERF_FORMAT_LOST).
+typedef struct CSocketKit_perf_counts {
+    uint64_t value;       // samples the event produced
+    uint64_t lost;        // samples dropped because the ring was full
+} CSocketKit_perf_counts;
 
 // PERF_EVENT_IOC_* are _IO() function-like macros and ioctl() is variadic.
 int CSocketKit_perf_enable(int fd);
