@@ -20,7 +20,8 @@ public struct KernelStateChange: Sendable, Equatable {
     public var sourceAddress: String
     public var destinationAddress: String
     /// Process running on the CPU when the change happened. Changes driven by an incoming
-    /// segment run in softirq context, so this is whoever was interrupted (often 0 or the peer).
+    /// segment run in softirq context, so this is whoever was interrupted: on loopback usually
+    /// the sending process, with a real NIC often 0 (idle) or an unrelated process.
     public var pid: Int32
 
     public init(timestampNs: UInt64, skaddr: UInt64, oldState: UInt8, newState: UInt8, family: Int32,
@@ -43,8 +44,10 @@ public struct KernelStateChange: Sendable, Equatable {
 /// on the tracepoint `sock:inet_sock_set_state`: one event and one mmap'd ring per online CPU.
 ///
 /// Needs root or CAP_PERFMON (system-wide raw tracepoint samples), and root to mount tracefs
-/// when it is not mounted. Sockets in TIME_WAIT and SYN_RECV request socks are mini-sockets
-/// the tracepoint never reports.
+/// when it is not mounted. Request socks (TCP_NEW_SYN_RECV) and TIME_WAIT are mini-sockets the
+/// tracepoint never reports: a server's child appears as LISTEN→SYN_RECV when the handshake's
+/// last ACK arrives, and an active closer's socket goes FIN_WAIT2→CLOSE. Only IPPROTO_TCP is
+/// delivered (the same tracepoint also fires for SCTP and MPTCP sockets).
 ///
 /// Wait for readability on `pollDescriptors` (poll/epoll, POLLIN), then call `drain()`.
 /// Always drain fully after a wake-up: perf's poll reports a wake-up once, not while data remains.
@@ -121,7 +124,7 @@ public final class KernelTracepoint: @unchecked Sendable {
                 rings.append(Ring(fd: fd, base: base))
             }
             for ring in rings {
-                _ = try syscall("ioctl") { CSocketKit_perf_enable(ring.fd) }.self
+                _ = try syscall("ioctl") { CSocketKit_perf_enable(ring.fd) }
             }
         } catch {
             for ring in rings { Self.release(ring, pagesPerCPU: pagesPerCPU) }
