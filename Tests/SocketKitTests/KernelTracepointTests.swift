@@ -157,7 +157,11 @@ func loopbackExchange() throws -> (server: UInt16, client: UInt16) {
     return (serverPort, clientPort)
 }
 
-private let liveAvailability = geteuid() == 0 ? KernelTracepoint.availability() : .unavailable(reason: "not root")
+private let liveAvailability: KernelTracepoint.Availability = {
+    let availability = KernelTracepoint.availability()
+    guard geteuid() != 0 else { return availability }
+    return .unavailable(reason: "not root" + (availability == .available ? "" : "; \(availability)"))
+}()
 
 // Serialized: the struct sock of one test's socket is soon reused for the next test's.
 @Suite(.serialized) struct KernelTracepointLiveTests {
