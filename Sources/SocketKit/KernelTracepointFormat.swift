@@ -1,3 +1,4 @@
+import CSocketKit
 import Glibc
 
 /// Failures of the tracepoint reader that carry no errno.

@@ -120,4 +120,6 @@ static inline const struct rtattr *CSocketKit_RTA_NEXT(const struct rtattr *rta,
 static inline const void *CSocketKit_RTA_DATA(const struct rtattr *rta) { return RTA_DATA(rta); }
 static inline size_t CSocketKit_RTA_PAYLOAD(const struct rtattr *rta) { return RTA_PAYLOAD(rta); }
 
+#include "CSocketKitPerf.h"
+
 #endif
