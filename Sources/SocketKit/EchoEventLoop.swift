@@ -53,6 +53,8 @@ final class EchoEventLoop: @unchecked Sendable {
         while true {
             let now = MonotonicClock.now()
             let timeout = timeoutMillis(now: now)
+            // Flush before sleeping: trace lines must not wait for the next connection.
+            tracer?.sink.flush()
             do {
                 _ = try epoll.wait(timeoutMillis: timeout) { token, events in
                     switch token {
@@ -67,7 +69,6 @@ final class EchoEventLoop: @unchecked Sendable {
             }
             runTimers(now: MonotonicClock.now())
             if control.stopRequested && drainDeadline == nil { beginDrain() }
-            tracer?.sink.flush()
             if let deadline = drainDeadline {
                 if stats.open.load(ordering: .relaxed) == 0 || activeCount == 0 { break }
                 if MonotonicClock.now() >= deadline { closeAll(cause: "drain timeout: closed by the server"); break }

@@ -100,6 +100,11 @@ final class ServerProcess {
         var found: UInt16?
         _ = child.waitForStderr { text in
             for line in text.split(separator: "\n") {
+                if let range = line.range(of: "listening on "),
+                   let address = SocketAddress(parsing: String(line[range.upperBound...].prefix { $0 != " " })) {
+                    found = address.port
+                    return true
+                }
                 if let e = TraceEvent(jsonLine: line), e.to == .listen, let local = e.local,
                    let address = SocketAddress(parsing: local) {
                     found = address.port
