@@ -1,0 +1,52 @@
+import Glibc
+import Testing
+@testable import SocketKit
+
+/// The server's tracing in-process: warnings and states a user relies on.
+@Suite struct EchoServerTracingTests {
+    /// A server that withholds close() after the peer's FIN sits in CLOSE_WAIT: the trace must
+    /// say so, once, after the threshold.
+    @Test func closeWaitWarning_firesWhenServerWithholdsClose() throws {
+        let sink = TraceCollector()
+        var config = EchoServerConfiguration()
+        config.port = 0
+        config.threads = 1
+        config.withholdClose = true
+        config.drainTimeoutSeconds = 0.2
+        let tracer = StateTracer(sink: sink, side: .server, closeWaitWarnSeconds: 0.3, firstConnectionID: 0)
+        let server = EchoServer(configuration: config, tracer: tracer)
+        let address = try server.bind()
+        let thread = try server.start()
+        defer { server.stop(); thread.join() }
+
+        let client = try Socket(family: AF_INET, nonBlocking: false)
+        try client.connect(to: address)
+        try client.shutdown(.write)
+        let deadline = MonotonicClock.now() + 5_000_000_000
+        while !sink.events.contains(where: { $0.kind == .warning }) && MonotonicClock.now() < deadline { usleep(10_000) }
+        let warnings = sink.events.filter { $0.kind == .warning && $0.conn == 1 }
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.cause.contains("the application has not called close()") == true)
+        #expect(warnings.first?.from == .closeWait)
+        // The peer, meanwhile, waits in FIN_WAIT_2 for a FIN that does not come.
+        #expect(try client.tcpInfo().state == .finWait2)
+        try client.close()
+    }
+
+    @Test func listenerReportsTheRealPortForPortZero() throws {
+        let sink = TraceCollector()
+        var config = EchoServerConfiguration()
+        config.port = 0
+        config.threads = 2
+        let server = EchoServer(configuration: config, tracer: StateTracer(sink: sink, side: .server, firstConnectionID: 0))
+        let address = try server.bind()
+        #expect(address.port != 0)
+        let listens = sink.events.filter { $0.to == .listen }
+        #expect(listens.count == 2)
+        #expect(listens.allSatisfy { $0.local == address.description && $0.source == .tcpInfo })
+        let thread = try server.start()
+        server.stop()
+        thread.join()
+        #expect(sink.events.filter { $0.from == .listen && $0.to == .closed && $0.source == .tcpInfo }.count == 2)
+    }
+}
