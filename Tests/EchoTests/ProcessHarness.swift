@@ -28,7 +28,7 @@ final class ChildProcess: @unchecked Sendable {
     private var stderrData = Data()
 
     init(_ name: String, _ arguments: [String], environment: [String: String]? = nil, stdin: Bool = false) throws {
-        process.executableURL = Executables.url(name)
+        process.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name) : Executables.url(name)
         process.arguments = arguments
         if let environment { process.environment = environment }
         process.standardOutput = stdoutPipe
