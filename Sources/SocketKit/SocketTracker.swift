@@ -205,7 +205,16 @@ public final class SocketTracker: @unchecked Sendable {
         guard !fdClosed else { return }
         fdClosed = true
         if state != .closed { noteOurFIN() }
-        guard state != .closed, local != nil, peer != nil else { return }
+        guard state != .closed, let local, let peer else { return }
+        // One lookup right away, on the owner's thread: orphaned FIN_WAIT_1/2 and LAST_ACK can
+        // last only microseconds after close(), too short to wait for the follower's queue.
+        if let diag, let result = try? diag.lookup(local: local, peer: peer, cookie: cookie) as SockDiagEntry?? {
+            guard let entry = result else {
+                followed(nil, cause: "gone from the kernel's socket table right after \(cause)")
+                return
+            }
+            followed(entry, cause: "after \(cause) (the fd is gone; sock_diag)")
+        }
         tracer.follower.follow(self, cause: cause)
     }
 
