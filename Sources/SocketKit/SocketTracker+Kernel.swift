@@ -105,8 +105,9 @@ extension SocketTracker {
         switch source {
         case .tracepoint: return true
         case .sockDiag:
-            // The tracepoint never sees the TIME_WAIT mini-socket: sock_diag reports it and its end.
-            return to == .timeWait || state == .timeWait
+            // The tracepoint never sees the TIME_WAIT mini-socket: sock_diag reports it and its
+            // end. Anything else it shows was read before the drain: older than the kernel's news.
+            return to == .timeWait || (state == .timeWait && to == .closed)
         case .tcpInfo, .inferred:
             // The kernel reported every transition of the full socket up to this reading.
             return false
