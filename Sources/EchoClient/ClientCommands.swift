@@ -50,7 +50,7 @@ enum ClientCommands {
         }
         let sink = try options.makeSink()
         if options.format == .json {
-            for event in outcome.events.sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
+            for event in (collector.events + outcome.events).sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
             sink.flush()
         } else if options.format == .text {
             let renderer = LadderRenderer(color: options.color)
