@@ -4,15 +4,19 @@ import SocketKit
 /// The client's modes, wired from parsed options to SocketKit.
 enum ClientCommands {
     static func echo(config: EchoClientConfiguration, messages: [String], options: CommandLineTrace) throws -> Int32 {
+        // Resolve first: a bad name is one line on stderr, before any trace starts.
+        let addresses = try HostResolver.resolve(config.host, port: config.port)
         let sink = try options.makeSink()
-        let tracer = StateTracer(sink: sink, side: .client, verbose: options.verbose)
+        let kernel = options.makeKernelSource(command: "EchoClient", sink: sink, side: .client)
+        let tracer = StateTracer(sink: sink, side: .client, verbose: options.verbose, kernel: kernel)
         let client = EchoClient(configuration: config, tracer: options.format == .off ? nil : tracer)
         defer {
             tracer.follower.settle(timeoutSeconds: 0.2)
             tracer.follower.finish()
+            kernel?.stop()
             sink.flush()
         }
-        try client.connect()
+        try client.connect(toFirstOf: addresses)
         do {
             if messages.isEmpty {
                 let result = try client.stream(input: 0, output: 1)
@@ -38,12 +42,17 @@ enum ClientCommands {
     }
 
     static func demo(host: String, options: CommandLineTrace) throws -> Int32 {
-        let outcome = try EchoDemo.run(host: host) { line in
+        // The note goes with the demo's own events (the timeline is printed at the end).
+        let collector = TraceCollector()
+        let kernel = options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
+        defer { kernel?.stop() }
+        if let note = collector.events.first?.cause, options.format == .text { options.write("EchoClient --demo: \(note)\n") }
+        let outcome = try EchoDemo.run(host: host, kernel: kernel) { line in
             _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
         }
         let sink = try options.makeSink()
         if options.format == .json {
-            for event in outcome.events.sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
+            for event in (collector.events + outcome.events).sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
             sink.flush()
         } else if options.format == .text {
             let renderer = LadderRenderer(color: options.color)

@@ -11,6 +11,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--trace-file", value: "PATH", help: "write the trace to PATH instead of stderr"),
     OptionSpec("--trace-verbose", help: "also trace each syscall and the bytes sent/received (escaped)"),
     OptionSpec("--no-color", help: "never color the text trace (also: NO_COLOR, or not a terminal)"),
+    OptionSpec("--kernel-trace", value: "auto|on|off", help: "states from the kernel tracepoint (root/CAP_PERFMON): auto (default) falls back, on fails without"),
     OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
     OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
     OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder"),
@@ -18,7 +19,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--help", short: "-h", help: "show this help"),
 ], allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--no-color] [--demo] [--version] [--help] [MESSAGE ...]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--version] [--help] [MESSAGE ...]"
 
 let arguments: ParsedArguments
 do {

@@ -12,6 +12,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--trace-verbose", help: "also trace syscalls and the bytes echoed (escaped)"),
     OptionSpec("--no-color", help: "never color the text trace (also: NO_COLOR, or not a terminal)"),
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
+    OptionSpec("--kernel-trace", value: "auto|on|off", help: "states from the kernel tracepoint (root/CAP_PERFMON): auto (default) falls back, on fails without"),
     OptionSpec("--threads", value: "N", help: "event loops, one SO_REUSEPORT listener each (default: number of cores)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
     OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
@@ -21,7 +22,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--help", short: "-h", help: "show this help"),
 ], allowsPositionals: false)
 
-let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--no-color] [--version] [--help]"
+let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--version] [--help]"
 
 let arguments: ParsedArguments
 do {
@@ -65,8 +66,9 @@ do {
 } catch {
     SysExits.fail(command, "\(error)", code: SysExits.cantCreate)
 }
+let kernel = trace.makeKernelSource(command: command, sink: sink, side: .server)
 let tracer = StateTracer(sink: sink, side: .server, verbose: trace.verbose,
-                         closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0)
+                         closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
 let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
 do {
     let address = try server.bind()
@@ -88,6 +90,7 @@ do {
     SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
 }
 tracer.follower.finish()
+kernel?.stop()
 sink.flush()
 SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
 exit(0)

@@ -8,6 +8,8 @@ public struct CommandLineTrace: Sendable {
     public var verbose: Bool
     public var color: Bool
     public var closeWaitWarnSeconds: Double
+    /// `--kernel-trace auto|on|off` (default auto).
+    public var kernelTrace: KernelTraceMode = .auto
 
     public static func options(_ arguments: ParsedArguments) throws -> CommandLineTrace {
         let format: TraceFormat = try arguments.choice("--trace", default: .text)
@@ -15,8 +17,23 @@ public struct CommandLineTrace: Sendable {
         // Color only for a terminal, never with NO_COLOR (https://no-color.org) or --no-color.
         let color = path == nil && isatty(2) == 1 && getenv("NO_COLOR") == nil && !arguments.has("--no-color")
             && String(cString: getenv("TERM") ?? strdup("dumb")) != "dumb"
-        return CommandLineTrace(format: format, path: path, verbose: arguments.has("--trace-verbose"), color: color,
-                                closeWaitWarnSeconds: try arguments.seconds("--close-wait-warn") ?? 5)
+        var options = CommandLineTrace(format: format, path: path, verbose: arguments.has("--trace-verbose"), color: color,
+                                       closeWaitWarnSeconds: try arguments.seconds("--close-wait-warn") ?? 5)
+        options.kernelTrace = try arguments.choice("--kernel-trace", default: .auto)
+        return options
+    }
+
+    /// Resolves `--kernel-trace` once at start and says what it chose in one `info` event on
+    /// `sink` (with the reason when falling back). `on` and impossible: one line, exit 77 or 69.
+    public func makeKernelSource(command: String, sink: TraceSink, side: TraceSide) -> TracepointSource? {
+        guard format != .off else { return nil }
+        do {
+            let (source, note) = try TracepointSource.make(mode: kernelTrace, sink: sink, side: side)
+            sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .info, cause: note))
+            return source
+        } catch {
+            SysExits.fail(command, error.description, code: error.exitCode)
+        }
     }
 
     /// stderr (flushed per event on a terminal) or the trace file.

@@ -40,7 +40,11 @@ public final class EchoClient: @unchecked Sendable {
 
     /// Resolves the host and connects to the first address that answers. C: `connect(2)`.
     public func connect() throws {
-        let addresses = try HostResolver.resolve(configuration.host, port: configuration.port)
+        try connect(toFirstOf: HostResolver.resolve(configuration.host, port: configuration.port))
+    }
+
+    /// Tries each address in turn (a name can resolve to ::1 and 127.0.0.1).
+    public func connect(toFirstOf addresses: [SocketAddress]) throws {
         var lastError: Error = ClientError("no address for \(configuration.host)")
         for address in addresses {
             do {

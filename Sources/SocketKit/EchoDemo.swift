@@ -13,13 +13,15 @@ public enum EchoDemo {
     public static let messages = ["hello", "world", "this line is echoed after our FIN"]
 
     /// Runs the exchange and returns every trace event of both sides. Echoes go to `output`.
-    public static func run(host: String = "127.0.0.1", output: ([UInt8]) -> Void) throws -> Outcome {
+    /// `kernel`: the tracepoint source (`--kernel-trace`), shared by both sides; nil: unprivileged.
+    public static func run(host: String = "127.0.0.1", kernel: TracepointSource? = nil,
+                           output: ([UInt8]) -> Void) throws -> Outcome {
         let collector = TraceCollector()
         var serverConfig = EchoServerConfiguration()
         serverConfig.host = host
         serverConfig.port = 0
         serverConfig.threads = 1
-        let serverTracer = StateTracer(sink: collector, side: .server, firstConnectionID: 0)
+        let serverTracer = StateTracer(sink: collector, side: .server, firstConnectionID: 0, kernel: kernel)
         let server = EchoServer(configuration: serverConfig, tracer: serverTracer)
         let address = try server.bind()
         let thread = try server.start()
@@ -29,7 +31,7 @@ public enum EchoDemo {
         clientConfig.port = address.port
         clientConfig.ioTimeoutSeconds = 10
         clientConfig.connectTimeoutSeconds = 10
-        let clientTracer = StateTracer(sink: collector, side: .client)
+        let clientTracer = StateTracer(sink: collector, side: .client, kernel: kernel)
         let client = EchoClient(configuration: clientConfig, tracer: clientTracer)
         var result = EchoClient.ExchangeResult()
         defer {

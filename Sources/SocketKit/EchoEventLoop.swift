@@ -25,6 +25,8 @@ final class EchoEventLoop: @unchecked Sendable {
     private var acceptPausedUntil: UInt64?
     private var drainDeadline: UInt64?
     private var nextIdleScan: UInt64 = 0
+    /// Kernel tracepoint hook (`--kernel-trace`): trackers with kernel changes waiting; nil when off.
+    private let kernelMailbox: KernelMailbox?
 
     init(listener: Socket, config: EchoServerConfiguration, tracer: StateTracer?, stats: EchoServerStats,
          control: EchoServer.Control) throws {
@@ -37,10 +39,11 @@ final class EchoEventLoop: @unchecked Sendable {
         self.control = control
         diag = tracer == nil ? nil : try? SockDiag()
         readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
+        kernelMailbox = tracer?.kernel == nil ? nil : KernelMailbox(wake: { [wakeup] in wakeup.wake() })
         try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
         try epoll.add(listener.fd, events: .readable, token: Self.listenerToken)
         if let tracer {
-            let tracker = tracer.track(initial: .closed, diag: diag)
+            let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
             tracker.attach(local: try? listener.localAddress(), peer: nil, cookie: try? listener.cookie())
             tracker.observe(listener, cause: "listen(backlog \(config.backlog))")
             listenerTracker = tracker
@@ -67,6 +70,7 @@ final class EchoEventLoop: @unchecked Sendable {
                 tracer?.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0,
                                              kind: .error, cause: "\(error)"))
             }
+            kernelMailbox?.deliver()
             runTimers(now: MonotonicClock.now())
             if control.stopRequested && drainDeadline == nil { beginDrain() }
             if let deadline = drainDeadline {
@@ -112,7 +116,7 @@ final class EchoEventLoop: @unchecked Sendable {
 
     private func register(_ socket: Socket) {
         let now = MonotonicClock.now()
-        let tracker = tracer?.track(initial: .listen, diag: diag)
+        let tracker = tracer?.track(initial: .listen, diag: diag, mailbox: kernelMailbox)
         if let tracker {
             tracker.attach(socket)
             tracker.infer(.synReceived, cause: "SYN arrived on the listener; the kernel finished the handshake before accept() returned")

@@ -304,7 +304,7 @@ public final class KernelTracepoint: @unchecked Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private static func reason(for error: any Error) -> String {
+    static func reason(for error: any Error) -> String {
         guard let error = error as? SystemCallError else { return "\(error)" }
         if error.call == "perf_event_open" && (error.errno == EACCES || error.errno == EPERM) {
             let paranoid = (try? readTextFile("/proc/sys/kernel/perf_event_paranoid"))?

@@ -55,7 +55,7 @@ public final class SockDiagFollower: @unchecked Sendable {
             return
         }
         let before = tracker.state
-        tracker.followed(entry, cause: entry == nil ? "gone from the kernel's socket table (\(cause))" : cause)
+        tracker.followed(entry, cause: entry == nil ? "gone from the kernel's socket table (\(cause))" : cause, diag: diag)
         guard let entry else {
             drop(key)
             return

@@ -21,12 +21,15 @@ public final class SocketTracker: @unchecked Sendable {
     /// Transient-state sampling backoff.
     private var sampleDelayNs: UInt64 = 0
     public private(set) var fdClosed = false
+    /// The kernel tracepoint source, when on (nil: no cost at all on any path).
+    let kernel: KernelLink?
 
-    init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?) {
+    init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?, mailbox: KernelMailbox? = nil) {
         self.tracer = tracer
         self.conn = conn
         self.diag = diag
         state = initial
+        kernel = tracer.kernel.map { KernelLink(source: $0, mailbox: mailbox, diag: diag) }
     }
 
     var sink: TraceSink { tracer.sink }
@@ -36,12 +39,14 @@ public final class SocketTracker: @unchecked Sendable {
         local = try? socket.localAddress()
         peer = try? socket.peerAddress()
         cookie = try? socket.cookie()
+        if kernel != nil { registerWithKernel() }
     }
 
     public func attach(local: SocketAddress?, peer: SocketAddress?, cookie: UInt64?) {
         self.local = local ?? self.local
         self.peer = peer ?? self.peer
         self.cookie = cookie ?? self.cookie
+        if kernel != nil { registerWithKernel() }
     }
 
     // MARK: Context from the program's own calls and results
@@ -67,6 +72,12 @@ public final class SocketTracker: @unchecked Sendable {
         guard let info = try? socket.tcpInfo() else { return nil }
         let now = MonotonicClock.now()
         lastInfo = info
+        if kernel != nil {
+            // Read first, then drain: every transition this reading shows is already in the
+            // rings, so the kernel's events come out first and the reading only confirms them.
+            applyKernelEvents()
+            if isKernelLinked { return info.state }
+        }
         guard info.state != state else { return info.state }
         if info.state == .closed, let resolved = resolveClosedFD(cause: cause(), at: now, info: info) {
             return resolved
@@ -94,6 +105,13 @@ public final class SocketTracker: @unchecked Sendable {
     /// Records that the socket is in `to`, emitting inferred states in between.
     public func record(_ to: TCPState, source: ObservationSource, cause: String, at now: UInt64 = MonotonicClock.now(),
                        info: TCPInfo? = nil, timerMs: UInt32? = nil) {
+        if kernel != nil && !kernelAllows(to, source: source) { return }
+        recordObserved(to, source: source, cause: cause, at: now, info: info, timerMs: timerMs)
+    }
+
+    /// `record` without consulting the kernel source.
+    func recordObserved(_ to: TCPState, source: ObservationSource, cause: String, at now: UInt64,
+                        info: TCPInfo?, timerMs: UInt32?) {
         guard to != state else { return }
         if let from = state {
             if let between = TCPStateMachine.statesBetween(from, to, context: context) {
@@ -114,7 +132,7 @@ public final class SocketTracker: @unchecked Sendable {
         record(to, source: .inferred, cause: cause)
     }
 
-    private func emitState(_ to: TCPState, source: ObservationSource, cause: String, at now: UInt64,
+    func emitState(_ to: TCPState, source: ObservationSource, cause: String, at now: UInt64,
                            info: TCPInfo?, timerMs: UInt32?, unexpected: Bool) {
         var event = makeEvent(.state, cause: cause, at: now)
         event.from = state
@@ -176,7 +194,7 @@ public final class SocketTracker: @unchecked Sendable {
     /// While in a transient state: how long to wait before sampling TCP_INFO again (20 µs,
     /// doubling to 100 ms). nil when the state only changes with an fd event.
     public func nextSampleDelayNs() -> UInt64? {
-        guard let state, state.isTransient, !fdClosed else { return nil }
+        guard let state, state.isTransient, !fdClosed, !isKernelLinked else { return nil }
         sampleDelayNs = sampleDelayNs == 0 ? 20_000 : min(sampleDelayNs * 2, 100_000_000)
         return sampleDelayNs
     }
@@ -205,21 +223,30 @@ public final class SocketTracker: @unchecked Sendable {
         guard !fdClosed else { return }
         fdClosed = true
         if state != .closed { noteOurFIN() }
-        guard state != .closed, let local, let peer else { return }
+        guard state != .closed, let local, let peer else {
+            if let kernel { kernel.source.unregister(self) }
+            return
+        }
         // One lookup right away, on the owner's thread: orphaned FIN_WAIT_1/2 and LAST_ACK can
         // last only microseconds after close(), too short to wait for the follower's queue.
         if let diag, let result = try? diag.lookup(local: local, peer: peer, cookie: cookie) as SockDiagEntry?? {
             guard let entry = result else {
-                followed(nil, cause: "gone from the kernel's socket table right after \(cause)")
+                followed(nil, cause: "gone from the kernel's socket table right after \(cause)", diag: diag)
                 return
             }
-            followed(entry, cause: "after \(cause) (the fd is gone; sock_diag)")
+            followed(entry, cause: "after \(cause) (the fd is gone; sock_diag)", diag: diag)
         }
         tracer.follower.follow(self, cause: cause)
     }
 
     /// Called by the follower with what sock_diag showed (nil: the socket is gone).
-    func followed(_ entry: SockDiagEntry?, cause: String) {
+    func followed(_ entry: SockDiagEntry?, cause: String, diag: SockDiag? = nil) {
+        if let kernel {
+            // The follower owns the tracker now: its sock_diag handle, not the event loop's.
+            kernel.diag = diag
+            applyKernelEvents()
+            if entry == nil { kernel.source.unregister(self) }
+        }
         if let entry {
             record(entry.state, source: .sockDiag, cause: cause, info: entry.info,
                    timerMs: entry.state == .timeWait ? entry.expiresMs : nil)

@@ -11,9 +11,12 @@ public final class StateTracer: Sendable {
     public let closeWaitWarnNs: UInt64
     public let follower: SockDiagFollower
     private let nextConn: Atomic<Int>
+    /// The kernel tracepoint source (`--kernel-trace`), nil when off or unavailable.
+    public let kernel: TracepointSource?
 
     public init(sink: TraceSink, side: TraceSide, verbose: Bool = false, closeWaitWarnSeconds: Double = 5,
-                firstConnectionID: Int = 1) {
+                firstConnectionID: Int = 1, kernel: TracepointSource? = nil) {
+        self.kernel = kernel
         self.sink = sink
         self.side = side
         self.verbose = verbose
@@ -27,8 +30,10 @@ public final class StateTracer: Sendable {
 
     /// A tracker for a new socket. `initial` is the state known by construction (a fresh
     /// socket is CLOSED), not emitted; nil when even that is unknown.
-    public func track(initial: TCPState?, conn: Int? = nil, diag: SockDiag?) -> SocketTracker {
+    /// `mailbox`: where the kernel source posts this tracker when changes wait for it (an
+    /// event loop's), so its owner applies them without waiting for the next observation.
+    public func track(initial: TCPState?, conn: Int? = nil, diag: SockDiag?, mailbox: KernelMailbox? = nil) -> SocketTracker {
         let id = conn ?? nextConn.wrappingAdd(1, ordering: .relaxed).oldValue
-        return SocketTracker(tracer: self, conn: id, initial: initial, diag: diag)
+        return SocketTracker(tracer: self, conn: id, initial: initial, diag: diag, mailbox: mailbox)
     }
 }

@@ -1,0 +1,157 @@
+import Glibc
+@testable import SocketKit
+
+/// Runs in-process echo exchanges (server + client, like EchoDemo) and reads the kernel's own
+/// record of them from an independent tracepoint reader: the oracle for the tracer.
+enum Oracle {
+    static let available = geteuid() == 0 && KernelTracepoint.availability() == .available
+
+    enum Scenario: String, CaseIterable {
+        /// Client close()s right after its echo: it is the active closer.
+        case clientClose
+        /// The server closes first (idle timeout): the client ends in CLOSE_WAIT → LAST_ACK.
+        case serverClose
+        /// Client shutdown(SHUT_WR) before the last echo, keeps receiving, then closes.
+        case halfClose
+    }
+
+    struct Run {
+        var events: [TraceEvent]
+        var kernel: [KernelStateChange]
+        var lost: UInt64
+    }
+
+    /// One exchange. `kernel`: the tracer's tracepoint source (nil: unprivileged path).
+    static func run(_ scenario: Scenario, kernel: TracepointSource?, oracle: KernelTracepoint) throws -> Run {
+        let collector = TraceCollector()
+        var serverConfig = EchoServerConfiguration()
+        serverConfig.port = 0
+        serverConfig.threads = 1
+        if scenario == .serverClose { serverConfig.idleTimeoutSeconds = 0.05 }
+        let serverTracer = StateTracer(sink: collector, side: .server, firstConnectionID: 0, kernel: kernel)
+        let server = EchoServer(configuration: serverConfig, tracer: serverTracer)
+        let address = try server.bind()
+        let thread = try server.start()
+        var clientConfig = EchoClientConfiguration()
+        clientConfig.host = address.host
+        clientConfig.port = address.port
+        clientConfig.ioTimeoutSeconds = 5
+        clientConfig.connectTimeoutSeconds = 5
+        let clientTracer = StateTracer(sink: collector, side: .client, kernel: kernel)
+        let client = EchoClient(configuration: clientConfig, tracer: clientTracer)
+        var kernelChanges: [KernelStateChange] = []
+        do {
+            defer {
+                server.stop()
+                thread.join()
+            }
+            try client.connect()
+            switch scenario {
+            case .clientClose:
+                try sendAndEcho(client, "ping")
+                client.close()
+            case .serverClose:
+                try sendAndEcho(client, "ping")
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
+                defer { buffer.deallocate() }
+                while try client.receiveSome(into: buffer) > 0 {}
+                client.close()
+            case .halfClose:
+                _ = try client.exchange(messages: ["hello", "after our FIN"], lastAfterHalfClose: true) { _ in }
+            }
+            let deadline = MonotonicClock.now() + 2_000_000_000
+            while server.stats.snapshot.closed < 1 && MonotonicClock.now() < deadline { usleep(500) }
+            serverTracer.follower.settle(timeoutSeconds: 1)
+            clientTracer.follower.settle(timeoutSeconds: 1)
+        }
+        // Let the trailing LISTEN→CLOSE reach the rings, then apply what is left.
+        usleep(2_000)
+        kernelChanges += oracle.drain()
+        serverTracer.follower.finish()
+        clientTracer.follower.finish()
+        return Run(events: collector.events, kernel: kernelChanges, lost: oracle.lostRecords)
+    }
+
+    private static func sendAndEcho(_ client: EchoClient, _ text: String) throws {
+        let line = Array((text + "\n").utf8)
+        try line.withUnsafeBytes { try client.sendAll($0) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
+        defer { buffer.deallocate() }
+        var received = 0
+        while received < line.count {
+            let n = try client.receiveSome(into: buffer)
+            if n == 0 { break }
+            received += n
+        }
+    }
+
+    /// One traced socket: its events and, independently, the kernel's changes on it.
+    struct SocketView {
+        var side: TraceSide
+        var conn: Int
+        var events: [TraceEvent]
+        var kernel: [KernelStateChange]
+
+        var stateEvents: [TraceEvent] { events.filter { $0.kind == .state } }
+
+        /// The states the log must show: every state the kernel set, except that an active
+        /// closer's full socket goes X→CLOSE while the connection lives on as TIME_WAIT.
+        var expectedStates: [TCPState] {
+            var states: [TCPState] = []
+            // close() after shutdown() re-sets FIN_WAIT1: the tracepoint fires with old == new.
+            for change in kernel where change.oldState != change.newState {
+                let to = TCPState(kernel: change.newState)
+                if to == .closed, [4, 5, 11].contains(change.oldState), !endedByReset {
+                    states.append(.timeWait)
+                } else {
+                    states.append(to)
+                }
+            }
+            return states
+        }
+
+        var endedByReset: Bool { events.contains { $0.errno == ECONNRESET || $0.errno == ECONNREFUSED } }
+
+        /// When the kernel first entered `state` on this socket (TIME_WAIT: the full socket's CLOSE).
+        func kernelEntry(_ state: TCPState) -> UInt64? {
+            if state == .timeWait {
+                return kernel.first { $0.newState == 7 && [4, 5, 11].contains($0.oldState) }?.timestampNs
+            }
+            return kernel.first { TCPState(kernel: $0.newState) == state }?.timestampNs
+        }
+
+        var kernelStates: Set<TCPState> { Set(kernel.map { TCPState(kernel: $0.newState) }) }
+    }
+
+    /// Splits a run into sockets and finds each socket's kernel changes by its 4-tuple, then its
+    /// skaddr (a client's CLOSE→SYN_SENT shows source port 0: same skaddr, before the first match).
+    static func sockets(_ run: Run) -> [SocketView] {
+        var keys: [String: (TraceSide, Int)] = [:]
+        for event in run.events { keys["\(event.side.rawValue)#\(event.conn)"] = (event.side, event.conn) }
+        return keys.values.sorted { ($0.0.rawValue, $0.1) < ($1.0.rawValue, $1.1) }.compactMap { side, conn in
+            let events = run.events.filter { $0.side == side && $0.conn == conn }
+            guard let localText = events.last(where: { $0.local != nil })?.local,
+                  let local = SocketAddress(parsing: localText) else { return nil }
+            let peer = events.last(where: { $0.peer != nil })?.peer.flatMap { SocketAddress(parsing: $0) }
+            return SocketView(side: side, conn: conn, events: events, kernel: chain(local: local, peer: peer, in: run.kernel))
+        }
+    }
+
+    static func chain(local: SocketAddress, peer: SocketAddress?, in changes: [KernelStateChange]) -> [KernelStateChange] {
+        let host = { (text: String) in text.hasPrefix("::ffff:") ? String(text.dropFirst(7)) : text }
+        guard let first = changes.first(where: { change in
+            change.sourcePort == local.port && host(change.sourceAddress) == host(local.host)
+                && change.destinationPort == (peer?.port ?? 0)
+                && (peer == nil ? change.newState == 10 : host(change.destinationAddress) == host(peer!.host))
+        }) else { return [] }
+        let same = changes.filter { $0.skaddr == first.skaddr }
+        guard let anchor = same.firstIndex(of: first) else { return [] }
+        var start = anchor
+        while start > 0, same[start - 1].newState != 7, same[start - 1].sourcePort == 0 || same[start - 1].sourcePort == local.port {
+            start -= 1
+        }
+        var end = anchor
+        while end < same.count - 1, same[end].newState != 7 { end += 1 }
+        return Array(same[start...end])
+    }
+}

@@ -1,0 +1,97 @@
+import Glibc
+import Testing
+@testable import SocketKit
+
+/// The kernel's tracepoint as ground truth for the tracer. Root only (CI runs as root; the
+/// reader mounts tracefs when it is absent).
+@Suite(.serialized, .enabled(if: Oracle.available, "needs root (or CAP_PERFMON) and the sock:inet_sock_set_state tracepoint"))
+struct OracleTests {
+    @Test(arguments: Oracle.Scenario.allCases)
+    func unprivilegedTrace_agreesWithTheKernel(_ scenario: Oracle.Scenario) throws {
+        let oracle = try KernelTracepoint(pagesPerCPU: 512)
+        defer { oracle.close() }
+        let run = try Oracle.run(scenario, kernel: nil, oracle: oracle)
+        try #require(run.lost == 0, "the oracle's rings dropped records: cannot judge")
+        let sockets = Oracle.sockets(run)
+        #expect(sockets.count == 3, "listener, server child, client")
+        for socket in sockets {
+            let label = "\(scenario) \(socket.side)#\(socket.conn)"
+            try #require(!socket.kernel.isEmpty, "\(label): no kernel changes found for the socket")
+            let logged = socket.stateEvents.compactMap(\.to)
+            #expect(!socket.stateEvents.contains { $0.source == .tracepoint }, "\(label): kernel trace was off")
+            // (1) Every state the kernel set appears in the log, observed or inferred.
+            for state in socket.expectedStates {
+                #expect(logged.contains(state), "\(label): kernel set \(state), log shows \(logged)")
+            }
+            for event in socket.stateEvents where event.source == .tcpInfo || event.source == .sockDiag {
+                guard let to = event.to else { continue }
+                // (2) No observation of a state the kernel never set (TIME_WAIT is the mini-socket).
+                if to != .timeWait {
+                    #expect(socket.kernelStates.contains(to), "\(label): \(event.source!) claims \(to), kernel set \(socket.kernelStates)")
+                }
+                // (3) No observation stamped before the kernel's transition.
+                if let entered = socket.kernelEntry(to) {
+                    #expect(event.timestampNs >= entered, "\(label): \(to) observed at \(event.timestampNs), kernel entered it at \(entered)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: Oracle.Scenario.allCases)
+    func kernelTrace_showsEveryTransitionFromTheTracepoint_once(_ scenario: Oracle.Scenario) throws {
+        let oracle = try KernelTracepoint(pagesPerCPU: 512)
+        defer { oracle.close() }
+        let collector = TraceCollector()
+        let source = try TracepointSource(sink: collector, side: .client)
+        defer { source.stop() }
+        // A connection that is not ours, busy at the same time: it must never be printed.
+        let stranger = try StrangerConnection()
+        let run = try Oracle.run(scenario, kernel: source, oracle: oracle)
+        try stranger.finish()
+        try #require(run.lost == 0, "the oracle's rings dropped records: cannot judge")
+        #expect(!collector.events.contains { $0.kind == .warning }, "no lost records reported")
+        let sockets = Oracle.sockets(run)
+        #expect(sockets.count == 3)
+        for socket in sockets {
+            let label = "\(scenario) \(socket.side)#\(socket.conn)"
+            let states = socket.stateEvents
+            #expect(states.map(\.to!) == socket.expectedStates, "\(label): log \(states.map(\.to!)), kernel \(socket.expectedStates)")
+            for event in states {
+                if event.to == .timeWait {
+                    #expect(event.source == .sockDiag, "\(label): TIME_WAIT comes from sock_diag")
+                } else {
+                    #expect(event.source == .tracepoint, "\(label): \(event.to!) from \(event.source!)")
+                    // Two perf events read the clock separately for one transition: equal within µs.
+                    let kernelTs = socket.kernelEntry(event.to!) ?? 0
+                    #expect(max(kernelTs, event.timestampNs) - min(kernelTs, event.timestampNs) < 50_000,
+                            "\(label): \(event.to!) at \(event.timestampNs), kernel \(kernelTs)")
+                }
+                #expect(!event.unexpected)
+            }
+            #expect(zip(states, states.dropFirst()).allSatisfy { $0.to != $1.to }, "\(label): duplicate events")
+        }
+        for event in run.events {
+            #expect(event.local?.hasSuffix(":\(stranger.port)") != true && event.peer?.hasSuffix(":\(stranger.port)") != true,
+                    "another connection leaked into the trace: \(event)")
+        }
+    }
+}
+
+/// An untraced loopback connection that changes state while the traced exchange runs.
+struct StrangerConnection {
+    let listener: Socket
+    let client: Socket
+    let port: UInt16
+
+    init() throws {
+        listener = try Socket.listening(on: SocketAddress(numericHost: "127.0.0.1", port: 0)!, backlog: 4, reusePort: false)
+        port = try listener.localAddress().port
+        client = try Socket(family: AF_INET, nonBlocking: false)
+        _ = try client.connect(to: SocketAddress(numericHost: "127.0.0.1", port: port)!)
+    }
+
+    func finish() throws {
+        try client.close()
+        try listener.close()
+    }
+}
