@@ -4,9 +4,12 @@ import SocketKit
 
 /// The executables as a user runs them: server and client in separate processes, JSON traces.
 @Suite(.serialized) struct EchoEndToEndTests {
-    @Test func messages_areEchoed_andBothLogsShowClientFirstClose() throws {
-        let server = try ServerProcess()
-        let client = try ChildProcess("EchoClient", ["--port", String(server.port), "--trace", "json", "hello", "world"])
+    /// `off` is what every unprivileged user gets; `auto` uses the kernel tracepoint when root.
+    @Test(arguments: ["off", "auto"])
+    func messages_areEchoed_andBothLogsShowClientFirstClose(kernelTrace: String) throws {
+        let server = try ServerProcess(["--kernel-trace", kernelTrace])
+        let client = try ChildProcess("EchoClient", ["--port", String(server.port), "--trace", "json",
+                                                     "--kernel-trace", kernelTrace, "hello", "world"])
         #expect(client.wait() == 0)
         #expect(client.stdoutText == "hello\nworld\n")
         // The server closes its side after the client's FIN; wait for its CLOSED.
@@ -27,6 +30,7 @@ import SocketKit
         // Honesty: every inferred state says so; nothing inferred claims an observation source.
         for event in client.events + server.child.events where event.kind == .state {
             #expect(event.source != nil)
+            if kernelTrace == "off" { #expect(event.source != .tracepoint) }
             if event.cause.hasPrefix("between ") { #expect(event.source == .inferred) }
         }
     }
