@@ -58,7 +58,14 @@ do {
     if arguments.has("--demo") {
         exit(try ClientCommands.demo(host: config.host, options: options))
     }
-    exit(try ClientCommands.echo(config: config, messages: arguments.positionals, options: options))
+    // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
+    // 128 + signal. A second signal exits at once.
+    let interruption = try ClientInterruption()
+    let signals = TerminationSignals()
+    signals.install(command: command) { interruption.interrupt(signal: $0) }
+    exit(try withExtendedLifetime(signals) {
+        try ClientCommands.echo(config: config, messages: arguments.positionals, options: options, interruption: interruption)
+    })
 } catch {
     SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
 }

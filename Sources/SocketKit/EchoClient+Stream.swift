@@ -23,6 +23,8 @@ extension EchoClient {
         var pendingStart = 0, pendingEnd = 0
         var inputOpen = true
         while true {
+            // A busy stream may never wait: check for SIGINT on every round too.
+            try checkInterrupted()
             // Move what we can without blocking: echo to output, input to the socket.
             var progressed = false
             switch try socket.receive(into: outBuffer) {
