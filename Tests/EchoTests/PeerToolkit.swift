@@ -174,7 +174,7 @@ enum ProcStats {
     static func status(_ pid: Int32, _ key: String) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
-            return Int(line.dropFirst(key.count + 1).split(separator: " ").first ?? "")
+            return Int(line.dropFirst(key.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
         return nil
     }
@@ -183,6 +183,15 @@ enum ProcStats {
     static func threads(_ pid: Int32) -> Int { status(pid, "Threads") ?? -1 }
     static func fdCount(_ pid: Int32) -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+    }
+
+    /// Open sockets only: Dispatch opens a few descriptors of its own lazily (epoll, eventfd,
+    /// signalfd), so the total count is noisy while the socket count is exact.
+    static func socketCount(_ pid: Int32) -> Int {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return -1 }
+        return names.filter {
+            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) ?? "").hasPrefix("socket:")
+        }.count
     }
 
     /// utime + stime in clock ticks (fields 14 and 15 of /proc/<pid>/stat).

@@ -102,7 +102,7 @@ final class ChildProcess: @unchecked Sendable {
 }
 
 /// A JSON-tracing EchoServer on a free port of 127.0.0.1.
-final class ServerProcess {
+final class ServerProcess: @unchecked Sendable {
     let child: ChildProcess
     let port: UInt16
 
@@ -115,7 +115,8 @@ final class ServerProcess {
         var found: UInt16?
         _ = child.waitForStderr { text in
             for line in text.split(separator: "\n") {
-                if let range = line.range(of: "listening on 127.0.0.1:") {
+                // "listening on" (trace in a file or off) or the text trace's LISTEN line.
+                if let range = line.range(of: "listening on 127.0.0.1:") ?? (line.contains("→ LISTEN") ? line.range(of: "127.0.0.1:") : nil) {
                     found = UInt16(line[range.upperBound...].prefix(while: \.isNumber))
                     if found != nil { return true }
                 }
