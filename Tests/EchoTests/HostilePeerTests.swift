@@ -72,6 +72,12 @@ func serverCloseWaitCount(port: UInt16) -> Int {
     return entries.filter { $0.local.port == port }.count
 }
 
+/// Every socket on `port` as "STATE local peer" (diagnostics for a failed expectation).
+func socketsOn(port: UInt16) -> [String] {
+    guard let diag = try? SockDiag(), let entries = try? diag.dump(family: AF_INET) else { return [] }
+    return entries.filter { $0.local.port == port || $0.peer.port == port }.map { "\($0.state.name) \($0.local) \($0.peer) q=\($0.receiveQueue)/\($0.sendQueue)" }
+}
+
 /// Waits (bounded) until the server's open sockets are back to `count`.
 func waitForSockets(_ pid: Int32, atMost count: Int, timeout: Double = 5) -> Int {
     let deadline = Date().addingTimeInterval(timeout)
@@ -104,7 +110,8 @@ struct HostilePeerTests {
         #expect(result.failures.isEmpty, "\(what): well-behaved client lost bytes: \(result.failures.prefix(3))")
         #expect(result.rounds > 0, "\(what): the well-behaved client was not served")
         #expect(peak - baseRSS < rssGrowthLimitKiB, "\(what): RSS grew from \(baseRSS) to \(peak) KiB")
-        #expect(waitForSockets(server.pid, atMost: baseFDs) <= baseFDs, "\(what): sockets leaked")
+        #expect(waitForSockets(server.pid, atMost: baseFDs) <= baseFDs,
+                "\(what): sockets leaked: \(socketsOn(port: server.port))")
         #expect(serverCloseWaitCount(port: server.port) == 0, "\(what): server socket left in CLOSE_WAIT")
         #expect(server.stop() == 0)
         #expect(!hasCrashMarker(server.child.stderrText))
@@ -222,7 +229,8 @@ struct HostilePeerTests {
     @Test("binary garbage (NULs, ANSI escapes, invalid UTF-8) is echoed byte for byte and escaped in the text trace")
     func binaryGarbage() throws {
         let server = try ServerProcess(["--trace", "text", "--trace-verbose", "--no-color"])
-        var garbage: [UInt8] = Array(0...255) + Array("\u{1b}[2J\u{1b}[31mowned\u{1b}]0;title\u{07}".utf8)
+        // The escapes first: the verbose trace shows only the start of each chunk.
+        var garbage: [UInt8] = Array("\u{1b}[2J\u{1b}[31mowned\u{1b}]0;title\u{07}".utf8) + Array(0...255)
         garbage += [0xff, 0xfe, 0xc3, 0x28, 0xe2, 0x82, 0x00, 0x9b, 0x5b, 0x32, 0x4a]
         garbage += Bytes.pattern(count: 60_000, seed: 99)
         let peer = try TestPeer(port: server.port)

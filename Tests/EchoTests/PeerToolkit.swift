@@ -185,12 +185,28 @@ enum ProcStats {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
     }
 
-    /// Open sockets only: Dispatch opens a few descriptors of its own lazily (epoll, eventfd,
-    /// signalfd), so the total count is noisy while the socket count is exact.
+    /// Open TCP sockets only (fd inodes that /proc/net/tcp{,6} list). Dispatch and the trace
+    /// follower open a few descriptors lazily (epoll, eventfd, signalfd, one netlink socket),
+    /// so the total count is noisy while the TCP socket count is exact.
     static func socketCount(_ pid: Int32) -> Int {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return -1 }
+        var tcpInodes: Set<Substring> = []
+        for table in ["tcp", "tcp6"] {
+            // procfs reports size 0: read to EOF, not one page.
+            var text = ""
+            if let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/net/\(table)") {
+                text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+                try? handle.close()
+            }
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                if fields.count > 9 { tcpInodes.insert(fields[9]) }
+            }
+        }
         return names.filter {
-            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) ?? "").hasPrefix("socket:")
+            let link = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) ?? ""
+            guard link.hasPrefix("socket:[") else { return false }
+            return tcpInodes.contains(link.dropFirst(8).dropLast())
         }.count
     }
 
