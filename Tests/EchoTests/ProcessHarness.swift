@@ -137,7 +137,9 @@ final class ServerProcess: @unchecked Sendable {
 
     var pid: Int32 { child.pid }
 
+    /// SIGTERM and wait; idempotent (a second call returns the first exit status).
     func stop() -> Int32 {
+        if !child.process.isRunning { return child.wait() }
         child.signal(SIGTERM)
         return child.wait()
     }
