@@ -31,6 +31,12 @@ extension EchoClient {
             case .processed(0):
                 tracker?.notePeerFIN()
                 tracker?.observe(socket, cause: "recv()=0: server sent FIN")
+                if inputOpen || pendingStart < pendingEnd {
+                    // The server went away (died, drained, idle timeout) before we were done:
+                    // what we had not sent yet was never echoed. Not a success.
+                    throw ClientError("the server closed the connection before the end of the input "
+                                      + "(\(result.bytesSent) bytes read from input, \(result.bytesReceived) echoed)", errno: EPIPE)
+                }
                 close()
                 return result
             case .processed(let n):
