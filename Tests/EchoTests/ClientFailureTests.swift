@@ -61,6 +61,7 @@ struct ClientFailureTests {
         let started = Date()
         let client = try ChildProcess("EchoClient", ["--port", "\(listener.port)", "--trace", "json", "--timeout", "1", "hello"])
         #expect(client.wait(timeout: 15) == 75)
+        print("connect timeout: client done after \(Date().timeIntervalSince(started)) s")
         #expect(Date().timeIntervalSince(started) < 10)
         let last = client.stderrText.split(separator: "\n").last.map(String.init) ?? ""
         #expect(last == "EchoClient: connect(127.0.0.1:\(listener.port)): timed out after 1.0 s", "\(last)")

@@ -185,28 +185,18 @@ enum ProcStats {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
     }
 
-    /// Open TCP sockets only (fd inodes that /proc/net/tcp{,6} list). Dispatch and the trace
+    /// Open TCP sockets only (fd inodes that inet_diag lists). Dispatch and the trace
     /// follower open a few descriptors lazily (epoll, eventfd, signalfd, one netlink socket),
     /// so the total count is noisy while the TCP socket count is exact.
     static func socketCount(_ pid: Int32) -> Int {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return -1 }
-        var tcpInodes: Set<Substring> = []
-        for table in ["tcp", "tcp6"] {
-            // procfs reports size 0: read to EOF, not one page.
-            var text = ""
-            if let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/net/\(table)") {
-                text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
-                try? handle.close()
-            }
-            for line in text.split(separator: "\n").dropFirst() {
-                let fields = line.split(separator: " ")
-                if fields.count > 9 { tcpInodes.insert(fields[9]) }
-            }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"),
+              let diag = try? SockDiag() else { return -1 }
+        var tcpInodes: Set<String> = []
+        for family in [AF_INET, AF_INET6] {
+            for entry in (try? diag.dump(family: family)) ?? [] where entry.inode != 0 { tcpInodes.insert("socket:[\(entry.inode)]") }
         }
         return names.filter {
-            let link = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) ?? ""
-            guard link.hasPrefix("socket:[") else { return false }
-            return tcpInodes.contains(link.dropFirst(8).dropLast())
+            tcpInodes.contains((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) ?? "")
         }.count
     }
 
@@ -219,14 +209,27 @@ enum ProcStats {
         return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
     }
 
+    /// "fd → target" for every descriptor (diagnostics).
+    static func fdTargets(_ pid: Int32) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return names.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.map {
+            "\($0)→" + ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) ?? "?")
+        }
+    }
+
     static var ticksPerSecond: Int { sysconf(Int32(_SC_CLK_TCK)) }
 }
 
-/// Runs `body` on `count` threads and waits for all (bounded by the body's own timeouts).
+/// Runs `body` on `count` dedicated threads and waits for all (bounded by the body's own
+/// timeouts). Not Dispatch: its pool may run only a couple of blocking bodies at once.
 func concurrently(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     let group = DispatchGroup()
     for index in 0..<count {
-        DispatchQueue.global().async(group: group) { body(index) }
+        group.enter()
+        Thread.detachNewThread {
+            body(index)
+            group.leave()
+        }
     }
     group.wait()
 }
