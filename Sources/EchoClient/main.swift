@@ -32,7 +32,8 @@ if arguments.has("--help") {
     With MESSAGEs: sends each (newline-terminated), prints each echo, half-closes, drains, closes.
     Without: stdin goes to the server and the echo to stdout, like nc; EOF on stdin half-closes.
     Exit status: 0 when every byte came back identical; 1 when the echo differed; 64 usage;
-    68 unknown host; 69 refused/unreachable; 75 timeout; 71 other OS errors.
+    68 unknown host; 69 refused/unreachable/reset, or the server closed before the end of stdin;
+    75 timeout; 71 other OS errors; 130 SIGINT (143 SIGTERM): closed cleanly, a second signal exits at once.
     """))
     exit(0)
 }
