@@ -91,7 +91,10 @@ func waitForSockets(_ pid: Int32, atMost count: Int, timeout: Double = 5) -> Int
 
 /// Bound on the server's memory growth during any one hostile case: the per-connection echo
 /// queue is 256 KiB, so even 64 misbehaving peers stay far below it.
-let rssGrowthLimitKiB = 48 * 1024
+/// Under AddressSanitizer (run with ASAN_OPTIONS set, see docs/RELIABILITY.md) freed memory
+/// sits in ASan's quarantine (256 MiB by default) and RSS means little: the bound is loosened.
+let underAddressSanitizer = ProcessInfo.processInfo.environment["ASAN_OPTIONS"] != nil
+let rssGrowthLimitKiB = (underAddressSanitizer ? 320 : 48) * 1024
 
 @Suite("Hostile and broken peers against EchoServer", .serialized)
 struct HostilePeerTests {
