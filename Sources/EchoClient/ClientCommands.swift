@@ -3,13 +3,15 @@ import SocketKit
 
 /// The client's modes, wired from parsed options to SocketKit.
 enum ClientCommands {
-    static func echo(config: EchoClientConfiguration, messages: [String], options: CommandLineTrace) throws -> Int32 {
+    static func echo(config: EchoClientConfiguration, messages: [String], options: CommandLineTrace,
+                     interruption: ClientInterruption? = nil) throws -> Int32 {
         // Resolve first: a bad name is one line on stderr, before any trace starts.
         let addresses = try HostResolver.resolve(config.host, port: config.port)
         let sink = try options.makeSink()
         let kernel = options.makeKernelSource(command: "EchoClient", sink: sink, side: .client)
         let tracer = StateTracer(sink: sink, side: .client, verbose: options.verbose, kernel: kernel)
         let client = EchoClient(configuration: config, tracer: options.format == .off ? nil : tracer)
+        client.interruption = interruption
         defer {
             tracer.follower.settle(timeoutSeconds: 0.2)
             tracer.follower.finish()
@@ -34,6 +36,12 @@ enum ClientCommands {
                 SysExits.fail("EchoClient", "echo differs: sent \(result.bytesSent) bytes, received \(result.bytesReceived)", code: 1)
             }
             return 0
+        } catch let error as ClientInterrupted {
+            // SIGINT/SIGTERM: a clean close (our FIN, then close()), traced like any other.
+            client.tracker?.info("\(error): closing the connection")
+            try? client.halfClose()
+            client.close()
+            throw error
         } catch {
             client.noteFailure(error)
             client.close()

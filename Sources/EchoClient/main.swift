@@ -33,7 +33,8 @@ if arguments.has("--help") {
     With MESSAGEs: sends each (newline-terminated), prints each echo, half-closes, drains, closes.
     Without: stdin goes to the server and the echo to stdout, like nc; EOF on stdin half-closes.
     Exit status: 0 when every byte came back identical; 1 when the echo differed; 64 usage;
-    68 unknown host; 69 refused/unreachable; 75 timeout; 71 other OS errors.
+    68 unknown host; 69 refused/unreachable/reset, or the server closed before the end of stdin;
+    75 timeout; 71 other OS errors; 130 SIGINT (143 SIGTERM): closed cleanly, a second signal exits at once.
     """))
     exit(0)
 }
@@ -59,7 +60,14 @@ do {
     if arguments.has("--demo") {
         exit(try ClientCommands.demo(host: config.host, options: options))
     }
-    exit(try ClientCommands.echo(config: config, messages: arguments.positionals, options: options))
+    // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
+    // 128 + signal. A second signal exits at once.
+    let interruption = try ClientInterruption()
+    let signals = TerminationSignals()
+    signals.install(command: command) { interruption.interrupt(signal: $0) }
+    exit(try withExtendedLifetime(signals) {
+        try ClientCommands.echo(config: config, messages: arguments.positionals, options: options, interruption: interruption)
+    })
 } catch {
     SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
 }

@@ -23,12 +23,20 @@ extension EchoClient {
         var pendingStart = 0, pendingEnd = 0
         var inputOpen = true
         while true {
+            // A busy stream may never wait: check for SIGINT on every round too.
+            try checkInterrupted()
             // Move what we can without blocking: echo to output, input to the socket.
             var progressed = false
             switch try socket.receive(into: outBuffer) {
             case .processed(0):
                 tracker?.notePeerFIN()
                 tracker?.observe(socket, cause: "recv()=0: server sent FIN")
+                if inputOpen || pendingStart < pendingEnd {
+                    // The server went away (died, drained, idle timeout) before we were done:
+                    // what we had not sent yet was never echoed. Not a success.
+                    throw ClientError("the server closed the connection before the end of the input "
+                                      + "(\(result.bytesSent) bytes read from input, \(result.bytesReceived) echoed)", errno: EPIPE)
+                }
                 close()
                 return result
             case .processed(let n):

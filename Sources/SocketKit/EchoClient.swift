@@ -1,5 +1,6 @@
 import CSocketKit
 import Glibc
+import Synchronization
 
 /// Options for `EchoClient`.
 public struct EchoClientConfiguration: Sendable {
@@ -22,6 +23,32 @@ public struct ClientError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// A termination signal asking the client to stop: wakes any wait through an eventfd (set
+/// from a dispatch signal source, so nothing runs in a signal handler).
+public final class ClientInterruption: Sendable {
+    public let wakeup: WakeupFD
+    private let signo = Atomic<Int32>(0)
+
+    public init() throws { wakeup = try WakeupFD() }
+
+    public func interrupt(signal: Int32) {
+        signo.store(signal, ordering: .relaxed)
+        wakeup.wake()
+    }
+
+    /// The signal that arrived, if any.
+    public var signal: Int32? {
+        let value = signo.load(ordering: .relaxed)
+        return value == 0 ? nil : value
+    }
+}
+
+/// The operation stopped because of SIGINT/SIGTERM; the command exits 128 + signal.
+public struct ClientInterrupted: Error, CustomStringConvertible, Sendable {
+    public let signal: Int32
+    public var description: String { "interrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)")" }
+}
+
 /// The echo client: connects, sends, reads the echo, half-closes, drains and closes, tracing
 /// its socket's states after each call.
 public final class EchoClient: @unchecked Sendable {
@@ -31,6 +58,8 @@ public final class EchoClient: @unchecked Sendable {
     public private(set) var tracker: SocketTracker?
     public private(set) var peer: SocketAddress?
     let diag: SockDiag?
+    /// When set, a signal interrupts any wait (connect, send, recv) with `ClientInterrupted`.
+    public var interruption: ClientInterruption?
 
     public init(configuration: EchoClientConfiguration, tracer: StateTracer?) {
         self.configuration = configuration
@@ -101,6 +130,7 @@ public final class EchoClient: @unchecked Sendable {
         guard let socket else { throw SystemCallError(call: "poll", errno: EBADF) }
         let deadline = timeout.map { MonotonicClock.now() + UInt64($0 * 1e9) }
         while true {
+            try checkInterrupted()
             var waitNs: UInt64? = tracker?.nextSampleDelayNs()
             if let deadline {
                 let now = MonotonicClock.now()
@@ -109,19 +139,27 @@ public final class EchoClient: @unchecked Sendable {
                 }
                 waitNs = min(waitNs ?? .max, deadline - now)
             }
+            // poll() skips negative fds: absent entries cost nothing.
             var fds = [pollfd(fd: socket.fd, events: Int16(events), revents: 0),
-                       pollfd(fd: extra, events: Int16(extraEvents), revents: 0)]
+                       pollfd(fd: extra, events: Int16(extraEvents), revents: 0),
+                       pollfd(fd: interruption?.wakeup.fd ?? -1, events: Int16(POLLIN), revents: 0)]
             var spec = timespec(tv_sec: Int(waitNs ?? 0) / 1_000_000_000, tv_nsec: Int(waitNs ?? 0) % 1_000_000_000)
             let count = try syscall("ppoll") {
                 withUnsafePointer(to: &spec) { specPointer in
-                    CSocketKit_ppoll(&fds, extra >= 0 ? 2 : 1, waitNs == nil ? nil : specPointer)
+                    CSocketKit_ppoll(&fds, 3, waitNs == nil ? nil : specPointer)
                 }
             }
+            try checkInterrupted()
             if count > 0 { return }
             if let tracker, let state = tracker.state, state.isTransient {
                 tracker.observe(socket, cause: "sampled while in \(state.name)")
             }
         }
+    }
+
+    /// Throws `ClientInterrupted` once a termination signal arrived.
+    func checkInterrupted() throws {
+        if let signal = interruption?.signal { throw ClientInterrupted(signal: signal) }
     }
 
     /// Sends every byte (waiting for room as needed).

@@ -53,6 +53,9 @@ final class EchoEventLoop: @unchecked Sendable {
     deinit { readBuffer.deallocate() }
 
     func run() {
+        // The LISTEN event from init must not wait in the buffer for the first connection: a
+        // pipe reader (a test, `| jq`) learns the port from it.
+        tracer?.sink.flush()
         while true {
             let now = MonotonicClock.now()
             let timeout = timeoutMillis(now: now)

@@ -19,7 +19,11 @@ extension SocketTracker {
 
     /// Drains the kernel rings and applies the changes routed to this socket, in kernel order,
     /// with the kernel's timestamps. Call on the owner thread.
-    public func applyKernelEvents() {
+    ///
+    /// - Parameter observing: the state an fd reading just showed and the program's call that
+    ///   read it; the kernel's transition into that state keeps the program's cause too, so the
+    ///   log says both what the kernel did and which call of ours it belongs to.
+    public func applyKernelEvents(observing: (state: TCPState, cause: String)? = nil) {
         guard let kernel else { return }
         kernel.source.sync()
         var changes = kernel.inbox.withLock { inbox in
@@ -29,6 +33,9 @@ extension SocketTracker {
         guard !changes.isEmpty else { return }
         changes.sort { $0.timestampNs < $1.timestampNs }
         let now = MonotonicClock.now()
+        let observedIndex = observing.flatMap { seen in
+            changes.lastIndex { TCPState(kernel: $0.newState) == seen.state }
+        }
         for (index, change) in changes.enumerated() {
             // Another CPU may publish an earlier change of this socket after its ring was read
             // (order holds only within a batch): a young change that does not continue the
@@ -38,11 +45,11 @@ extension SocketTracker {
                 kernel.inbox.withLock { $0.insert(contentsOf: rest, at: 0) }
                 return
             }
-            apply(change, kernel: kernel)
+            apply(change, kernel: kernel, programCause: index == observedIndex ? observing?.cause : nil)
         }
     }
 
-    private func apply(_ change: KernelStateChange, kernel: KernelLink) {
+    private func apply(_ change: KernelStateChange, kernel: KernelLink, programCause: String?) {
         kernel.kernelState = change.newState
         let to = TCPState(kernel: change.newState)
         let from = TCPState(kernel: change.oldState)
@@ -58,8 +65,9 @@ extension SocketTracker {
                   at: change.timestampNs, timerMs: entry.expiresMs)
             return
         }
-        exact(from, to, source: .tracepoint, cause: Self.kernelCause(from, to, context: context),
-              at: change.timestampNs, timerMs: nil)
+        var cause = Self.kernelCause(from, to, context: context)
+        if let programCause { cause += "; seen at \(programCause)" }
+        exact(from, to, source: .tracepoint, cause: cause, at: change.timestampNs, timerMs: nil)
     }
 
     /// A transition the kernel reported: emitted as is when it continues the trace (flagged if

@@ -75,7 +75,7 @@ public final class SocketTracker: @unchecked Sendable {
         if kernel != nil {
             // Read first, then drain: every transition this reading shows is already in the
             // rings, so the kernel's events come out first and the reading only confirms them.
-            applyKernelEvents()
+            applyKernelEvents(observing: (info.state, cause()))
             if isKernelLinked { return info.state }
         }
         guard info.state != state else { return info.state }

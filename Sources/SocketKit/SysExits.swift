@@ -20,6 +20,7 @@ public enum SysExits {
         switch error {
         case is UsageError: return usage
         case is ResolutionError: return noHost
+        case let error as ClientInterrupted: return 128 + error.signal
         case let error as SystemCallError: return code(errno: error.errno, call: error.call)
         case let error as ClientError: return error.errno.map { code(errno: $0, call: "") } ?? dataError
         default: return software

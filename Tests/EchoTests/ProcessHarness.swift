@@ -27,9 +27,18 @@ final class ChildProcess: @unchecked Sendable {
     private var stdoutData = Data()
     private var stderrData = Data()
 
-    init(_ name: String, _ arguments: [String], environment: [String: String]? = nil, stdin: Bool = false) throws {
-        process.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name) : Executables.url(name)
-        process.arguments = arguments
+    /// - Parameter wrapper: a command that execs the executable (`prlimit --nofile=64:64`,
+    ///   `setpriv ...`), so the child's pid is still the program's own.
+    init(_ name: String, _ arguments: [String], environment: [String: String]? = nil, stdin: Bool = false,
+         wrapper: [String] = [], executable: URL? = nil) throws {
+        let program = executable ?? (name.hasPrefix("/") ? URL(fileURLWithPath: name) : Executables.url(name))
+        if let tool = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: tool)
+            process.arguments = Array(wrapper.dropFirst()) + [program.path] + arguments
+        } else {
+            process.executableURL = program
+            process.arguments = arguments
+        }
         if let environment { process.environment = environment }
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
@@ -74,6 +83,8 @@ final class ChildProcess: @unchecked Sendable {
 
     func signal(_ signo: Int32) { kill(process.processIdentifier, signo) }
 
+    var pid: Int32 { process.processIdentifier }
+
     /// Polls stderr until `predicate` holds on its text (bounded).
     func waitForStderr(timeout: Double = 10, _ predicate: (String) -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
@@ -91,12 +102,16 @@ final class ChildProcess: @unchecked Sendable {
 }
 
 /// A JSON-tracing EchoServer on a free port of 127.0.0.1.
-final class ServerProcess {
+final class ServerProcess: @unchecked Sendable {
     let child: ChildProcess
     let port: UInt16
 
-    init(_ extra: [String] = []) throws {
-        child = try ChildProcess("EchoServer", ["--port", "0", "--trace", "json", "--threads", "1"] + extra)
+    /// - Parameter traceFile: send the JSON trace there instead of stderr (long, busy tests:
+    ///   the port then comes from the "listening on" line).
+    init(_ extra: [String] = [], traceFile: String? = nil, wrapper: [String] = []) throws {
+        let trace = traceFile.map { ["--trace-file", $0] } ?? []
+        child = try ChildProcess("EchoServer", ["--port", "0", "--trace", "json", "--threads", "1"] + trace + extra,
+                                 wrapper: wrapper)
         var found: UInt16?
         _ = child.waitForStderr { text in
             for line in text.split(separator: "\n") {
@@ -104,6 +119,11 @@ final class ServerProcess {
                    let address = SocketAddress(parsing: String(line[range.upperBound...].prefix { $0 != " " })) {
                     found = address.port
                     return true
+                }
+                // The text trace's LISTEN line.
+                if line.contains("→ LISTEN"), let range = line.range(of: "127.0.0.1:") {
+                    found = UInt16(line[range.upperBound...].prefix(while: \.isNumber))
+                    if found != nil { return true }
                 }
                 if let e = TraceEvent(jsonLine: line), e.to == .listen, let local = e.local,
                    let address = SocketAddress(parsing: local) {
@@ -120,7 +140,11 @@ final class ServerProcess {
         port = found
     }
 
+    var pid: Int32 { child.pid }
+
+    /// SIGTERM and wait; idempotent (a second call returns the first exit status).
     func stop() -> Int32 {
+        if !child.process.isRunning { return child.wait() }
         child.signal(SIGTERM)
         return child.wait()
     }
