@@ -201,16 +201,18 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// The program closed the fd. From now on only sock_diag can see the socket: the follower
     /// watches it (LAST_ACK, orphaned FIN_WAIT_1/2, CLOSING, TIME_WAIT) until it is gone.
-    public func closed(cause: String) {
+    /// `follow: false` leaves the following to the caller (the scenario lab samples sock_diag
+    /// on its own thread, faster than the follower's backoff, and must not race with it).
+    public func closed(cause: String, follow: Bool = true) {
         guard !fdClosed else { return }
         fdClosed = true
         if state != .closed { noteOurFIN() }
-        guard state != .closed, local != nil, peer != nil else { return }
+        guard follow, state != .closed, local != nil, peer != nil else { return }
         tracer.follower.follow(self, cause: cause)
     }
 
     /// Called by the follower with what sock_diag showed (nil: the socket is gone).
-    func followed(_ entry: SockDiagEntry?, cause: String) {
+    public func followed(_ entry: SockDiagEntry?, cause: String) {
         if let entry {
             record(entry.state, source: .sockDiag, cause: cause, info: entry.info,
                    timerMs: entry.state == .timeWait ? entry.expiresMs : nil)
