@@ -21,6 +21,8 @@ public final class SocketTracker: @unchecked Sendable {
     /// Transient-state sampling backoff.
     private var sampleDelayNs: UInt64 = 0
     public private(set) var fdClosed = false
+    /// We sent a FIN ourselves (shutdown or close), whoever closed first.
+    private var sentFIN = false
 
     init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?) {
         self.tracer = tracer
@@ -48,6 +50,7 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// We called shutdown(SHUT_WR) or close(): our FIN is on its way.
     public func noteOurFIN() {
+        sentFIN = true
         if !context.peerClosedFirst { context.weClosedFirst = true }
     }
 
@@ -70,6 +73,13 @@ public final class SocketTracker: @unchecked Sendable {
         guard info.state != state else { return info.state }
         if info.state == .closed, let resolved = resolveClosedFD(cause: cause(), at: now, info: info) {
             return resolved
+        }
+        // A synchronized connection whose fd is still open can only reach CLOSED without our
+        // FIN by a reset (or a retransmission timeout): never through FIN_WAIT/CLOSE_WAIT and
+        // LAST_ACK, which need our FIN. Without this, a RST read before recv() reported
+        // ECONNRESET was filled in as a graceful close.
+        if info.state == .closed, !sentFIN, !fdClosed, let state, state != .synSent, state != .listen, state != .closed {
+            noteReset()
         }
         record(info.state, source: .tcpInfo, cause: cause(), at: now, info: info)
         return info.state
