@@ -24,6 +24,8 @@ public final class LabRun {
     private var leftovers: [Socket] = []
     /// Every tracker handed out, in order.
     public private(set) var trackers: [SocketTracker] = []
+    /// Sockets whose fd is closed, followed through sock_diag on this thread until gone.
+    private var orphans: [SocketTracker] = []
     public let loopback = SocketAddress(numericHost: "127.0.0.1", port: 0)!
     /// Seconds to wait for one step: segments take up to ~100 ms each in slow motion.
     public var stepTimeout: Double { slowMotion ? 8 : 3 }
@@ -71,7 +73,7 @@ public final class LabRun {
             try endpoint.socket.connect(to: address)
         } catch let error as SystemCallError {
             endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
-            failed(endpoint, error, cause: "connect() failed at once")
+            failed(endpoint, error, cause: "connect() failed at once", duringConnect: true)
             throw error
         }
         endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
@@ -79,10 +81,10 @@ public final class LabRun {
     }
 
     /// Records a failed call: the errno, a reset in the context, and the state it left.
-    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, cause: String) {
+    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, cause: String, duringConnect: Bool = false) {
         if [ECONNRESET, ECONNREFUSED, EPIPE].contains(error.errno) { endpoint.tracker.noteReset() }
         endpoint.tracker.error(error, cause: "\(cause): \(error)")
-        if endpoint.tracker.state == .closed, endpoint.tracker.context.reset {
+        if duringConnect, endpoint.tracker.state == .closed {
             // connect() failed before any sample: the SYN went out, so SYN_SENT was crossed.
             endpoint.tracker.infer(.synSent, cause: "connect() sent a SYN before it failed")
         }
@@ -93,16 +95,24 @@ public final class LabRun {
     public func finishConnect(_ endpoint: LabEndpoint, to address: SocketAddress, others: [LabEndpoint] = [],
                               timeout: Double? = nil) throws {
         let done = watch([endpoint] + others, timeout: timeout ?? stepTimeout, cause: "sampling while connect() is in progress") {
-            endpoint.state == .established || (try? endpoint.socket.getOption(.error)) ?? 0 != 0
+            endpoint.state == .established || Self.connectFinished(endpoint.socket)
         }
         do {
             try endpoint.socket.finishConnect(to: address)
         } catch let error as SystemCallError {
-            failed(endpoint, error, cause: "connect() completed with an error")
+            failed(endpoint, error, cause: "connect() completed with an error", duringConnect: true)
             throw error
         }
         guard done else { throw ScenarioError("connect() to \(address) did not complete in time") }
         endpoint.tracker.attach(endpoint.socket)
+    }
+
+    /// poll(POLLOUT) with no wait: a non-blocking connect has finished, well or not. (Reading
+    /// SO_ERROR here would clear the error finishConnect() must report.)
+    static func connectFinished(_ socket: Socket) -> Bool {
+        guard socket.isOpen else { return true }
+        var p = pollfd(fd: socket.fd, events: Int16(POLLOUT), revents: 0)
+        return poll(&p, 1, 0) == 1 && p.revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0
     }
 
     /// Accepts the next connection as server connection `conn`. The accepted socket was
@@ -192,7 +202,25 @@ public final class LabRun {
         endpoint.tracker.observe(endpoint.socket, cause: "just before close()")
         try endpoint.socket.close()
         endpoint.tracker.info(abortive ? "close() with SO_LINGER {1, 0} sends a RST" : "close()")
-        endpoint.tracker.closed(cause: abortive ? "close() with SO_LINGER {1, 0}" : "close()")
+        endpoint.tracker.closed(cause: abortive ? "close() with SO_LINGER {1, 0}" : "close()", follow: false)
+        if endpoint.tracker.state != .closed {
+            orphans.append(endpoint.tracker)
+            followOrphans(cause: "sock_diag lookup right after close()")
+        }
+    }
+
+    /// One sock_diag lookup per closed socket (~5 µs each); drops those that are gone.
+    func followOrphans(cause: String) {
+        guard let diag, !orphans.isEmpty else { return }
+        orphans.removeAll { tracker in
+            guard let local = tracker.local, let peer = tracker.peer else { return true }
+            guard let entry = try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie) else {
+                tracker.followed(nil, cause: "gone from the kernel's socket table (\(cause))")
+                return true
+            }
+            tracker.followed(entry, cause: cause)
+            return false
+        }
     }
 
     // MARK: Watching
@@ -209,6 +237,7 @@ public final class LabRun {
                 endpoint.tracker.observe(endpoint.socket, cause: cause)
                 endpoint.tracker.checkCloseWait()
             }
+            followOrphans(cause: "sock_diag sample")
             if done() { return true }
             let now = MonotonicClock.now()
             if now >= deadline { return false }
@@ -224,16 +253,36 @@ public final class LabRun {
         watch([endpoint] + others, timeout: timeout ?? stepTimeout, cause: "sampling") { endpoint.state == state }
     }
 
-    /// Lets the followers reach a resting state (gone or TIME_WAIT), then stops them.
+    /// Follows closed sockets until each is gone or in TIME_WAIT (nothing more happens for a
+    /// minute), or `timeout` passes.
     public func settle(timeout: Double? = nil) {
-        client.follower.settle(timeoutSeconds: timeout ?? stepTimeout)
-        server.follower.settle(timeoutSeconds: timeout ?? stepTimeout)
+        watch([], timeout: timeout ?? stepTimeout, cause: "sock_diag sample") {
+            orphans.allSatisfy { $0.state == .timeWait }
+        }
     }
+
+    /// Lets time pass while sampling everything: an application that does some work before
+    /// its next call. Long enough for a delayed ACK (≥ 40 ms) to go out on its own.
+    public func pause(_ endpoints: [LabEndpoint], cause: String) {
+        watch(endpoints, timeout: slowMotion ? 0.06 : 0.05, cause: cause) { false }
+    }
+
+    /// Whether `tracker`'s closed socket is still followed.
+    public func isFollowing(_ tracker: SocketTracker) -> Bool { orphans.contains { $0 === tracker } }
 
     /// Stops tracing, then resets every socket still open so no run leaves TIME_WAITs or
     /// orphans behind for the next one.
     public func finish() {
         settle()
+        for tracker in orphans {
+            var event = tracker.makeEvent(.info, cause: "still \(tracker.state?.name ?? "?") in the kernel when the lab stopped watching")
+            event.from = tracker.state
+            if let diag, let local = tracker.local, let peer = tracker.peer, tracker.state == .timeWait {
+                event.timerMs = (try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie))??.expiresMs
+            }
+            tracker.sink.emit(event)
+        }
+        orphans.removeAll()
         client.follower.finish()
         server.follower.finish()
         for socket in leftovers where socket.isOpen {

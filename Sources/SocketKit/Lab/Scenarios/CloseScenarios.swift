@@ -33,6 +33,7 @@ public struct ClientCloseScenario: LabScenario {
         try lab.close(client)
         let fin = lab.receive(server, others: [])
         guard fin.endOfStream else { throw ScenarioError("the server never saw the client's FIN") }
+        lab.pause([server], cause: "sampling while the server finishes its work before close()")
         try lab.close(server)
         lab.settle()
     }
@@ -73,6 +74,7 @@ public struct ServerCloseScenario: LabScenario {
         try lab.close(server)
         let fin = lab.receive(client)
         guard fin.endOfStream else { throw ScenarioError("the client never saw the server's FIN") }
+        lab.pause([client], cause: "sampling while the client finishes its work before close()")
         try lab.close(client)
         lab.settle()
     }
@@ -125,6 +127,7 @@ public struct HalfCloseScenario: LabScenario {
         let back = lab.receive(client, count: sent, others: [server])
         client.tracker.info("received \(back.bytes.count) bytes after its own FIN")
         guard back.bytes.count == sent else { throw ScenarioError("data after FIN was lost: \(back.bytes.count) of \(sent) bytes") }
+        lab.pause([server, client], cause: "sampling before the server's close()")
         try lab.close(server)
         let end = lab.receive(client)
         guard end.endOfStream else { throw ScenarioError("the client never saw the server's FIN") }

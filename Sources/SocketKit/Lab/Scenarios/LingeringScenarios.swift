@@ -96,9 +96,9 @@ public struct TimeWaitScenario: LabScenario {
 
     public func run(_ lab: LabRun) throws {
         try ClientCloseScenario().run(lab)
-        guard let client = lab.client.follower.pendingCount > 0 ? lab.timeWaitTracker() : nil,
-              let local = client.local, let peer = client.peer, let diag = lab.diag
+        guard let client = lab.timeWaitTracker(), let diag = lab.diag
         else { throw ScenarioError("the client did not reach TIME_WAIT") }
+        guard let local = client.local, let peer = client.peer else { throw ScenarioError("no 4-tuple") }
         let limit = limitSeconds ?? 75
         let start = MonotonicClock.now()
         var nextReport = start
@@ -115,10 +115,9 @@ public struct TimeWaitScenario: LabScenario {
             }
             usleep(20_000)
         }
-        // The follower wakes just after the timer fires and records the moment it is gone.
+        // Sample sock_diag until the mini-socket is gone: that moment is the CLOSED event.
         if limitSeconds == nil {
-            let deadline = MonotonicClock.now() + 5_000_000_000
-            while client.state == .timeWait && MonotonicClock.now() < deadline { usleep(10_000) }
+            lab.watch([], timeout: 5, cause: "sock_diag sample at the end of TIME_WAIT") { !lab.isFollowing(client) }
             lab.progress?("TIME_WAIT socket gone after \(TextTraceRenderer.duration(MonotonicClock.now() - start)) of watching")
         }
     }
