@@ -84,7 +84,9 @@ public final class LabRun {
     public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, cause: String, duringConnect: Bool = false) {
         if [ECONNRESET, ECONNREFUSED, EPIPE].contains(error.errno) { endpoint.tracker.noteReset() }
         endpoint.tracker.error(error, cause: "\(cause): \(error)")
-        if duringConnect, endpoint.tracker.state == .closed {
+        let tracker = endpoint.tracker
+        let anyState = collector.events.contains { $0.kind == .state && $0.side == tracker.tracer.side && $0.conn == tracker.conn }
+        if duringConnect, tracker.state == .closed, !anyState {
             // connect() failed before any sample: the SYN went out, so SYN_SENT was crossed.
             endpoint.tracker.infer(.synSent, cause: "connect() sent a SYN before it failed")
         }
@@ -187,10 +189,19 @@ public final class LabRun {
     // MARK: Closing
 
     public func shutdownWrite(_ endpoint: LabEndpoint) throws {
+        notePendingFIN(endpoint)
         endpoint.tracker.noteOurFIN()
         try endpoint.socket.shutdown(.write)
         endpoint.tracker.info("shutdown(SHUT_WR) sends a FIN")
         endpoint.tracker.observe(endpoint.socket, cause: "after shutdown(SHUT_WR)")
+    }
+
+    /// Reads the state just before our FIN: if the peer's FIN is already in (CLOSE_WAIT), the
+    /// peer closed first, whatever order the program's calls suggest.
+    private func notePendingFIN(_ endpoint: LabEndpoint) {
+        if endpoint.tracker.observe(endpoint.socket, cause: "just before our FIN") == .closeWait {
+            endpoint.tracker.notePeerFIN()
+        }
     }
 
     /// close(): from here only sock_diag sees the socket; the tracer's follower watches it.
@@ -199,7 +210,7 @@ public final class LabRun {
             try endpoint.socket.setAbortiveClose()
             endpoint.tracker.noteReset()
         }
-        endpoint.tracker.observe(endpoint.socket, cause: "just before close()")
+        notePendingFIN(endpoint)
         try endpoint.socket.close()
         endpoint.tracker.info(abortive ? "close() with SO_LINGER {1, 0} sends a RST" : "close()")
         endpoint.tracker.closed(cause: abortive ? "close() with SO_LINGER {1, 0}" : "close()", follow: false)
