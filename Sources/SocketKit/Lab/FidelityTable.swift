@@ -63,7 +63,7 @@ public struct FidelityTable: Sendable {
                 + TextTraceRenderer.pad(String(row.missing), 9, left: true) + "  " + via + "\n"
         }
         out += "  matched: \(matched)/\(runs); on the first try: \(firstTry)/\(runs); tries in total: \(totalTries)\n"
-        out += "  runs with a false claim (an observed state contradicting the expected sequence): \(falseClaims.count)\n"
+        out += "  runs with a false claim (an observed transition RFC 9293 forbids): \(falseClaims.count)\n"
         for (run, claims) in falseClaims.prefix(10) { out += "    run \(run): " + claims.joined(separator: "; ") + "\n" }
         for (run, reason) in failures.prefix(10) { out += "  run \(run) did not match: \(reason)\n" }
         if failures.count > 10 { out += "  ... \(failures.count - 10) more\n" }
