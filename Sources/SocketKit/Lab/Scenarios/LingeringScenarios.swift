@@ -106,7 +106,7 @@ public struct TimeWaitScenario: LabScenario {
             let entry = try diag.lookup(local: local, peer: peer, cookie: client.cookie)
             guard let entry, entry.state == .timeWait else { break }
             if MonotonicClock.now() >= nextReport {
-                var event = client.makeEvent(.info, cause: "TIME_WAIT: \(entry.expiresMs / 1000) s left (sock_diag idiag_expires)")
+                var event = client.makeEvent(.info, cause: "TIME_WAIT still in the kernel table (sock_diag idiag_expires)")
                 event.from = .timeWait
                 event.timerMs = entry.expiresMs
                 client.sink.emit(event)
