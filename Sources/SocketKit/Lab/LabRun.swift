@@ -24,6 +24,9 @@ public final class LabRun {
     private var leftovers: [Socket] = []
     /// Every tracker handed out, in order.
     public private(set) var trackers: [SocketTracker] = []
+    /// States a closed socket may rest in when the lab stops watching (the close-wait-leak
+    /// adds FIN_WAIT_2: its client waits there for tcp_fin_timeout).
+    public var restingStates: Set<TCPState> = [.timeWait]
     /// Sockets whose fd is closed, followed through sock_diag on this thread until gone.
     private var orphans: [SocketTracker] = []
     public let loopback = SocketAddress(numericHost: "127.0.0.1", port: 0)!
@@ -268,7 +271,7 @@ public final class LabRun {
     /// minute), or `timeout` passes.
     public func settle(timeout: Double? = nil) {
         watch([], timeout: timeout ?? stepTimeout, cause: "sock_diag sample") {
-            orphans.allSatisfy { $0.state == .timeWait }
+            orphans.allSatisfy { restingStates.contains($0.state ?? .closed) }
         }
     }
 

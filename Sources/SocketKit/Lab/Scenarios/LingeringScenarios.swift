@@ -32,6 +32,7 @@ public struct CloseWaitLeakScenario: LabScenario {
     }
 
     public func run(_ lab: LabRun) throws {
+        lab.restingStates.insert(.finWait2)
         let (_, client, server) = try lab.establish()
         try lab.echo("hello\n", client: client, server: server)
         try lab.close(client)
