@@ -39,6 +39,7 @@ public final class LabRun {
         self.slowMotion = slowMotion
         self.progress = progress
         diag = try? SockDiag()
+        if slowMotion { SlowMotion.drainBucket() }
     }
 
     // MARK: Endpoints

@@ -93,9 +93,13 @@ public enum SlowMotion {
         return SlowMotionStatus(active: true, note: "private user+net namespace, lo shaped by tc tbf rate 8kbit burst 1600")
     }
 
-    /// Sends 1500 bytes to a UDP socket of our own (no ICMP reply to queue behind it).
-    static func drainBucket() {
-        let receiver = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    /// Empties the token bucket so the next segment already waits. The bucket refills while
+    /// idle (1000 bytes/s, up to 1600), so a run that starts after a pause would send its
+    /// first segments at full speed. Sends 200-byte datagrams to a UDP socket of our own (no
+    /// ICMP reply) until one is held back, then waits for it: the bucket is then empty.
+    /// Bounded: at most 10 datagrams (2000 bytes > burst) and ~0.5 s.
+    public static func drainBucket() {
+        let receiver = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         let sender = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { Glibc.close(receiver); Glibc.close(sender) }
         guard var address = SocketAddress(numericHost: "127.0.0.1", port: 0) else { return }
@@ -104,8 +108,15 @@ public enum SlowMotion {
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(receiver, $0, &length) } }
         address = SocketAddress(storage: storage) ?? address
-        let payload = [UInt8](repeating: 0, count: 1500)
-        _ = address.withSockAddr { sa, len in payload.withUnsafeBytes { sendto(sender, $0.baseAddress, $0.count, 0, sa, len) } }
+        var payload = [UInt8](repeating: 0, count: 200)
+        for _ in 0..<10 {
+            _ = address.withSockAddr { sa, len in payload.withUnsafeBytes { sendto(sender, $0.baseAddress, $0.count, 0, sa, len) } }
+            var p = pollfd(fd: receiver, events: Int16(POLLIN), revents: 0)
+            let atOnce = poll(&p, 1, 2) == 1
+            if !atOnce { _ = poll(&p, 1, 500) }
+            _ = payload.withUnsafeMutableBytes { recv(receiver, $0.baseAddress, $0.count, 0) }
+            if !atOnce { return }
+        }
     }
 
     /// `name` on PATH, or in /sbin and /usr/sbin (often not on an unprivileged user's PATH).
