@@ -15,11 +15,14 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
     OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
     OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder"),
+    OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
+    OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
+    OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
     OptionSpec("--version", help: "print the version"),
     OptionSpec("--help", short: "-h", help: "show this help"),
 ], allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--version] [--help] [MESSAGE ...]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--version] [--help] [MESSAGE ...]"
 
 let arguments: ParsedArguments
 do {
@@ -53,6 +56,9 @@ do {
     if let timeout = try arguments.seconds("--timeout") {
         config.connectTimeoutSeconds = timeout
         config.ioTimeoutSeconds = timeout
+    }
+    if let name = arguments.string("--scenario") {
+        exit(try ScenarioCommand.run(name: name, arguments: arguments, options: options))
     }
     if arguments.has("--merge") {
         exit(try ClientCommands.merge(paths: arguments.positionals, options: options))

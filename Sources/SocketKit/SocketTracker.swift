@@ -23,6 +23,8 @@ public final class SocketTracker: @unchecked Sendable {
     public private(set) var fdClosed = false
     /// The kernel tracepoint source, when on (nil: no cost at all on any path).
     let kernel: KernelLink?
+    /// We sent a FIN ourselves (shutdown or close), whoever closed first.
+    private var sentFIN = false
 
     init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?, mailbox: KernelMailbox? = nil) {
         self.tracer = tracer
@@ -53,6 +55,7 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// We called shutdown(SHUT_WR) or close(): our FIN is on its way.
     public func noteOurFIN() {
+        sentFIN = true
         if !context.peerClosedFirst { context.weClosedFirst = true }
     }
 
@@ -81,6 +84,13 @@ public final class SocketTracker: @unchecked Sendable {
         guard info.state != state else { return info.state }
         if info.state == .closed, let resolved = resolveClosedFD(cause: cause(), at: now, info: info) {
             return resolved
+        }
+        // A synchronized connection whose fd is still open can only reach CLOSED without our
+        // FIN by a reset (or a retransmission timeout): never through FIN_WAIT/CLOSE_WAIT and
+        // LAST_ACK, which need our FIN. Without this, a RST read before recv() reported
+        // ECONNRESET was filled in as a graceful close.
+        if info.state == .closed, !sentFIN, !fdClosed, let state, state != .synSent, state != .listen, state != .closed {
+            noteReset()
         }
         record(info.state, source: .tcpInfo, cause: cause(), at: now, info: info)
         return info.state
@@ -219,7 +229,9 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// The program closed the fd. From now on only sock_diag can see the socket: the follower
     /// watches it (LAST_ACK, orphaned FIN_WAIT_1/2, CLOSING, TIME_WAIT) until it is gone.
-    public func closed(cause: String) {
+    /// `follow: false` leaves the following to the caller (the scenario lab samples sock_diag
+    /// on its own thread, faster than the follower's backoff, and must not race with it).
+    public func closed(cause: String, follow: Bool = true) {
         guard !fdClosed else { return }
         fdClosed = true
         if state != .closed { noteOurFIN() }
@@ -236,11 +248,12 @@ public final class SocketTracker: @unchecked Sendable {
             }
             followed(entry, cause: "after \(cause) (the fd is gone; sock_diag)", diag: diag)
         }
+        guard follow else { return }
         tracer.follower.follow(self, cause: cause)
     }
 
     /// Called by the follower with what sock_diag showed (nil: the socket is gone).
-    func followed(_ entry: SockDiagEntry?, cause: String, diag: SockDiag? = nil) {
+    public func followed(_ entry: SockDiagEntry?, cause: String, diag: SockDiag? = nil) {
         if let kernel {
             // The follower owns the tracker now: its sock_diag handle, not the event loop's.
             kernel.diag = diag

@@ -1,0 +1,75 @@
+import Glibc
+import SocketKit
+
+/// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
+enum ScenarioCommand {
+    static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace) throws -> Int32 {
+        if name == "list" {
+            let width = ScenarioCatalog.names.map(\.count).max() ?? 0
+            for scenario in ScenarioCatalog.all {
+                print(scenario.name + String(repeating: " ", count: width - scenario.name.count + 2) + scenario.summary)
+            }
+            return 0
+        }
+        guard let scenario = ScenarioCatalog.named(name) else {
+            throw UsageError("--scenario: '\(ByteEscaping.escape(name))' is not one of list, \(ScenarioCatalog.names.joined(separator: ", "))")
+        }
+        let mode: SlowMotionMode = try arguments.choice("--slow-motion", default: .auto)
+        let runs = try arguments.integer("--repeat", range: 1...1000) ?? 1
+        let status = try slowMotion(mode)
+        let live = options.format == .text && isatty(2) == 1
+        let progress: (String) -> Void = { text in
+            guard options.format == .text else { return }
+            let line = "… \(text)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+        if runs == 1 {
+            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, progress: progress)
+            switch options.format {
+            case .json:
+                ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).forEach { print($0) }
+            case .text:
+                print(ScenarioReport.text(outcome, scenario: scenario, slowMotionLine: status.line(rttMicros: outcome.rttMicros),
+                                          color: options.color && isatty(1) == 1), terminator: "")
+            case .off:
+                print(ScenarioReport.verdictText(outcome, scenario: scenario), terminator: "")
+            }
+            return outcome.verdict.ok ? 0 : 1
+        }
+        var table = FidelityTable(scenario: scenario.name)
+        var rtt: UInt32?
+        for run in 1...runs {
+            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, progress: live ? progress : nil)
+            table.add(outcome)
+            rtt = rtt ?? outcome.rttMicros
+            if options.format == .json { print(ScenarioReport.summaryJSON(outcome, scenario: scenario, slowMotion: status)) }
+            if live { progress("run \(run)/\(runs): \(outcome.verdict.ok ? "matched" : "did not match")") }
+        }
+        if options.format == .json {
+            print(table.json(slowMotion: status))
+        } else {
+            print(status.line(rttMicros: rtt))
+            print(table.text(), terminator: "")
+        }
+        return table.matched == table.runs ? 0 : 1
+    }
+
+    /// Sets up slow motion: inside the re-executed child, or decides (and re-executes) here.
+    static func slowMotion(_ mode: SlowMotionMode) throws -> SlowMotionStatus {
+        let status: SlowMotionStatus
+        if SlowMotion.isInsideNamespace {
+            status = SlowMotion.setUpInside()
+        } else {
+            switch SlowMotion.plan(mode) {
+            case .reexecute(let unshare):
+                try SlowMotion.reexecute(unshare: unshare, arguments: Array(CommandLine.arguments.dropFirst()))
+            case .realSpeed(let fallback):
+                status = fallback
+            }
+        }
+        if mode == .on && !status.active {
+            SysExits.fail("EchoClient", "slow motion unavailable: \(status.note) (try --slow-motion auto or off)", code: SysExits.unavailable)
+        }
+        return status
+    }
+}
