@@ -204,6 +204,7 @@ public final class EchoClient: @unchecked Sendable {
     /// Half-close: our FIN goes out, the fd stays open to read the rest. C: `shutdown(SHUT_WR)`.
     public func halfClose() throws {
         guard let socket else { return }
+        tracker?.willSendFIN()
         try socket.shutdown(.write)
         tracker?.noteOurFIN()
         tracker?.observe(socket, cause: "shutdown(SHUT_WR): our FIN sent")
@@ -224,6 +225,7 @@ public final class EchoClient: @unchecked Sendable {
     /// Closes the fd; the follower keeps watching the socket (TIME_WAIT...) via sock_diag.
     public func close() {
         guard let socket else { return }
+        tracker?.willSendFIN()
         try? socket.close()
         tracker?.closed(cause: "close()")
         self.socket = nil

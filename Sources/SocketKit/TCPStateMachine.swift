@@ -10,10 +10,15 @@ public enum TCPStateMachine {
         public var peerClosedFirst = false
         /// A reset was sent or received: every synchronized state may go straight to CLOSED.
         public var reset = false
-        public init(weClosedFirst: Bool = false, peerClosedFirst: Bool = false, reset: Bool = false) {
+        /// Linux closed the connection without a TIME_WAIT because its TIME_WAIT table was
+        /// full (TCPTimeWaitOverflow rose): TIME_WAIT must not be inferred.
+        public var timeWaitSkipped = false
+        public init(weClosedFirst: Bool = false, peerClosedFirst: Bool = false, reset: Bool = false,
+                    timeWaitSkipped: Bool = false) {
             self.weClosedFirst = weClosedFirst
             self.peerClosedFirst = peerClosedFirst
             self.reset = reset
+            self.timeWaitSkipped = timeWaitSkipped
         }
     }
 
@@ -44,8 +49,8 @@ public enum TCPStateMachine {
         .synReceived: [.established],
         .established: [.finWait1, .closeWait],
         .finWait1: [.finWait2, .closing],
-        .finWait2: [.timeWait],
-        .closing: [.timeWait],
+        .finWait2: [.timeWait, .closed],
+        .closing: [.timeWait, .closed],
         .closeWait: [.lastAck],
         .lastAck: [.closed],
         .timeWait: [.closed],
@@ -93,6 +98,9 @@ public enum TCPStateMachine {
         switch (from, to) {
         case (.established, .finWait1): return !context.peerClosedFirst
         case (.established, .closeWait): return !context.weClosedFirst
+        case (_, .timeWait): return !context.timeWaitSkipped
+        // Linux's shortcut when its TIME_WAIT table is full; never assumed otherwise.
+        case (.finWait2, .closed), (.closing, .closed): return context.timeWaitSkipped
         default: return true
         }
     }

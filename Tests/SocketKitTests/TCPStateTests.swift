@@ -62,3 +62,19 @@ import Testing
         #expect(M.allows(.finWait1, .closing))
     }
 }
+
+@Suite struct SkippedTimeWaitTests {
+    @Test func skippedTimeWait_infersFinWaitsButNoTimeWait() {
+        let ctx = TCPStateMachine.Context(weClosedFirst: true, timeWaitSkipped: true)
+        #expect(TCPStateMachine.statesBetween(.established, .closed, context: ctx) == [.finWait1, .finWait2])
+        #expect(TCPStateMachine.statesBetween(.finWait2, .closed, context: ctx) == [])
+        // Without the overflow evidence the ordinary path keeps TIME_WAIT.
+        let normal = TCPStateMachine.Context(weClosedFirst: true)
+        #expect(TCPStateMachine.statesBetween(.finWait2, .closed, context: normal) == [.timeWait])
+    }
+
+    @Test func overflowCounter_isReadable() {
+        #expect(KernelCounters.timeWaitOverflows() != nil)
+        #expect((KernelCounters.maxTimeWaitBuckets() ?? -1) >= 0)
+    }
+}

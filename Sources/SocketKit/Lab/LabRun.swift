@@ -206,6 +206,7 @@ public final class LabRun {
         if endpoint.tracker.observe(endpoint.socket, cause: "just before our FIN") == .closeWait {
             endpoint.tracker.notePeerFIN()
         }
+        endpoint.tracker.willSendFIN()
     }
 
     /// close(): from here only sock_diag sees the socket; the tracer's follower watches it.
@@ -229,7 +230,13 @@ public final class LabRun {
         guard let diag, !orphans.isEmpty else { return }
         orphans.removeAll { tracker in
             guard let local = tracker.local, let peer = tracker.peer else { return true }
-            guard let entry = try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie) else {
+            let entry: SockDiagEntry?
+            do {
+                entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie)
+            } catch {
+                return false   // a failed lookup says nothing about the socket: ask again next sample
+            }
+            guard let entry else {
                 tracker.followed(nil, cause: "gone from the kernel's socket table (\(cause))")
                 return true
             }

@@ -1,0 +1,52 @@
+import Glibc
+
+/// Kernel-wide TCP counters and limits that explain states the kernel skipped. Readable by any
+/// user, per network namespace.
+public enum KernelCounters {
+    /// TcpExt TCPTimeWaitOverflow from /proc/net/netstat: how many connections the kernel closed
+    /// *without* a TIME_WAIT because its table of TIME_WAIT sockets was full
+    /// (net.ipv4.tcp_max_tw_buckets). nil when unreadable.
+    public static func timeWaitOverflows() -> UInt64? {
+        guard let text = read("/proc/net/netstat") else { return nil }
+        // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: 1 2 ...".
+        let lines = text.split(separator: "\n")
+        for (index, line) in lines.enumerated() where line.hasPrefix("TcpExt:") && index + 1 < lines.count {
+            let names = line.split(separator: " ")
+            let values = lines[index + 1].split(separator: " ")
+            if let column = names.firstIndex(of: "TCPTimeWaitOverflow"), column < values.count {
+                return UInt64(values[column])
+            }
+            break
+        }
+        return nil
+    }
+
+    /// net.ipv4.tcp_max_tw_buckets.
+    public static func maxTimeWaitBuckets() -> Int? {
+        read("/proc/sys/net/ipv4/tcp_max_tw_buckets").flatMap { Int($0.trimmingCharacters(in: " \n")) }
+    }
+
+    static func read(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let c = s.first, set.contains(c) { s.removeFirst() }
+        while let c = s.last, set.contains(c) { s.removeLast() }
+        return String(s)
+    }
+}
