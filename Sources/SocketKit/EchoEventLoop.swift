@@ -67,7 +67,7 @@ final class EchoEventLoop: @unchecked Sendable {
             }
             runTimers(now: MonotonicClock.now())
             if control.stopRequested && drainDeadline == nil { beginDrain() }
-            tracer?.sink.flush()
+            tracer?.sink.requestFlush()
             if let deadline = drainDeadline {
                 if stats.open.load(ordering: .relaxed) == 0 || activeCount == 0 { break }
                 if MonotonicClock.now() >= deadline { closeAll(cause: "drain timeout: closed by the server"); break }
