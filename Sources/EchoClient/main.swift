@@ -14,11 +14,12 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
     OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
     OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder"),
+] + LoadCommand.options + [
     OptionSpec("--version", help: "print the version"),
     OptionSpec("--help", short: "-h", help: "show this help"),
 ], allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--no-color] [--demo] [--version] [--help] [MESSAGE ...]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--no-color] [--demo] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
 
 let arguments: ParsedArguments
 do {
@@ -51,6 +52,9 @@ do {
     if let timeout = try arguments.seconds("--timeout") {
         config.connectTimeoutSeconds = timeout
         config.ioTimeoutSeconds = timeout
+    }
+    if arguments.has("--load") {
+        exit(try LoadCommand.run(arguments, host: config.host, port: config.port))
     }
     if arguments.has("--merge") {
         exit(try ClientCommands.merge(paths: arguments.positionals, options: options))
