@@ -91,6 +91,8 @@ final class TraceWriterCore: @unchecked Sendable {
     private var writerSleeping = false
     private var writerStarted = false
     private var stopping = false
+    /// `stopping`, readable by the writer while it waits for a slow reader without the lock.
+    private let stopFlag = Atomic<Bool>(false)
     private var thread: ThreadHandle?
 
     init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool, color: Bool, immediate: Bool,
@@ -124,6 +126,7 @@ final class TraceWriterCore: @unchecked Sendable {
         flush()
         pthread_mutex_lock(lock)
         stopping = true
+        stopFlag.store(true, ordering: .relaxed)
         pthread_cond_signal(wake)
         pthread_mutex_unlock(lock)
         thread?.join()
@@ -237,6 +240,9 @@ final class TraceWriterCore: @unchecked Sendable {
         out.append(UInt8(ascii: "\n"))
     }
 
+    /// Writes `out` in chunks of at most PIPE_BUF after poll(POLLOUT): a pipe or terminal
+    /// that reports POLLOUT takes that much without blocking, so this thread never sits in a
+    /// write(2) it cannot leave, and `shutdown()` can always stop it.
     private func write() {
         guard !out.isEmpty else { return }
         defer { out.removeAll(keepingCapacity: out.count <= 1 << 20) }
@@ -244,16 +250,15 @@ final class TraceWriterCore: @unchecked Sendable {
         var offset = 0
         out.withUnsafeBytes { bytes in
             while offset < bytes.count {
-                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if n > 0 { offset += n; continue }
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 && errno == EAGAIN {
-                    // A non-blocking stderr that is full: this thread may wait, the echo path
-                    // keeps running and drops events once the queue is full.
-                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&p, 1, 100)
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let ready = poll(&p, 1, 100)
+                if ready == 0 || (ready < 0 && errno == EINTR) {
+                    if stopFlag.load(ordering: .relaxed) { failed = true; return }   // reader gone quiet at exit
                     continue
                 }
+                let n = Glibc.write(fd, bytes.baseAddress! + offset, min(bytes.count - offset, Int(PIPE_BUF)))
+                if n > 0 { offset += n; continue }
+                if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 // EPIPE/EBADF: the reader went away; stop tracing rather than spin or crash.
                 failed = true
                 return
