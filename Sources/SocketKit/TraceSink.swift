@@ -93,6 +93,10 @@ final class TraceWriterCore: @unchecked Sendable {
     private var stopping = false
     /// `stopping`, readable by the writer while it waits for a slow reader without the lock.
     private let stopFlag = Atomic<Bool>(false)
+    /// Set by `emit`, cleared when the writer takes the queue: lets `requestFlush()` (every loop
+    /// wakeup, mostly with nothing to write) return after one atomic load instead of taking a
+    /// lock that every loop shares.
+    private let unflushed = Atomic<Bool>(false)
     private var thread: ThreadHandle?
 
     init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool, color: Bool, immediate: Bool,
@@ -149,6 +153,7 @@ final class TraceWriterCore: @unchecked Sendable {
         }
         queue.append(event)
         enqueued += 1
+        unflushed.store(true, ordering: .relaxed)
         let start = !writerStarted
         if start { writerStarted = true }
         // Batch: wake the writer per event only for a terminal or when a quarter full.
@@ -160,6 +165,7 @@ final class TraceWriterCore: @unchecked Sendable {
 
     /// Wakes the writer if anything is queued; never blocks on I/O.
     func requestFlush() {
+        guard unflushed.load(ordering: .relaxed) else { return }
         pthread_mutex_lock(lock)
         if writerSleeping && (!queue.isEmpty || dropped > 0) {
             writerSleeping = false
@@ -215,6 +221,7 @@ final class TraceWriterCore: @unchecked Sendable {
                 writerSleeping = false
             }
             swap(&queue, &spare)
+            unflushed.store(false, ordering: .relaxed)
             let lost = dropped
             dropped = 0
             pthread_mutex_unlock(lock)
