@@ -18,11 +18,12 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
     OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
+] + LoadCommand.options + [
     OptionSpec("--version", help: "print the version"),
     OptionSpec("--help", short: "-h", help: "show this help"),
 ], allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--version] [--help] [MESSAGE ...]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
 
 let arguments: ParsedArguments
 do {
@@ -59,6 +60,9 @@ do {
     }
     if let name = arguments.string("--scenario") {
         exit(try ScenarioCommand.run(name: name, arguments: arguments, options: options))
+    }
+    if arguments.has("--load") {
+        exit(try LoadCommand.run(arguments, host: config.host, port: config.port))
     }
     if arguments.has("--merge") {
         exit(try ClientCommands.merge(paths: arguments.positionals, options: options))

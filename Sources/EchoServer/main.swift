@@ -66,12 +66,15 @@ do {
 } catch {
     SysExits.fail(command, "\(error)", code: SysExits.cantCreate)
 }
-let kernel = trace.makeKernelSource(command: command, sink: sink, side: .server)
+// The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
+// emitted only once bind() succeeded (a busy port stays a one-line error).
+let (kernel, kernelNote) = trace.openKernelSource(command: command, sink: sink, side: .server)
 let tracer = StateTracer(sink: sink, side: .server, verbose: trace.verbose,
                          closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
 let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
 do {
     let address = try server.bind()
+    if let kernelNote { sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
     if trace.format == .off || trace.path != nil {
         SignalSafeOutput.line("\(command): listening on \(address) (\(config.threads) threads)")
     }

@@ -1,23 +1,26 @@
 /// One accepted connection inside an `EchoEventLoop`: its socket, tracker and the echo bytes
 /// the peer has not taken yet.
+///
+/// Touched only by its loop's thread, so its mutable fields skip Swift's dynamic exclusivity
+/// checks (see `EchoEventLoop`).
 final class EchoConnection: @unchecked Sendable {
     let socket: Socket
     let tracker: SocketTracker?
     let slot: Int
     /// Echo bytes received but not yet sent back (the peer is slow to read). Allocated only
     /// when a send falls short, so idle connections cost no buffer.
-    var pending: [UInt8] = []
-    var pendingStart = 0
+    @exclusivity(unchecked) var pending: [UInt8] = []
+    @exclusivity(unchecked) var pendingStart = 0
     /// The peer's FIN arrived: finish echoing, then close.
-    var peerClosed = false
+    @exclusivity(unchecked) var peerClosed = false
     /// We sent our FIN (shutdown(SHUT_WR)).
-    var shutDown = false
-    var wantsWrite = false
-    var readPaused = false
-    var lastActivityNs: UInt64
-    var bytesEchoed: UInt64 = 0
-    var bytesAfterPeerFIN: UInt64 = 0
-    var nextSampleNs: UInt64?
+    @exclusivity(unchecked) var shutDown = false
+    @exclusivity(unchecked) var wantsWrite = false
+    @exclusivity(unchecked) var readPaused = false
+    @exclusivity(unchecked) var lastActivityNs: UInt64
+    @exclusivity(unchecked) var bytesEchoed: UInt64 = 0
+    @exclusivity(unchecked) var bytesAfterPeerFIN: UInt64 = 0
+    @exclusivity(unchecked) var nextSampleNs: UInt64?
 
     init(socket: Socket, tracker: SocketTracker?, slot: Int, now: UInt64) {
         self.socket = socket

@@ -18,7 +18,8 @@ public struct EpollEvents: OptionSet, Sendable {
 /// An epoll instance; user data is a 64-bit token (a connection slot), never a pointer.
 public final class Epoll: @unchecked Sendable {
     public let fd: Int32
-    private var buffer: [epoll_event]
+    // Used by the owning loop thread only: no dynamic exclusivity check per event.
+    @exclusivity(unchecked) private var buffer: [epoll_event]
 
     /// C: `epoll_create1(EPOLL_CLOEXEC)`.
     public init(capacity: Int = 256) throws {
