@@ -23,7 +23,7 @@ public enum KernelCounters {
 
     /// net.ipv4.tcp_max_tw_buckets.
     public static func maxTimeWaitBuckets() -> Int? {
-        read("/proc/sys/net/ipv4/tcp_max_tw_buckets").flatMap { Int($0.trimmingCharacters(in: " \n")) }
+        read("/proc/sys/net/ipv4/tcp_max_tw_buckets").flatMap { Int($0.trimmedWhitespace) }
     }
 
     static func read(_ path: String) -> String? {
@@ -43,10 +43,11 @@ public enum KernelCounters {
 }
 
 extension String {
-    fileprivate func trimmingCharacters(in set: String) -> String {
+    /// Without leading and trailing spaces, tabs and newlines (Foundation-free).
+    var trimmedWhitespace: String {
         var s = Substring(self)
-        while let c = s.first, set.contains(c) { s.removeFirst() }
-        while let c = s.last, set.contains(c) { s.removeLast() }
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
         return String(s)
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 
 /// `--slow-motion on|off|auto`.
@@ -67,7 +66,7 @@ public enum SlowMotion {
 
     /// Replaces this process with `unshare -Urn <this executable> <same arguments>`.
     public static func reexecute(unshare: String, arguments: [String]) throws -> Never {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe = Self.ownExecutable() ?? CommandLine.arguments[0]
         setenv(marker, "1", 1)
         let argv = [unshare, "-Urn", exe] + arguments
         var cArgs = argv.map { strdup($0) } + [nil]
@@ -157,6 +156,14 @@ public enum SlowMotion {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (code, String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        return (code, String(decoding: output, as: UTF8.self).trimmedWhitespace)
+    }
+
+    /// The running executable's path (readlink /proc/self/exe).
+    static func ownExecutable() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 
 /// `close-wait-leak`: the server never calls close() after the client's FIN.
@@ -57,7 +56,7 @@ enum FinTimeout {
         var line = [CChar](repeating: 0, count: 32)
         guard fgets(&line, Int32(line.count), file) != nil else { return nil }
         let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        return Int(text.trimmedWhitespace)
     }
 }
 
