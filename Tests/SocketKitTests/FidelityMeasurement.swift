@@ -2,7 +2,7 @@ import Glibc
 import Testing
 @testable import SocketKit
 
-/// docs/FIDELITY-KERNEL.md's table: how late the unprivileged tracer sees each state the kernel
+/// docs/FIDELITY.md (section 3): how late the unprivileged tracer sees each state the kernel
 /// set (observed ts − kernel ts) and how often it can only infer it. A measurement, not a check:
 /// runs only with SOCKETKIT_FIDELITY_RUNS=N (exchanges per scenario) as root.
 @Suite(.serialized, .enabled(if: Oracle.available && getenv("SOCKETKIT_FIDELITY_RUNS") != nil,
