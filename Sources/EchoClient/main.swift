@@ -7,45 +7,25 @@ let command = "EchoClient"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "server address: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "server port (default 7007)"),
-    OptionSpec("--trace", value: "text|json|off", help: "state trace format on stderr (default text)"),
-    OptionSpec("--trace-file", value: "PATH", help: "write the trace to PATH instead of stderr"),
-    OptionSpec("--trace-verbose", help: "also trace each syscall and the bytes sent/received (escaped)"),
-    OptionSpec("--no-color", help: "never color the text trace (also: NO_COLOR, or not a terminal)"),
-    OptionSpec("--kernel-trace", value: "auto|on|off", help: "states from the kernel tracepoint (root/CAP_PERFMON): auto (default) falls back, on fails without"),
+] + OptionSpec.traceOptions(verboseHelp: "also trace each syscall and the bytes sent/received (escaped)") + [
     OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
     OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
     OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder"),
     OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
     OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
-] + LoadCommand.options + [
-    OptionSpec("--version", help: "print the version"),
-    OptionSpec("--help", short: "-h", help: "show this help"),
-], allowsPositionals: true)
+] + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
 
 let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
 
-let arguments: ParsedArguments
-do {
-    arguments = try scanner.parse(CommandLine.arguments.dropFirst())
-} catch {
-    SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
-}
-
-if arguments.has("--help") {
-    print(scanner.help(summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
+let arguments = scanner.parseCommandLineOrExit(
+    summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
     With MESSAGEs: sends each (newline-terminated), prints each echo, half-closes, drains, closes.
     Without: stdin goes to the server and the echo to stdout, like nc; EOF on stdin half-closes.
     Exit status: 0 when every byte came back identical; 1 when the echo differed; 64 usage;
     68 unknown host; 69 refused/unreachable/reset, or the server closed before the end of stdin;
     75 timeout; 71 other OS errors; 130 SIGINT (143 SIGTERM): closed cleanly, a second signal exits at once.
-    """))
-    exit(0)
-}
-if arguments.has("--version") {
-    print("\(command) \(SocketKitVersion.current)")
-    exit(0)
-}
+    """)
 
 signal(SIGPIPE, SIG_IGN)
 

@@ -7,41 +7,23 @@ let command = "EchoServer"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "address to listen on: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
-    OptionSpec("--trace", value: "text|json|off", help: "state trace format on stderr (default text; off = pure echo service)"),
-    OptionSpec("--trace-file", value: "PATH", help: "write the trace to PATH instead of stderr"),
-    OptionSpec("--trace-verbose", help: "also trace syscalls and the bytes echoed (escaped)"),
-    OptionSpec("--no-color", help: "never color the text trace (also: NO_COLOR, or not a terminal)"),
+] + OptionSpec.traceOptions(verboseHelp: "also trace syscalls and the bytes echoed (escaped)") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
-    OptionSpec("--kernel-trace", value: "auto|on|off", help: "states from the kernel tracepoint (root/CAP_PERFMON): auto (default) falls back, on fails without"),
     OptionSpec("--threads", value: "N", help: "event loops, one SO_REUSEPORT listener each (default: number of cores)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
     OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
     OptionSpec("--idle-timeout", value: "SECONDS", help: "close connections idle this long (default: never)"),
     OptionSpec("--drain-timeout", value: "SECONDS", help: "on SIGINT/SIGTERM, wait this long for connections to finish (default 5)"),
-    OptionSpec("--version", help: "print the version"),
-    OptionSpec("--help", short: "-h", help: "show this help"),
-], allowsPositionals: false)
+] + OptionSpec.standardOptions, allowsPositionals: false)
 
-let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--version] [--help]"
+let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--no-color] [--kernel-trace auto|on|off] [--close-wait-warn SECONDS] [--threads N] [--backlog N] [--max-connections N] [--idle-timeout SECONDS] [--drain-timeout SECONDS] [--version] [--help]"
 
-let arguments: ParsedArguments
-do {
-    arguments = try scanner.parse(CommandLine.arguments.dropFirst())
-} catch {
-    SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
-}
-if arguments.has("--help") {
-    print(scanner.help(summary: "Echo server that logs every TCP state each connection passes through.", usage: usage, footer: """
+let arguments = scanner.parseCommandLineOrExit(
+    summary: "Echo server that logs every TCP state each connection passes through.", usage: usage, footer: """
     SIGINT/SIGTERM: stop accepting, let connections finish (--drain-timeout), print a summary, exit 0;
     a second signal exits at once. Exit status: 0 ok; 64 usage; 68 unknown host; 69 port in use or
     address not available; 77 permission denied; 71 other OS errors.
-    """))
-    exit(0)
-}
-if arguments.has("--version") {
-    print("\(command) \(SocketKitVersion.current)")
-    exit(0)
-}
+    """)
 
 signal(SIGPIPE, SIG_IGN)
 

@@ -126,3 +126,48 @@ extension String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
     }
 }
+
+extension OptionSpec {
+    /// The trace options both executables share (read by `CommandLineTrace.options`).
+    public static func traceOptions(verboseHelp: String) -> [OptionSpec] {
+        [
+            OptionSpec("--trace", value: "text|json|off", help: "state trace format on stderr (default text; off = no state reads at all)"),
+            OptionSpec("--trace-file", value: "PATH", help: "write the trace to PATH instead of stderr"),
+            OptionSpec("--trace-verbose", help: verboseHelp),
+            OptionSpec("--no-color", help: "never color the text trace (also: NO_COLOR, or not a terminal)"),
+            OptionSpec("--kernel-trace", value: "auto|on|off",
+                       help: "states from the kernel tracepoint (root/CAP_PERFMON): auto (default) falls back, on fails without"),
+        ]
+    }
+
+    /// `--version` and `--help`, last in every command's list.
+    public static let standardOptions = [
+        OptionSpec("--version", help: "print the version"),
+        OptionSpec("--help", short: "-h", help: "show this help"),
+    ]
+}
+
+extension ArgumentScanner {
+    /// Parses the process's arguments the way swift-argument-parser does: a usage error is one
+    /// line on stderr and exit 64; `--help` prints the help on stdout and `--version` the
+    /// version, both exit 0. Returns the arguments otherwise.
+    public func parseCommandLineOrExit(summary: String, usage: String, footer: String) -> ParsedArguments {
+        let arguments: ParsedArguments
+        do {
+            arguments = try parse(CommandLine.arguments.dropFirst())
+        } catch {
+            SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
+        }
+        if arguments.has("--help") {
+            print(help(summary: summary, usage: usage, footer: footer))
+            exit(0)
+        }
+        if arguments.has("--version") {
+            print("\(command) \(SocketKitVersion.current)")
+            exit(0)
+        }
+        return arguments
+    }
+}
+
+import Glibc
