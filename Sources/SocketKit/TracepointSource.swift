@@ -28,7 +28,7 @@ public final class TracepointSource: @unchecked Sendable {
     public let tracepoint: KernelTracepoint
     private let sink: TraceSink
     private let side: TraceSide
-    private let routing = Mutex(Routing())
+    private let routing = Mutex(KernelRouter<KernelLink>(windowNs: pendingWindowNs, limit: pendingLimit))
     private let stopFlag = Atomic<Bool>(false)
     private var reader: ThreadHandle?
     /// Unclaimed changes older than this are dropped: long enough for accept() to pick up a child.
@@ -95,163 +95,51 @@ public final class TracepointSource: @unchecked Sendable {
                                  + "states of the affected sockets are filled from tcp_info, sock_diag and inference"))
     }
 
-    // MARK: Routing
-
-    struct Tuple: Hashable {
-        var localPort: UInt16, peerPort: UInt16
-        var localHost: String, peerHost: String
-    }
-
-    private struct Route {
-        let tracker: SocketTracker
-        let link: KernelLink
-    }
-
-    private struct Routing {
-        var bySkaddr: [UInt64: Route] = [:]
-        /// Connections whose skaddr is not known yet.
-        var byTuple: [Tuple: Route] = [:]
-        /// Listeners whose skaddr is not known yet, by port + host.
-        var listeners: [Tuple: [Route]] = [:]
-        var pending: [KernelStateChange] = []
-    }
-
-    /// An AF_INET6 socket talking IPv4 shows `::ffff:a.b.c.d` in the tracepoint: compare as IPv4.
-    static func normalized(_ host: String) -> String {
-        host.hasPrefix("::ffff:") && host.contains(".") ? String(host.dropFirst(7)) : host
-    }
-
-    static func tuple(_ change: KernelStateChange) -> Tuple {
-        Tuple(localPort: change.sourcePort, peerPort: change.destinationPort,
-              localHost: normalized(change.sourceAddress), peerHost: normalized(change.destinationAddress))
-    }
-
-    static func tuple(local: SocketAddress, peer: SocketAddress?) -> Tuple {
-        Tuple(localPort: local.port, peerPort: peer?.port ?? 0, localHost: normalized(local.host),
-              peerHost: peer.map { normalized($0.host) } ?? "")
-    }
+    // MARK: Routing (KernelRouter.swift)
 
     /// Drains every ring and routes each change: to its tracker's inbox, or to `pending`.
     public func sync() {
-        routing.withLock { routing in
-            for change in tracepoint.drain() { route(change, &routing) }
-            prune(&routing)
+        routing.withLock { router in
+            for change in tracepoint.drain() { router.route(change) }
+            router.prune(now: MonotonicClock.now())
+            handOut(&router)
         }
     }
 
-    private func route(_ change: KernelStateChange, _ routing: inout Routing) {
-        if let route = routing.bySkaddr[change.skaddr] {
-            deliver([change], to: route, &routing)
-            return
-        }
-        let tuple = Self.tuple(change)
-        if change.destinationPort == 0, change.newState == 10 {
-            var key = tuple
-            key.peerHost = ""
-            if var waiting = routing.listeners[key], !waiting.isEmpty {
-                let route = waiting.removeFirst()
-                routing.listeners[key] = waiting.isEmpty ? nil : waiting
-                deliver([change], to: route, &routing)
-                return
+    /// Appends the router's deliveries to the trackers' inboxes and wakes their owners: one
+    /// inbox lock and one mailbox post per run of changes for the same tracker.
+    private func handOut(_ router: inout KernelRouter<KernelLink>) {
+        var start = 0
+        let count = router.deliveries.count
+        while start < count {
+            let link = router.deliveries[start].target
+            var end = start + 1
+            while end < count && router.deliveries[end].target === link { end += 1 }
+            link.inbox.withLock { inbox in
+                for index in start..<end { inbox.append(router.deliveries[index].change) }
             }
-        } else if change.sourcePort != 0, let route = routing.byTuple.removeValue(forKey: tuple) {
-            // First change with the full 4-tuple: this skaddr is ours; a client's earlier
-            // CLOSE→SYN_SENT (sport 0, unbound) with the same skaddr is too.
-            routing.pending.append(change)
-            claim(skaddr: change.skaddr, anchor: routing.pending.count - 1, localPort: tuple.localPort, route: route, &routing)
-            return
+            link.linked.store(true, ordering: .releasing)
+            if let tracker = link.tracker { link.mailbox?.post(tracker) }
+            start = end
         }
-        routing.pending.append(change)
-    }
-
-    /// Moves the changes of one socket's life on `skaddr` out of `pending` into `route`'s inbox:
-    /// back from `anchor` to the previous socket's death (a change to CLOSE) or a change with
-    /// another local port, and forward to this socket's own death.
-    private func claim(skaddr: UInt64, anchor: Int, localPort: UInt16, route: Route, _ routing: inout Routing) {
-        let indices = routing.pending.indices.filter { routing.pending[$0].skaddr == skaddr }
-        guard let anchorPosition = indices.firstIndex(of: anchor) else { return }
-        var start = anchorPosition
-        while start > indices.startIndex {
-            let earlier = routing.pending[indices[start - 1]]
-            if earlier.newState == 7 || (earlier.sourcePort != 0 && earlier.sourcePort != localPort) { break }
-            start -= 1
-        }
-        var end = anchorPosition
-        while end < indices.endIndex - 1 && routing.pending[indices[end]].newState != 7 { end += 1 }
-        let taken = Array(indices[start...end])
-        let changes = taken.map { routing.pending[$0] }
-        for index in taken.reversed() { routing.pending.remove(at: index) }
-        deliver(changes, to: route, &routing)
-    }
-
-    private func deliver(_ changes: [KernelStateChange], to route: Route, _ routing: inout Routing) {
-        guard let last = changes.last else { return }
-        route.link.inbox.withLock { $0.append(contentsOf: changes) }
-        route.link.linked.store(true, ordering: .releasing)
-        // The full socket is gone after a change to CLOSE: its skaddr may be reused at once.
-        if last.newState == 7 && last.oldState != 7 {
-            routing.bySkaddr[last.skaddr] = nil
-        } else {
-            routing.bySkaddr[last.skaddr] = route
-        }
-        route.link.mailbox?.post(route.tracker)
-    }
-
-    private func prune(_ routing: inout Routing) {
-        let now = MonotonicClock.now()
-        let floor = now > Self.pendingWindowNs ? now - Self.pendingWindowNs : 0
-        if let keep = routing.pending.firstIndex(where: { $0.timestampNs >= floor }) {
-            if keep > 0 { routing.pending.removeFirst(keep) }
-        } else {
-            routing.pending.removeAll(keepingCapacity: true)
-        }
-        if routing.pending.count > Self.pendingLimit {
-            routing.pending.removeFirst(routing.pending.count - Self.pendingLimit)
-        }
+        router.deliveries.removeAll(keepingCapacity: true)
     }
 
     /// The tracker knows its addresses: claim what the kernel already reported for them, or
     /// wait for it. `peer` nil: a listener.
     func register(_ tracker: SocketTracker, link: KernelLink, local: SocketAddress, peer: SocketAddress?) {
-        routing.withLock { routing in
-            for change in tracepoint.drain() { route(change, &routing) }
-            let route = Route(tracker: tracker, link: link)
-            guard !routing.bySkaddr.values.contains(where: { $0.tracker === tracker }) else { return }
-            let tuple = Self.tuple(local: local, peer: peer)
-            let claimed = Set(routing.bySkaddr.keys)
-            if peer == nil {
-                // SO_REUSEPORT listeners share a port: take the oldest live one not yet claimed
-                // (listeners are registered in the order they were created).
-                let dead = Set(routing.pending.filter { $0.newState == 7 }.map(\.skaddr))
-                if let index = routing.pending.firstIndex(where: {
-                    $0.destinationPort == 0 && $0.newState == 10 && Self.tuple($0).localPort == tuple.localPort
-                        && Self.tuple($0).localHost == tuple.localHost && !claimed.contains($0.skaddr) && !dead.contains($0.skaddr)
-                }) {
-                    claim(skaddr: routing.pending[index].skaddr, anchor: index, localPort: local.port, route: route, &routing)
-                } else {
-                    routing.listeners[tuple, default: []].append(route)
-                }
-                return
-            }
-            // The newest socket with this 4-tuple (an older one may have died and freed it).
-            if let index = routing.pending.lastIndex(where: { Self.tuple($0) == tuple && !claimed.contains($0.skaddr) }) {
-                claim(skaddr: routing.pending[index].skaddr, anchor: index, localPort: local.port, route: route, &routing)
-            } else {
-                routing.byTuple[tuple] = route
-            }
+        routing.withLock { router in
+            for change in tracepoint.drain() { router.route(change) }
+            link.tracker = tracker
+            router.register(link, local: local, peer: peer)
+            handOut(&router)
         }
     }
 
     /// The tracker is done: no more routing to it.
     func unregister(_ tracker: SocketTracker) {
-        routing.withLock { routing in
-            routing.bySkaddr = routing.bySkaddr.filter { $0.value.tracker !== tracker }
-            routing.byTuple = routing.byTuple.filter { $0.value.tracker !== tracker }
-            for (key, routes) in routing.listeners {
-                let rest = routes.filter { $0.tracker !== tracker }
-                routing.listeners[key] = rest.isEmpty ? nil : rest
-            }
-        }
+        guard let link = tracker.kernel else { return }
+        routing.withLock { router in router.unregister(link) }
     }
 }
 
@@ -303,6 +191,9 @@ final class KernelLink: @unchecked Sendable {
     var kernelState: UInt8?
     var diag: SockDiag?
     var registered = false
+    /// Set by `register` under the source's routing lock: whom to post to the mailbox. Weak:
+    /// routing does not keep a tracker alive.
+    weak var tracker: SocketTracker?
 
     init(source: TracepointSource, mailbox: KernelMailbox?, diag: SockDiag?) {
         self.source = source
