@@ -26,6 +26,17 @@ extension SocketTracker {
     public func applyKernelEvents(observing: (state: TCPState, cause: String)? = nil) {
         guard let kernel else { return }
         kernel.source.sync()
+        applyInbox(kernel, observing: observing)
+    }
+
+    /// Applies what the router already put in the inbox, without draining the rings: for the
+    /// mailbox's wake-ups, which observe nothing (the rings are drained before every observation).
+    func applyRoutedKernelEvents() {
+        guard let kernel else { return }
+        applyInbox(kernel, observing: nil)
+    }
+
+    private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState, cause: String)?) {
         var changes = kernel.inbox.withLock { inbox in
             defer { inbox.removeAll() }
             return inbox

@@ -168,13 +168,14 @@ public final class KernelMailbox: Sendable {
     }
 
     /// Applies waiting changes of every tracker whose fd is still open (the follower applies
-    /// those of closed ones). Call on the owner thread.
+    /// those of closed ones). Call on the owner thread. Does not drain the rings: nothing is
+    /// observed here, and every observation drains them first.
     public func deliver() {
         let trackers = waiting.withLock { list in
             defer { list.removeAll() }
             return list
         }
-        for tracker in trackers where !tracker.fdClosed { tracker.applyKernelEvents() }
+        for tracker in trackers where !tracker.fdClosed { tracker.applyRoutedKernelEvents() }
     }
 }
 
