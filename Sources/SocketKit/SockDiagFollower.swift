@@ -45,7 +45,8 @@ public final class SockDiagFollower: @unchecked Sendable {
         }
         let entry: SockDiagEntry?
         do {
-            entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie)
+            entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie,
+                                    expectingTimeWait: tracker.expectsTimeWait)
         } catch let error as SystemCallError {
             tracker.error(error, cause: "sock_diag lookup failed: \(error); stopped following")
             drop(key)

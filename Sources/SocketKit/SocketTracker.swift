@@ -273,7 +273,8 @@ public final class SocketTracker: @unchecked Sendable {
         }
         // One lookup right away, on the owner's thread: orphaned FIN_WAIT_1/2 and LAST_ACK can
         // last only microseconds after close(), too short to wait for the follower's queue.
-        if let diag, let result = try? diag.lookup(local: local, peer: peer, cookie: cookie) as SockDiagEntry?? {
+        if let diag, let result = try? diag.lookup(local: local, peer: peer, cookie: cookie,
+                                                   expectingTimeWait: expectsTimeWait) as SockDiagEntry?? {
             guard let entry = result else {
                 followed(nil, cause: "gone from the kernel's socket table right after \(cause)", diag: diag)
                 return
@@ -282,6 +283,13 @@ public final class SocketTracker: @unchecked Sendable {
         }
         guard follow else { return }
         tracer.follower.follow(self, cause: cause)
+    }
+
+    /// Our FIN went first and no reset: the connection is on its way to TIME_WAIT, so a
+    /// sock_diag answer of "gone" deserves a second look (see `SockDiag.lookup`).
+    public var expectsTimeWait: Bool {
+        guard let state, context.weClosedFirst, !context.reset else { return false }
+        return [.established, .finWait1, .finWait2, .closing].contains(state)
     }
 
     /// Called by the follower with what sock_diag showed (nil: the socket is gone).

@@ -232,7 +232,8 @@ public final class LabRun {
             guard let local = tracker.local, let peer = tracker.peer else { return true }
             let entry: SockDiagEntry?
             do {
-                entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie)
+                entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie,
+                                        expectingTimeWait: tracker.expectsTimeWait)
             } catch {
                 return false   // a failed lookup says nothing about the socket: ask again next sample
             }
