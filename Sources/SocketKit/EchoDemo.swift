@@ -17,44 +17,21 @@ public enum EchoDemo {
     public static func run(host: String = "127.0.0.1", kernel: TracepointSource? = nil,
                            output: ([UInt8]) -> Void) throws -> Outcome {
         let collector = TraceCollector()
-        var serverConfig = EchoServerConfiguration()
-        serverConfig.host = host
-        serverConfig.port = 0
-        serverConfig.threads = 1
-        let serverTracer = StateTracer(sink: collector, side: .server, firstConnectionID: 0, kernel: kernel)
-        let server = EchoServer(configuration: serverConfig, tracer: serverTracer)
-        let address = try server.bind()
-        let thread = try server.start()
-
-        var clientConfig = EchoClientConfiguration()
-        clientConfig.host = address.host
-        clientConfig.port = address.port
-        clientConfig.ioTimeoutSeconds = 10
-        clientConfig.connectTimeoutSeconds = 10
-        let clientTracer = StateTracer(sink: collector, side: .client, kernel: kernel)
-        let client = EchoClient(configuration: clientConfig, tracer: clientTracer)
+        let pair = try InProcessEcho(sink: collector, host: host, kernel: kernel)
+        defer { pair.stopServer() }
         var result = EchoClient.ExchangeResult()
-        defer {
-            server.stop()
-            thread.join()
-        }
         do {
-            try client.connect()
-            result = try client.exchange(messages: messages, lastAfterHalfClose: true, output: output)
+            try pair.client.connect()
+            result = try pair.client.exchange(messages: messages, lastAfterHalfClose: true, output: output)
         } catch {
-            client.noteFailure(error)
-            client.close()
+            pair.client.noteFailure(error)
+            pair.client.close()
             throw error
         }
         // Let the server finish its close and the followers catch LAST_ACK/TIME_WAIT.
-        let deadline = MonotonicClock.now() + 2_000_000_000
-        while server.stats.snapshot.closed < 1 && MonotonicClock.now() < deadline { usleep(1000) }
-        serverTracer.follower.settle(timeoutSeconds: 1)
-        clientTracer.follower.settle(timeoutSeconds: 1)
-        server.stop()
-        thread.join()
-        serverTracer.follower.finish()
-        clientTracer.follower.finish()
+        pair.settle()
+        pair.stopServer()
+        pair.finishFollowing()
         return Outcome(events: collector.events, matched: result.matched, bytesAfterOurFIN: result.bytesAfterOurFIN)
     }
 }

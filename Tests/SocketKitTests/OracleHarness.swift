@@ -24,27 +24,13 @@ enum Oracle {
     /// One exchange. `kernel`: the tracer's tracepoint source (nil: unprivileged path).
     static func run(_ scenario: Scenario, kernel: TracepointSource?, oracle: KernelTracepoint) throws -> Run {
         let collector = TraceCollector()
-        var serverConfig = EchoServerConfiguration()
-        serverConfig.port = 0
-        serverConfig.threads = 1
-        if scenario == .serverClose { serverConfig.idleTimeoutSeconds = 0.05 }
-        let serverTracer = StateTracer(sink: collector, side: .server, firstConnectionID: 0, kernel: kernel)
-        let server = EchoServer(configuration: serverConfig, tracer: serverTracer)
-        let address = try server.bind()
-        let thread = try server.start()
-        var clientConfig = EchoClientConfiguration()
-        clientConfig.host = address.host
-        clientConfig.port = address.port
-        clientConfig.ioTimeoutSeconds = 5
-        clientConfig.connectTimeoutSeconds = 5
-        let clientTracer = StateTracer(sink: collector, side: .client, kernel: kernel)
-        let client = EchoClient(configuration: clientConfig, tracer: clientTracer)
+        let pair = try InProcessEcho(sink: collector, kernel: kernel, timeoutSeconds: 5) { config in
+            if scenario == .serverClose { config.idleTimeoutSeconds = 0.05 }
+        }
+        let client = pair.client
         var kernelChanges: [KernelStateChange] = []
         do {
-            defer {
-                server.stop()
-                thread.join()
-            }
+            defer { pair.stopServer() }
             try client.connect()
             switch scenario {
             case .clientClose:
@@ -59,16 +45,12 @@ enum Oracle {
             case .halfClose:
                 _ = try client.exchange(messages: ["hello", "after our FIN"], lastAfterHalfClose: true) { _ in }
             }
-            let deadline = MonotonicClock.now() + 2_000_000_000
-            while server.stats.snapshot.closed < 1 && MonotonicClock.now() < deadline { usleep(500) }
-            serverTracer.follower.settle(timeoutSeconds: 1)
-            clientTracer.follower.settle(timeoutSeconds: 1)
+            pair.settle()
         }
         // Let the trailing LISTEN→CLOSE reach the rings, then apply what is left.
         usleep(2_000)
         kernelChanges += oracle.drain()
-        serverTracer.follower.finish()
-        clientTracer.follower.finish()
+        pair.finishFollowing()
         return Run(events: collector.events, kernel: kernelChanges, lost: oracle.lostRecords)
     }
 
