@@ -26,6 +26,32 @@ public enum KernelCounters {
         read("/proc/sys/net/ipv4/tcp_max_tw_buckets").flatMap { Int($0.trimmedWhitespace) }
     }
 
+    /// TIME_WAIT sockets in this network namespace (inet_diag dump, IPv4 + IPv6) and the limit.
+    /// When `used` nears `limit`, new connections get no TIME_WAIT at all.
+    public static func timeWaitTableUsage() -> (used: Int, limit: Int)? {
+        guard let limit = maxTimeWaitBuckets(), let diag = try? SockDiag() else { return nil }
+        var used = 0
+        for family in [AF_INET, AF_INET6] {
+            guard let entries = try? diag.dump(family: family, states: [6]) else { return nil }
+            used += entries.count
+        }
+        return (used, limit)
+    }
+
+    /// True when fewer than `margin` TIME_WAIT slots are left: a test or a lab run expecting a
+    /// TIME_WAIT would see Linux skip it (see `SocketTracker.checkSkippedTimeWait`).
+    public static func timeWaitTableNearlyFull(margin: Int = 20_000) -> Bool {
+        guard let usage = timeWaitTableUsage() else { return false }
+        return usage.limit - usage.used < margin
+    }
+
+    /// One line for a skipped test or a note: how full the TIME_WAIT table is.
+    public static var timeWaitTableSummary: String {
+        guard let usage = timeWaitTableUsage() else { return "the kernel's TIME_WAIT table could not be read" }
+        return "only \(usage.limit - usage.used) TIME_WAIT slots free (\(usage.used) used of net.ipv4.tcp_max_tw_buckets = "
+            + "\(usage.limit)): Linux may skip TIME_WAIT"
+    }
+
     static func read(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }

@@ -3,7 +3,7 @@ import Testing
 import SocketKit
 
 /// The executables as a user runs them: server and client in separate processes, JSON traces.
-@Suite(.serialized) struct EchoEndToEndTests {
+@Suite(.serialized, .enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason)) struct EchoEndToEndTests {
     /// `off` is what every unprivileged user gets; `auto` uses the kernel tracepoint when root.
     @Test(arguments: ["off", "auto"])
     func messages_areEchoed_andBothLogsShowClientFirstClose(kernelTrace: String) throws {

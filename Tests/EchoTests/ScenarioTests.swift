@@ -4,7 +4,7 @@ import Testing
 
 /// End-to-end: `EchoClient --scenario NAME --trace json`, judged by its last JSON line.
 /// Slow motion is `auto`: in a private user+net namespace where the system allows it.
-@Suite("Scenario lab")
+@Suite("Scenario lab", .enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason))
 struct ScenarioTests {
     static let slowMotionAvailable: Bool = {
         if case .reexecute = SlowMotion.plan(.auto) { return true }
