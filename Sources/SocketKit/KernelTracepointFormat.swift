@@ -133,14 +133,36 @@ struct StateChangeLayout: Sendable {
         }
     }
 
-    /// Network-order address bytes to text; inet_ntop picks the canonical IPv6 form (`::ffff:a.b.c.d`).
+    /// Network-order address bytes to text, as inet_ntop prints them (`127.0.0.1`, `::1`,
+    /// `::ffff:127.0.0.1`). IPv4 and IPv4-mapped addresses — every loopback change under load —
+    /// are formatted byte by byte: inet_ntop's snprintf and the array around it were a visible
+    /// share of the traced server's CPU under connect churn (perf record).
     static func address(_ raw: UnsafeRawBufferPointer, _ f: TracepointField) -> String {
+        guard let base = raw.baseAddress else { return "?" }
+        let bytes = UnsafeRawBufferPointer(start: base + f.offset, count: f.size)
+        if f.size == 4 { return dottedQuad(bytes, prefix: "") }
+        if f.size == 16, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
+            return dottedQuad(UnsafeRawBufferPointer(rebasing: bytes[12..<16]), prefix: "::ffff:")
+        }
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let family = f.size == 16 ? AF_INET6 : AF_INET
-        guard let base = raw.baseAddress,
-              inet_ntop(family, base + f.offset, &text, socklen_t(text.count)) != nil
+        guard inet_ntop(f.size == 16 ? AF_INET6 : AF_INET, bytes.baseAddress, &text, socklen_t(text.count)) != nil
         else { return "?" }
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func dottedQuad(_ four: UnsafeRawBufferPointer, prefix: StaticString) -> String {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { out in
+            var n = 0
+            prefix.withUTF8Buffer { for byte in $0 { out[n] = byte; n += 1 } }
+            for index in 0..<4 {
+                if index > 0 { out[n] = UInt8(ascii: "."); n += 1 }
+                let value = four[index]
+                if value >= 100 { out[n] = 0x30 + value / 100; n += 1 }
+                if value >= 10 { out[n] = 0x30 + (value / 10) % 10; n += 1 }
+                out[n] = 0x30 + value % 10; n += 1
+            }
+            return String(decoding: UnsafeBufferPointer(rebasing: out[0..<n]), as: UTF8.self)
+        }
     }
 }
 
