@@ -20,8 +20,7 @@ enum ScenarioCommand {
         let live = options.format == .text && isatty(2) == 1
         let progress: (String) -> Void = { text in
             guard options.format == .text else { return }
-            let line = "… \(text)\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
+            SignalSafeOutput.line("… \(text)")
         }
         if runs == 1 {
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, progress: progress)

@@ -7,7 +7,7 @@ public enum KernelCounters {
     /// *without* a TIME_WAIT because its table of TIME_WAIT sockets was full
     /// (net.ipv4.tcp_max_tw_buckets). nil when unreadable.
     public static func timeWaitOverflows() -> UInt64? {
-        guard let text = read("/proc/net/netstat") else { return nil }
+        guard let text = try? TextFile.read("/proc/net/netstat") else { return nil }
         // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: 1 2 ...".
         let lines = text.split(separator: "\n")
         for (index, line) in lines.enumerated() where line.hasPrefix("TcpExt:") && index + 1 < lines.count {
@@ -23,7 +23,7 @@ public enum KernelCounters {
 
     /// net.ipv4.tcp_max_tw_buckets.
     public static func maxTimeWaitBuckets() -> Int? {
-        read("/proc/sys/net/ipv4/tcp_max_tw_buckets").flatMap { Int($0.trimmedWhitespace) }
+        (try? TextFile.read("/proc/sys/net/ipv4/tcp_max_tw_buckets")).flatMap { Int($0.trimmedWhitespace) }
     }
 
     /// TIME_WAIT sockets in this network namespace (inet_diag dump, IPv4 + IPv6) and the limit.
@@ -50,30 +50,5 @@ public enum KernelCounters {
         guard let usage = timeWaitTableUsage() else { return "the kernel's TIME_WAIT table could not be read" }
         return "only \(usage.limit - usage.used) TIME_WAIT slots free (\(usage.used) used of net.ipv4.tcp_max_tw_buckets = "
             + "\(usage.limit)): Linux may skip TIME_WAIT"
-    }
-
-    static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16_384)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            bytes += chunk[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-extension String {
-    /// Without leading and trailing spaces, tabs and newlines (Foundation-free).
-    var trimmedWhitespace: String {
-        var s = Substring(self)
-        while let c = s.first, c.isWhitespace { s.removeFirst() }
-        while let c = s.last, c.isWhitespace { s.removeLast() }
-        return String(s)
     }
 }

@@ -240,19 +240,19 @@ public final class KernelTracepoint: @unchecked Sendable {
     /// The event id and its record layout, mounting tracefs first if it is not mounted.
     static func loadEvent() throws -> (UInt64, StateChangeLayout) {
         let idPath = eventPath + "/id", formatPath = eventPath + "/format"
-        var idText = try readTextFileIfPresent(idPath)
+        var idText = try TextFile.readIfPresent(idPath)
         if idText == nil {
             guard !tracefsMounted() else { throw KernelTracepointError.eventMissing(path: eventPath) }
             if mount("nodev", tracefsPath, "tracefs", 0, nil) != 0 {
                 throw KernelTracepointError.tracefsNotMounted(path: tracefsPath, mountErrno: errno)
             }
-            idText = try readTextFileIfPresent(idPath)
+            idText = try TextFile.readIfPresent(idPath)
         }
         guard let idText else { throw KernelTracepointError.eventMissing(path: eventPath) }
         guard let id = UInt64(idText.filter { !$0.isWhitespace }) else {
             throw KernelTracepointError.unparsable(path: idPath, detail: "not a number: '\(idText)'")
         }
-        let format = try TracepointFormat(parsing: try readTextFile(formatPath), path: formatPath)
+        let format = try TracepointFormat(parsing: try TextFile.read(formatPath), path: formatPath)
         return (id, try StateChangeLayout(format, path: formatPath))
     }
 
@@ -269,7 +269,7 @@ public final class KernelTracepoint: @unchecked Sendable {
 
     static func onlineCPUs() throws -> [Int32] {
         let path = "/sys/devices/system/cpu/online"
-        let text = try readTextFile(path)
+        let text = try TextFile.read(path)
         guard let cpus = parseCPUList(text) else {
             throw KernelTracepointError.unparsable(path: path, detail: "not a CPU list: '\(text)'")
         }
@@ -277,37 +277,10 @@ public final class KernelTracepoint: @unchecked Sendable {
     }
 
     /// nil when the file does not exist (ENOENT).
-    static func readTextFileIfPresent(_ path: String) throws(SystemCallError) -> String? {
-        do {
-            return try readTextFile(path)
-        } catch {
-            if error.errno == ENOENT { return nil }
-            throw error
-        }
-    }
-
-    static func readTextFile(_ path: String) throws(SystemCallError) -> String {
-        let fd: Int32
-        do {
-            fd = try syscall("open") { open(path, O_RDONLY | O_CLOEXEC) }
-        } catch {
-            throw error.on(path)
-        }
-        defer { Glibc.close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = try syscall("read") { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
     static func reason(for error: any Error) -> String {
         guard let error = error as? SystemCallError else { return "\(error)" }
         if error.call == "perf_event_open" && (error.errno == EACCES || error.errno == EPERM) {
-            let paranoid = (try? readTextFile("/proc/sys/kernel/perf_event_paranoid"))?
+            let paranoid = (try? TextFile.read("/proc/sys/kernel/perf_event_paranoid"))?
                 .filter { !$0.isWhitespace } ?? "?"
             return "needs root or CAP_PERFMON (perf_event_paranoid=\(paranoid))"
         }

@@ -42,16 +42,16 @@ struct TracepointFormat: Equatable, Sendable {
         fields = [:]
         for line in text.split(separator: "\n") {
             if line.hasPrefix("name:") {
-                name = String(line.dropFirst(5)).trimmingSpaces
+                name = String(line.dropFirst(5)).trimmedWhitespace
             } else if line.hasPrefix("ID:") {
-                id = UInt64(String(line.dropFirst(3)).trimmingSpaces)
+                id = UInt64(String(line.dropFirst(3)).trimmedWhitespace)
             }
-            let trimmed = String(line).trimmingSpaces
+            let trimmed = String(line).trimmedWhitespace
             guard trimmed.hasPrefix("field:") else { continue }
             var declaration: Substring?
             var offset: Int?, size: Int?, signed: Bool?
             for part in trimmed.split(separator: ";") {
-                let item = String(part).trimmingSpaces
+                let item = String(part).trimmedWhitespace
                 guard let colon = item.firstIndex(of: ":") else { continue }
                 let key = item[..<colon], value = item[item.index(after: colon)...]
                 switch key {
@@ -169,7 +169,7 @@ struct StateChangeLayout: Sendable {
 /// Parses sysfs CPU lists such as `0-3,6,8-9`.
 func parseCPUList(_ text: String) -> [Int32]? {
     var cpus: [Int32] = []
-    for range in text.trimmingSpaces.split(separator: ",") {
+    for range in text.trimmedWhitespace.split(separator: ",") {
         let bounds = range.split(separator: "-").map { Int32($0) }
         guard bounds.allSatisfy({ $0 != nil }), let low = bounds.first ?? nil else { return nil }
         switch bounds.count {
@@ -179,11 +179,4 @@ func parseCPUList(_ text: String) -> [Int32]? {
         }
     }
     return cpus.isEmpty ? nil : cpus
-}
-
-extension String {
-    fileprivate var trimmingSpaces: String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
-        return String(drop(while: isSpace).reversed().drop(while: isSpace).reversed())
-    }
 }

@@ -101,18 +101,12 @@ public final class SockDiagFollower: @unchecked Sendable {
             for item in items.values {
                 let tracker = item.tracker
                 let state = tracker.state?.name ?? "?"
-                let detail = "still \(state) in the kernel when the program exited; not waiting for it"
-                if tracker.state == .timeWait, let local = tracker.local, let peer = tracker.peer,
-                   let entry = try? diag?.lookup(local: local, peer: peer, cookie: tracker.cookie) {
-                    var event = tracker.makeEvent(.info, cause: detail)
-                    event.from = tracker.state
-                    event.timerMs = entry.expiresMs
-                    tracker.sink.emit(event)
-                } else {
-                    var event = tracker.makeEvent(.info, cause: detail)
-                    event.from = tracker.state
-                    tracker.sink.emit(event)
+                var event = tracker.makeEvent(.info, cause: "still \(state) in the kernel when the program exited; not waiting for it")
+                event.from = tracker.state
+                if tracker.state == .timeWait, let local = tracker.local, let peer = tracker.peer {
+                    event.timerMs = (try? diag?.lookup(local: local, peer: peer, cookie: tracker.cookie))??.expiresMs
                 }
+                tracker.sink.emit(event)
             }
             items.removeAll()
             active.store(0, ordering: .relaxed)

@@ -114,16 +114,24 @@ public final class SocketTracker: @unchecked Sendable {
     /// the fd then reads CLOSED. Ask the kernel's table before claiming CLOSED.
     private func resolveClosedFD(cause: String, at now: UInt64, info: TCPInfo) -> TCPState? {
         // Only an active closer can have a TIME_WAIT; checking costs one ~5 µs netlink lookup.
-        guard !context.reset, let state,
-              context.weClosedFirst || [.finWait1, .finWait2, .closing, .timeWait].contains(state),
-              let diag, let local, let peer,
-              let entry = try? diag.lookup(local: local, peer: peer, cookie: cookie),
-              entry.state == .timeWait
+        guard let state, context.weClosedFirst || [.finWait1, .finWait2, .closing, .timeWait].contains(state),
+              let entry = timeWaitMiniSocket(using: diag)
         else { return nil }
         record(.timeWait, source: .sockDiag,
                cause: "\(cause); the fd reads CLOSED, the kernel holds the connection in a TIME_WAIT mini-socket",
                at: MonotonicClock.now(), info: nil, timerMs: entry.expiresMs)
         return .timeWait
+    }
+
+    /// The TIME_WAIT mini-socket that took over this connection after the full socket closed,
+    /// or nil (a reset, or Linux skipped TIME_WAIT). Looked up with `expectingTimeWait`, so the
+    /// hash swap inside tcp_time_wait() cannot make it look gone.
+    func timeWaitMiniSocket(using diag: SockDiag?) -> SockDiagEntry? {
+        guard !context.reset, let diag, let local, let peer,
+              let entry = try? diag.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: true),
+              entry.state == .timeWait
+        else { return nil }
+        return entry
     }
 
     /// Records that the socket is in `to`, emitting inferred states in between.

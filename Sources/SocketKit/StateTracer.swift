@@ -25,9 +25,6 @@ public final class StateTracer: Sendable {
         nextConn = Atomic(firstConnectionID)
     }
 
-    /// Whether events are written at all (`--trace off` keeps the echo path free of tracing).
-    public var isEnabled: Bool { (sink as? TraceWriter)?.format != .off }
-
     /// A tracker for a new socket. `initial` is the state known by construction (a fresh
     /// socket is CLOSED), not emitted; nil when even that is unknown.
     /// `mailbox`: where the kernel source posts this tracker when changes wait for it (an

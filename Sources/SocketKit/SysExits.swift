@@ -41,8 +41,7 @@ public enum SysExits {
 
     /// Prints `command: message` on stderr and exits with `code`.
     public static func fail(_ command: String, _ message: String, code: Int32) -> Never {
-        let line = "\(command): \(message)\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
+        SignalSafeOutput.line("\(command): \(message)")
         exit(code)
     }
 }

@@ -36,6 +36,7 @@ public final class TerminationSignals: @unchecked Sendable {
 public enum SignalSafeOutput {
     public static func line(_ text: String) {
         let line = text + "\n"
+        // A failed write to stderr has nowhere to be reported; the line is best effort.
         _ = line.withCString { write(2, $0, strlen($0)) }
     }
 }

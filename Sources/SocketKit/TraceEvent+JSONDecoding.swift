@@ -28,16 +28,7 @@ extension TraceEvent {
 
     /// Every event of a JSON Lines file, skipping lines that are not events. C: `open`/`read`.
     public static func read(jsonLinesAt path: String) throws -> [TraceEvent] {
-        let fd = try syscall("open") { open(path, O_RDONLY | O_CLOEXEC) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = try syscall("read") { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
-        let text = String(decoding: bytes, as: UTF8.self)
+        let text = try TextFile.read(path)
         return text.split(separator: "\n").compactMap { TraceEvent(jsonLine: $0) }
     }
 }

@@ -1,0 +1,43 @@
+import Glibc
+
+/// Whole small text files (/proc, /sys, tracefs, trace logs), through the syscall helper so
+/// EINTR and errno follow the one policy. C: `open`, `read`.
+enum TextFile {
+    static func read(_ path: String) throws(SystemCallError) -> String {
+        let fd: Int32
+        do {
+            fd = try syscall("open") { open(path, O_RDONLY | O_CLOEXEC) }
+        } catch {
+            throw error.on(path)
+        }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let n = try syscall("read") { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// nil when the file does not exist; other failures are thrown.
+    static func readIfPresent(_ path: String) throws(SystemCallError) -> String? {
+        do {
+            return try read(path)
+        } catch {
+            if error.errno == ENOENT { return nil }
+            throw error
+        }
+    }
+}
+
+extension String {
+    /// Without leading and trailing whitespace (Foundation-free).
+    var trimmedWhitespace: String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}
