@@ -1,12 +1,16 @@
 // swift-tools-version:6.0
 // SocketKit: BSD sockets with a visible TCP state machine. No package dependencies by design:
-// Glibc, Foundation, Dispatch, Synchronization and a small C target only.
+// Glibc, Dispatch, Synchronization and a small C target only (Foundation in tests at most).
+//
+// Layers, each a target, dependencies in one direction only (docs/ARCHITECTURE.md):
+//   CSocketKit → SocketKit (thin wrapper) → TCPTrace (observing) → EchoKit (engines) → executables
 import PackageDescription
 
 let package = Package(
     name: "SocketKit",
     products: [
         .library(name: "SocketKit", targets: ["SocketKit"]),
+        .library(name: "TCPTrace", targets: ["TCPTrace"]),
         .executable(name: "EchoServer", targets: ["EchoServer"]),
         .executable(name: "EchoClient", targets: ["EchoClient"]),
     ],
@@ -16,11 +20,15 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")]
         ),
         .target(name: "SocketKit", dependencies: ["CSocketKit"]),
-        .executableTarget(name: "EchoServer", dependencies: ["SocketKit"]),
-        .executableTarget(name: "EchoClient", dependencies: ["SocketKit"]),
-        .testTarget(name: "SocketKitTests", dependencies: ["SocketKit", "CSocketKit"]),
+        .target(name: "TCPTrace", dependencies: ["SocketKit", "CSocketKit"]),
+        .target(name: "EchoKit", dependencies: ["SocketKit", "TCPTrace"]),
+        .executableTarget(name: "EchoServer", dependencies: ["EchoKit"]),
+        .executableTarget(name: "EchoClient", dependencies: ["EchoKit"]),
+        // Shared by both test targets (swift-argument-parser keeps one such helper target).
+        .target(name: "TestSupport", dependencies: ["SocketKit", "TCPTrace"], path: "Tests/TestSupport"),
+        .testTarget(name: "SocketKitTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "CSocketKit", "TestSupport"]),
         // Depends on the executables so `swift test` builds them; the tests spawn them from the
         // build directory next to the test bundle.
-        .testTarget(name: "EchoTests", dependencies: ["SocketKit", "EchoServer", "EchoClient"]),
+        .testTarget(name: "EchoTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "TestSupport", "EchoServer", "EchoClient"]),
     ]
 )

@@ -1,5 +1,7 @@
+import EchoKit
 import Glibc
 import SocketKit
+import TCPTrace
 
 /// The client's modes, wired from parsed options to SocketKit.
 enum ClientCommands {

@@ -1,5 +1,7 @@
+import EchoKit
 import Glibc
 import SocketKit
+import TCPTrace
 
 /// `EchoClient --load ...`: reads the load options, runs `LoadGenerator`, prints its report.
 enum LoadCommand {
@@ -33,4 +35,3 @@ enum LoadCommand {
         return report.ok ? 0 : 1
     }
 }
-

@@ -1,5 +1,7 @@
+import EchoKit
 import Glibc
 import SocketKit
+import TCPTrace
 
 /// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
 enum ScenarioCommand {

@@ -1,5 +1,7 @@
+import EchoKit
 import Glibc
 import SocketKit
+import TCPTrace
 
 // EchoServer: argument parsing and wiring only; the logic lives in SocketKit.
 

@@ -7,7 +7,7 @@ import Glibc
 /// because on Linux the descriptor is released even when close() reports EINTR (LWN 576478):
 /// `Socket.close()` calls it directly and counts EINTR as closed.
 @inline(__always)
-func syscall<T: FixedWidthInteger>(
+package func syscall<T: FixedWidthInteger>(
     _ call: StaticString,
     retryOnInterrupt: Bool = true,
     _ body: () -> T
@@ -23,7 +23,7 @@ func syscall<T: FixedWidthInteger>(
 
 /// Like `syscall`, for non-blocking calls: EAGAIN/EWOULDBLOCK becomes `.wouldBlock`.
 @inline(__always)
-func nonBlockingSyscall<T: FixedWidthInteger>(
+package func nonBlockingSyscall<T: FixedWidthInteger>(
     _ call: StaticString,
     _ body: () -> T
 ) throws(SystemCallError) -> IOResult<T> {

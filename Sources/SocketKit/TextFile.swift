@@ -2,8 +2,8 @@ import Glibc
 
 /// Whole small text files (/proc, /sys, tracefs, trace logs), through the syscall helper so
 /// EINTR and errno follow the one policy. C: `open`, `read`.
-enum TextFile {
-    static func read(_ path: String) throws(SystemCallError) -> String {
+package enum TextFile {
+    package static func read(_ path: String) throws(SystemCallError) -> String {
         let fd: Int32
         do {
             fd = try syscall("open") { open(path, O_RDONLY | O_CLOEXEC) }
@@ -22,7 +22,7 @@ enum TextFile {
     }
 
     /// nil when the file does not exist; other failures are thrown.
-    static func readIfPresent(_ path: String) throws(SystemCallError) -> String? {
+    package static func readIfPresent(_ path: String) throws(SystemCallError) -> String? {
         do {
             return try read(path)
         } catch {
@@ -34,7 +34,7 @@ enum TextFile {
 
 extension String {
     /// Without leading and trailing whitespace (Foundation-free).
-    var trimmedWhitespace: String {
+    package var trimmedWhitespace: String {
         var s = Substring(self)
         while let c = s.first, c.isWhitespace { s.removeFirst() }
         while let c = s.last, c.isWhitespace { s.removeLast() }

@@ -1,6 +1,9 @@
 import Foundation
 import Glibc
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 import Testing
 
 /// The client against a server that dies, resets, or never answers: a clear line, a non-zero

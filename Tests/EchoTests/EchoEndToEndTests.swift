@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 
 /// The executables as a user runs them: server and client in separate processes, JSON traces.
 @Suite(.serialized, .enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason)) struct EchoEndToEndTests {

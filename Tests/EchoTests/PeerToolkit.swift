@@ -1,6 +1,9 @@
 import Foundation
 import Glibc
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 
 /// A blocking IPv4 loopback peer for robustness tests: well-behaved or hostile on purpose.
 /// Every call is bounded by SO_RCVTIMEO/SO_SNDTIMEO so a broken server fails a test, never hangs it.

@@ -1,5 +1,8 @@
 import Foundation
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 
 /// Runs the built executables (next to the test bundle in .build/<config>/) and reads their
 /// output, so end-to-end tests exercise exactly what a user runs.

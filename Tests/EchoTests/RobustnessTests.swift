@@ -1,6 +1,9 @@
 import Foundation
 import Glibc
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 import Testing
 
 /// Bad command lines and failing system calls: one clear line on stderr, a sysexits code,

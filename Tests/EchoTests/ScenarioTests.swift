@@ -1,5 +1,8 @@
 import Foundation
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 import Testing
 
 /// End-to-end: `EchoClient --scenario NAME --trace json`, judged by its last JSON line.

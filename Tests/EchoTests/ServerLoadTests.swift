@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 /// Correctness under concurrency (not speed): the built EchoServer under many clients, a
 /// client that never reads, half-close under backpressure, the connection limit, idle timeout.

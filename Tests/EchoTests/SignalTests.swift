@@ -1,6 +1,9 @@
 import Foundation
 import Glibc
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 import Testing
 
 /// SIGPIPE, graceful SIGINT/SIGTERM with a drain deadline, a second signal, the client's SIGINT.

@@ -1,6 +1,9 @@
 import Foundation
 import Glibc
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 import Synchronization
 import Testing
 

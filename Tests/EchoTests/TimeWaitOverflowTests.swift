@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 
 /// Linux skips TIME_WAIT when its table is full (net.ipv4.tcp_max_tw_buckets): the trace must
 /// say so and must not infer a TIME_WAIT the kernel never created. Reproduced in a private

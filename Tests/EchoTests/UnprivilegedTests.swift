@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import SocketKit
+import TCPTrace
+import EchoKit
+import TestSupport
 
 /// Most users are not root: run the executables as `nobody` and check the trace still sees
 /// every state it claims, TIME_WAIT from sock_diag included.

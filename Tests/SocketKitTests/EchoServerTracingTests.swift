@@ -1,6 +1,8 @@
 import Glibc
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 /// The server's tracing in-process: warnings and states a user relies on.
 @Suite struct EchoServerTracingTests {

@@ -1,6 +1,8 @@
 import Glibc
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 /// docs/FIDELITY.md (section 3): how late the unprivileged tracer sees each state the kernel
 /// set (observed ts − kernel ts) and how often it can only infer it. A measurement, not a check:

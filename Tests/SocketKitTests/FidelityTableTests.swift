@@ -1,4 +1,6 @@
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 import Testing
 
 @Suite("Scenario verdict and fidelity table")

@@ -1,6 +1,8 @@
 import Glibc
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 /// The tracepoint decoder formats addresses itself; it must agree with inet_ntop exactly.
 @Suite struct KernelAddressFormatTests {

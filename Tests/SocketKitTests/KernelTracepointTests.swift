@@ -2,6 +2,8 @@ import CSocketKit
 import Glibc
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 /// Captured from Linux 6.18: /sys/kernel/tracing/events/sock/inet_sock_set_state/format.
 let capturedFormat = #"""

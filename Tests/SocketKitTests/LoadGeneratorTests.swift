@@ -1,6 +1,8 @@
 import Glibc
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 @Suite struct LoadGeneratorTests {
     @Test func histogram_percentilesStayWithinThreePercentAndNeverExceedMax() {

@@ -1,5 +1,7 @@
 import Glibc
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 /// Runs in-process echo exchanges (server + client, like EchoDemo) and reads the kernel's own
 /// record of them from an independent tracepoint reader: the oracle for the tracer.

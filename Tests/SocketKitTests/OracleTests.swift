@@ -1,6 +1,9 @@
 import Glibc
+import TestSupport
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 /// The kernel's tracepoint as ground truth for the tracer. Root only (CI runs as root; the
 /// reader mounts tracefs when it is absent).

@@ -1,6 +1,9 @@
 import Glibc
+import TestSupport
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 @Suite struct SockDiagTests {
     /// A connected pair over loopback: (client, accepted server side, listener).

@@ -1,5 +1,7 @@
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 @Suite struct TCPStateTests {
     @Test func kernelNumbers_mapToRFCNames() {

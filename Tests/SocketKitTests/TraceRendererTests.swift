@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 @Suite struct TraceRendererTests {
     static let schemaKeys: Set<String> = [

@@ -1,6 +1,8 @@
 import Glibc
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 @Suite struct TraceWriterTests {
     static func event(_ n: Int) -> TraceEvent {

@@ -1,5 +1,7 @@
 import Testing
 @testable import SocketKit
+@testable import TCPTrace
+@testable import EchoKit
 
 /// The tracepoint router driven with synthetic kernel changes (no root needed): which socket's
 /// tracker each system-wide change reaches, and which are never delivered.

@@ -1,0 +1,326 @@
+import Glibc
+import SocketKit
+import TCPTrace
+
+/// A socket the lab drives, with the tracker that records its states.
+public struct LabEndpoint {
+    public let socket: Socket
+    public let tracker: SocketTracker
+    public var state: TCPState? { tracker.state }
+}
+
+/// One run of a scenario: both sides' tracers writing into one collector, and the small steps
+/// scenarios are made of (listen, connect, accept, send, receive, watch the states).
+///
+/// Everything runs on the caller's thread except the sock_diag followers, which watch sockets
+/// after close() on their own queues.
+public final class LabRun {
+    public let collector = TraceCollector()
+    public let client: StateTracer
+    public let server: StateTracer
+    public let slowMotion: Bool
+    /// Live progress for long scenarios (time-wait); nil when nobody watches.
+    public let progress: ((String) -> Void)?
+    let diag: SockDiag?
+    /// Sockets closed abortively (RST, no TIME_WAIT) at the end, after tracing stopped.
+    private var leftovers: [Socket] = []
+    /// Every tracker handed out, in order.
+    public private(set) var trackers: [SocketTracker] = []
+    /// States a closed socket may rest in when the lab stops watching (the close-wait-leak
+    /// adds FIN_WAIT_2: its client waits there for tcp_fin_timeout).
+    public var restingStates: Set<TCPState> = [.timeWait]
+    /// Sockets whose fd is closed, followed through sock_diag on this thread until gone.
+    private var orphans: [SocketTracker] = []
+    public let loopback = SocketAddress(numericHost: "127.0.0.1", port: 0)!
+    /// Seconds to wait for one step: segments take up to ~100 ms each in slow motion.
+    public var stepTimeout: Double { slowMotion ? 8 : 3 }
+
+    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, progress: ((String) -> Void)? = nil) {
+        client = StateTracer(sink: collector, side: .client, closeWaitWarnSeconds: closeWaitWarnSeconds)
+        server = StateTracer(sink: collector, side: .server, closeWaitWarnSeconds: closeWaitWarnSeconds)
+        self.slowMotion = slowMotion
+        self.progress = progress
+        diag = try? SockDiag()
+        if slowMotion { SlowMotion.drainBucket() }
+    }
+
+    // MARK: Endpoints
+
+    /// A listening socket on a free loopback port: server connection #0.
+    public func listener(backlog: Int32 = 16) throws -> LabEndpoint {
+        let socket = try Socket.listening(on: loopback, backlog: backlog)
+        let tracker = server.track(initial: .closed, conn: 0, diag: diag)
+        trackers.append(tracker)
+        tracker.attach(local: try socket.localAddress(), peer: nil, cookie: try? socket.cookie())
+        tracker.observe(socket, cause: "listen(backlog \(backlog))")
+        keep(socket)
+        return LabEndpoint(socket: socket, tracker: tracker)
+    }
+
+    /// A fresh socket on `tracer`'s side, optionally bound (for simultaneous open).
+    public func socket(_ side: TraceSide, conn: Int, bindTo address: SocketAddress? = nil) throws -> LabEndpoint {
+        let socket = try Socket(family: AF_INET)
+        keep(socket)
+        if let address {
+            try socket.setOption(.reuseAddress, true)
+            try socket.bind(to: address)
+        }
+        let tracker = (side == .client ? client : server).track(initial: .closed, conn: conn, diag: diag)
+        trackers.append(tracker)
+        tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
+        return LabEndpoint(socket: socket, tracker: tracker)
+    }
+
+    /// Starts a non-blocking connect() and reads the state right after it. A connect that
+    /// fails at once (ECONNREFUSED on loopback) is recorded and rethrown.
+    public func startConnect(_ endpoint: LabEndpoint, to address: SocketAddress) throws {
+        endpoint.tracker.info("connect(\(address)) sends a SYN")
+        do {
+            try endpoint.socket.connect(to: address)
+        } catch let error as SystemCallError {
+            endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
+            failed(endpoint, error, cause: "connect() failed at once", duringConnect: true)
+            throw error
+        }
+        endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
+        endpoint.tracker.observe(endpoint.socket, cause: "right after connect()")
+    }
+
+    /// Records a failed call: the errno, a reset in the context, and the state it left.
+    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, cause: String, duringConnect: Bool = false) {
+        if [ECONNRESET, ECONNREFUSED, EPIPE].contains(error.errno) { endpoint.tracker.noteReset() }
+        endpoint.tracker.error(error, cause: "\(cause): \(error)")
+        let tracker = endpoint.tracker
+        let anyState = collector.events.contains { $0.kind == .state && $0.side == tracker.tracer.side && $0.conn == tracker.conn }
+        if duringConnect, tracker.state == .closed, !anyState {
+            // connect() failed before any sample: the SYN went out, so SYN_SENT was crossed.
+            endpoint.tracker.infer(.synSent, cause: "connect() sent a SYN before it failed")
+        }
+        endpoint.tracker.observe(endpoint.socket, cause: "after \(Errno.name(error.errno)) (\(cause))")
+    }
+
+    /// Waits until `endpoint`'s connect completes (ESTABLISHED) and checks SO_ERROR.
+    public func finishConnect(_ endpoint: LabEndpoint, to address: SocketAddress, others: [LabEndpoint] = [],
+                              timeout: Double? = nil) throws {
+        let done = watch([endpoint] + others, timeout: timeout ?? stepTimeout, cause: "sampling while connect() is in progress") {
+            endpoint.state == .established || Self.connectFinished(endpoint.socket)
+        }
+        do {
+            try endpoint.socket.finishConnect(to: address)
+        } catch let error as SystemCallError {
+            failed(endpoint, error, cause: "connect() completed with an error", duringConnect: true)
+            throw error
+        }
+        guard done else { throw ScenarioError("connect() to \(address) did not complete in time") }
+        endpoint.tracker.attach(endpoint.socket)
+    }
+
+    /// poll(POLLOUT) with no wait: a non-blocking connect has finished, well or not. (Reading
+    /// SO_ERROR here would clear the error finishConnect() must report.)
+    static func connectFinished(_ socket: Socket) -> Bool {
+        guard socket.isOpen else { return true }
+        var p = pollfd(fd: socket.fd, events: Int16(POLLOUT), revents: 0)
+        return poll(&p, 1, 0) == 1 && p.revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0
+    }
+
+    /// Accepts the next connection as server connection `conn`. The accepted socket was
+    /// created by the listener, so its tracker starts in LISTEN and the first read
+    /// (ESTABLISHED) implies the SYN_RECEIVED the server never sees.
+    public func accept(_ listener: LabEndpoint, conn: Int, others: [LabEndpoint] = []) throws -> LabEndpoint {
+        var accepted: Socket?
+        _ = watch(others, timeout: stepTimeout, cause: "sampling while the server waits in accept()") {
+            if case .processed(let socket)? = try? listener.socket.accept() { accepted = socket }
+            return accepted != nil
+        }
+        guard let socket = accepted else { throw ScenarioError("accept() found no connection in time") }
+        keep(socket)
+        let tracker = server.track(initial: .listen, conn: conn, diag: diag)
+        trackers.append(tracker)
+        tracker.attach(socket)
+        tracker.observe(socket, cause: "accept() returned the connection")
+        return LabEndpoint(socket: socket, tracker: tracker)
+    }
+
+    // MARK: Data
+
+    public func send(_ endpoint: LabEndpoint, _ text: String) throws {
+        var bytes = Array(text.utf8)
+        let sent = try bytes.withUnsafeMutableBytes { try endpoint.socket.send(UnsafeRawBufferPointer($0)) }
+        guard case .processed(let count) = sent, count == bytes.count else {
+            throw ScenarioError("send() of \(bytes.count) bytes did not complete at once")
+        }
+        endpoint.tracker.info("send(\(bytes.count) bytes)")
+        endpoint.tracker.observe(endpoint.socket, cause: "after send()")
+        bytes.removeAll()
+    }
+
+    public struct Received {
+        public var bytes: [UInt8] = []
+        public var endOfStream = false
+        public var error: SystemCallError?
+    }
+
+    /// Reads what arrives until `count` bytes, end of stream or an error (bounded by time).
+    /// Records the peer's FIN (recv() = 0) and a reset where they happen.
+    @discardableResult
+    public func receive(_ endpoint: LabEndpoint, count: Int = Int.max, others: [LabEndpoint] = [],
+                        timeout: Double? = nil) -> Received {
+        var result = Received()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        _ = watch([endpoint] + others, timeout: timeout ?? stepTimeout, cause: "sampling while waiting for data") {
+            do {
+                let outcome = try buffer.withUnsafeMutableBytes { try endpoint.socket.receive(into: $0) }
+                guard case .processed(let n) = outcome else { return false }
+                if n == 0 {
+                    result.endOfStream = true
+                    endpoint.tracker.notePeerFIN()
+                    endpoint.tracker.info("recv() = 0: the peer's FIN arrived")
+                    endpoint.tracker.observe(endpoint.socket, cause: "recv() returned 0: peer sent FIN")
+                    return true
+                }
+                result.bytes += buffer[0..<n]
+                return result.bytes.count >= count
+            } catch let error as SystemCallError {
+                result.error = error
+                failed(endpoint, error, cause: "recv()")
+                return true
+            } catch {
+                return true
+            }
+        }
+        if !result.bytes.isEmpty { endpoint.tracker.info("recv() got \(result.bytes.count) bytes") }
+        return result
+    }
+
+    // MARK: Closing
+
+    public func shutdownWrite(_ endpoint: LabEndpoint) throws {
+        notePendingFIN(endpoint)
+        endpoint.tracker.noteOurFIN()
+        try endpoint.socket.shutdown(.write)
+        endpoint.tracker.info("shutdown(SHUT_WR) sends a FIN")
+        endpoint.tracker.observe(endpoint.socket, cause: "after shutdown(SHUT_WR)")
+    }
+
+    /// Reads the state just before our FIN: if the peer's FIN is already in (CLOSE_WAIT), the
+    /// peer closed first, whatever order the program's calls suggest.
+    private func notePendingFIN(_ endpoint: LabEndpoint) {
+        if endpoint.tracker.observe(endpoint.socket, cause: "just before our FIN") == .closeWait {
+            endpoint.tracker.notePeerFIN()
+        }
+        endpoint.tracker.willSendFIN()
+    }
+
+    /// close(): from here only sock_diag sees the socket; the tracer's follower watches it.
+    public func close(_ endpoint: LabEndpoint, abortive: Bool = false) throws {
+        if abortive {
+            try endpoint.socket.setAbortiveClose()
+            endpoint.tracker.noteReset()
+        }
+        notePendingFIN(endpoint)
+        try endpoint.socket.close()
+        endpoint.tracker.info(abortive ? "close() with SO_LINGER {1, 0} sends a RST" : "close()")
+        endpoint.tracker.closed(cause: abortive ? "close() with SO_LINGER {1, 0}" : "close()", follow: false)
+        if endpoint.tracker.state != .closed {
+            orphans.append(endpoint.tracker)
+            followOrphans(cause: "sock_diag lookup right after close()")
+        }
+    }
+
+    /// One sock_diag lookup per closed socket (~5 µs each); drops those that are gone.
+    func followOrphans(cause: String) {
+        guard let diag, !orphans.isEmpty else { return }
+        orphans.removeAll { tracker in
+            guard let local = tracker.local, let peer = tracker.peer else { return true }
+            let entry: SockDiagEntry?
+            do {
+                entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie,
+                                        expectingTimeWait: tracker.expectsTimeWait)
+            } catch {
+                return false   // a failed lookup says nothing about the socket: ask again next sample
+            }
+            guard let entry else {
+                tracker.followed(nil, cause: "gone from the kernel's socket table (\(cause))")
+                return true
+            }
+            tracker.followed(entry, cause: cause)
+            return false
+        }
+    }
+
+    // MARK: Watching
+
+    /// Samples each open endpoint's TCP_INFO until `done` holds or `timeout` passes. Spins for
+    /// the first milliseconds (transient states last microseconds at real speed), then every
+    /// 200 µs. Also emits the CLOSE_WAIT warning when due. Returns whether `done` held.
+    @discardableResult
+    public func watch(_ endpoints: [LabEndpoint], timeout: Double, cause: String, until done: () -> Bool) -> Bool {
+        let start = MonotonicClock.now()
+        let deadline = start + UInt64(timeout * 1e9)
+        while true {
+            for endpoint in endpoints where endpoint.socket.isOpen {
+                endpoint.tracker.observe(endpoint.socket, cause: cause)
+                endpoint.tracker.checkCloseWait()
+            }
+            followOrphans(cause: "sock_diag sample")
+            if done() { return true }
+            let now = MonotonicClock.now()
+            if now >= deadline { return false }
+            if now - start > 5_000_000 { usleep(200) }
+        }
+    }
+
+    /// Waits until `endpoint` reaches `state` (by tcp_info while the fd is open, else by the
+    /// follower's sock_diag lookups).
+    @discardableResult
+    public func wait(_ endpoint: LabEndpoint, for state: TCPState, others: [LabEndpoint] = [],
+                     timeout: Double? = nil) -> Bool {
+        watch([endpoint] + others, timeout: timeout ?? stepTimeout, cause: "sampling") { endpoint.state == state }
+    }
+
+    /// Follows closed sockets until each is gone or in TIME_WAIT (nothing more happens for a
+    /// minute), or `timeout` passes.
+    public func settle(timeout: Double? = nil) {
+        watch([], timeout: timeout ?? stepTimeout, cause: "sock_diag sample") {
+            orphans.allSatisfy { restingStates.contains($0.state ?? .closed) }
+        }
+    }
+
+    /// Lets time pass while sampling everything: an application that does some work before
+    /// its next call. Long enough for a delayed ACK (≥ 40 ms) to go out on its own.
+    public func pause(_ endpoints: [LabEndpoint], cause: String) {
+        watch(endpoints, timeout: slowMotion ? 0.06 : 0.05, cause: cause) { false }
+    }
+
+    /// Whether `tracker`'s closed socket is still followed.
+    public func isFollowing(_ tracker: SocketTracker) -> Bool { orphans.contains { $0 === tracker } }
+
+    /// Stops tracing, then resets every socket still open so no run leaves TIME_WAITs or
+    /// orphans behind for the next one.
+    public func finish() {
+        settle()
+        for tracker in orphans {
+            var event = tracker.makeEvent(.info, cause: "still \(tracker.state?.name ?? "?") in the kernel when the lab stopped watching")
+            event.from = tracker.state
+            if let diag, let local = tracker.local, let peer = tracker.peer, tracker.state == .timeWait {
+                event.timerMs = (try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie))??.expiresMs
+            }
+            tracker.sink.emit(event)
+        }
+        orphans.removeAll()
+        client.follower.finish()
+        server.follower.finish()
+        for socket in leftovers where socket.isOpen {
+            try? socket.setAbortiveClose()
+            try? socket.close()
+        }
+        leftovers.removeAll()
+    }
+
+    private func keep(_ socket: Socket) { leftovers.append(socket) }
+
+    /// The last smoothed RTT the client's connection reported, for the slow-motion line.
+    public var measuredRTTMicros: UInt32? {
+        collector.events.last { $0.side == .client && $0.info != nil && ($0.info?.rttMicros ?? 0) > 0 }?.info?.rttMicros
+    }
+}

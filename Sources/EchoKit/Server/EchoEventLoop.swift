@@ -1,0 +1,411 @@
+import Glibc
+import SocketKit
+import TCPTrace
+
+/// One thread's epoll loop: its own SO_REUSEPORT listener and the connections it accepted.
+///
+/// Level-triggered. State is read with TCP_INFO only where it can change (accept, recv()=0,
+/// EPOLLRDHUP/HUP/ERR, shutdown, errors) and sampled on a backoff while a socket sits in a
+/// transient state, so plain data traffic pays nothing for tracing.
+final class EchoEventLoop: @unchecked Sendable {
+    private static let wakeToken: UInt64 = 0
+    private static let listenerToken: UInt64 = 1
+
+    let epoll: Epoll
+    let wakeup: WakeupFD
+    // The loop's state is touched by its own thread only. Swift's dynamic exclusivity checks
+    // on these class properties (swift_beginAccess + a TLS lookup per access) measured ~30%
+    // of the server's user-space time under perf; they cannot fail here, so they are off.
+    @exclusivity(unchecked) private var listener: Socket?
+    private var listenerTracker: SocketTracker?
+    @exclusivity(unchecked) private var slots: [EchoConnection?] = []
+    @exclusivity(unchecked) private var freeSlots: [Int] = []
+    @exclusivity(unchecked) private var timed: Set<Int> = []
+    /// Echoed bytes not yet added to the shared stats: one atomic add per wakeup, not per send
+    /// (the counter's cache line is shared by every loop).
+    @exclusivity(unchecked) private var unreportedBytes: UInt64 = 0
+    private let readBuffer: UnsafeMutableRawBufferPointer
+    private let config: EchoServerConfiguration
+    private let tracer: StateTracer?
+    private let diag: SockDiag?
+    private let stats: EchoServerStats
+    private let control: EchoServer.Control
+    private var acceptPausedUntil: UInt64?
+    private var drainDeadline: UInt64?
+    private var nextIdleScan: UInt64 = 0
+    /// Kernel tracepoint hook (`--kernel-trace`): trackers with kernel changes waiting; nil when off.
+    private let kernelMailbox: KernelMailbox?
+
+    init(listener: Socket, config: EchoServerConfiguration, tracer: StateTracer?, stats: EchoServerStats,
+         control: EchoServer.Control) throws {
+        epoll = try Epoll(capacity: 512)
+        wakeup = try WakeupFD()
+        self.listener = listener
+        self.config = config
+        self.tracer = tracer
+        self.stats = stats
+        self.control = control
+        diag = tracer == nil ? nil : try? SockDiag()
+        readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
+        kernelMailbox = tracer?.kernel == nil ? nil : KernelMailbox(wake: { [wakeup] in wakeup.wake() })
+        try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
+        try epoll.add(listener.fd, events: .readable, token: Self.listenerToken)
+        if let tracer {
+            let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
+            tracker.attach(local: try? listener.localAddress(), peer: nil, cookie: try? listener.cookie())
+            tracker.observe(listener, cause: "listen(backlog \(config.backlog))")
+            listenerTracker = tracker
+        }
+    }
+
+    deinit { readBuffer.deallocate() }
+
+    func run() {
+        // The LISTEN event from init must not wait in the buffer for the first connection: a
+        // pipe reader (a test, `| jq`) learns the port from it.
+        tracer?.sink.flush()
+        while true {
+            let now = MonotonicClock.now()
+            let timeout = timeoutMillis(now: now)
+            do {
+                _ = try epoll.wait(timeoutMillis: timeout) { token, events in
+                    switch token {
+                    case Self.wakeToken: wakeup.drain()
+                    case Self.listenerToken: acceptAll()
+                    default: handle(slot: Int(token - 2), events: events)
+                    }
+                }
+            } catch {
+                tracer?.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0,
+                                             kind: .error, cause: "\(error)"))
+            }
+            kernelMailbox?.deliver()
+            if unreportedBytes > 0 {
+                stats.bytesEchoed.add(unreportedBytes, ordering: .relaxed)
+                unreportedBytes = 0
+            }
+            runTimers(now: MonotonicClock.now())
+            if control.stopRequested && drainDeadline == nil { beginDrain() }
+            // Before the next sleep: trace lines must not wait for the next connection. Only a
+            // request: the writer thread does the write(2), never the echo path.
+            tracer?.sink.requestFlush()
+            if let deadline = drainDeadline {
+                if stats.open.load(ordering: .relaxed) == 0 || activeCount == 0 { break }
+                if MonotonicClock.now() >= deadline { closeAll(cause: "drain timeout: closed by the server"); break }
+            }
+        }
+        tracer?.sink.flush()
+    }
+
+    private var activeCount: Int { slots.count - freeSlots.count }
+
+    // MARK: Accept
+
+    private func acceptAll() {
+        guard let listener else { return }
+        for _ in 0..<64 {
+            do {
+                guard case .processed(let socket) = try listener.accept() else { return }
+                register(socket)
+            } catch let error as SystemCallError {
+                switch error.errno {
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // Out of descriptors: the pending connection stays in the backlog and would
+                    // wake us forever. Stop watching the listener for 100 ms instead of spinning.
+                    stats.errors.add(1, ordering: .relaxed)
+                    listenerTracker?.error(error, cause: "accept4: \(Errno.message(error.errno)); pausing accepts for 100 ms")
+                    try? epoll.modify(listener.fd, events: [], token: Self.listenerToken)
+                    acceptPausedUntil = MonotonicClock.now() + 100_000_000
+                    return
+                case ECONNABORTED, EPROTO, EPERM:
+                    continue   // that connection died in the queue; the next may be fine
+                default:
+                    stats.errors.add(1, ordering: .relaxed)
+                    listenerTracker?.error(error)
+                    return
+                }
+            } catch {
+                return
+            }
+        }
+    }
+
+    private func register(_ socket: Socket) {
+        let now = MonotonicClock.now()
+        let tracker = tracer?.track(initial: .listen, diag: diag, mailbox: kernelMailbox)
+        if let tracker {
+            tracker.attach(socket)
+            tracker.infer(.synReceived, cause: "SYN arrived on the listener; the kernel finished the handshake before accept() returned")
+            tracker.observe(socket, cause: "accept()")
+        }
+        if stats.open.load(ordering: .relaxed) >= config.maxConnections || drainDeadline != nil {
+            stats.refused.add(1, ordering: .relaxed)
+            tracker?.warning(drainDeadline != nil ? "server is shutting down: closing the new connection"
+                             : "connection limit \(config.maxConnections) reached: closing the new connection")
+            closeSocket(socket, tracker: tracker, cause: "close() over the connection limit")
+            return
+        }
+        try? socket.setOption(.noDelay, true)
+        let slot = freeSlots.popLast() ?? { slots.append(nil); return slots.count - 1 }()
+        let connection = EchoConnection(socket: socket, tracker: tracker, slot: slot, now: now)
+        do {
+            try epoll.add(socket.fd, events: [.readable, .readHangup], token: UInt64(slot + 2))
+        } catch let error as SystemCallError {
+            tracker?.error(error)
+            freeSlots.append(slot)
+            closeSocket(socket, tracker: tracker, cause: "close() after epoll_ctl failed")
+            return
+        } catch { return }
+        slots[slot] = connection
+        stats.accepted.add(1, ordering: .relaxed)
+        stats.open.add(1, ordering: .relaxed)
+        schedule(connection, now: now)
+    }
+
+    // MARK: Connection events
+
+    private func handle(slot: Int, events: EpollEvents) {
+        guard slot < slots.count, let connection = slots[slot] else { return }
+        // Only the idle timeout needs the time of each event: no clock read otherwise.
+        if config.idleTimeoutSeconds != nil { connection.lastActivityNs = MonotonicClock.now() }
+        if events.contains(.error) {
+            fail(connection, error: nil, cause: "EPOLLERR")
+            return
+        }
+        if events.contains(.readable) || events.contains(.readHangup) || events.contains(.hangup) {
+            if !connection.peerClosed && !connection.readPaused { readAvailable(connection) }
+            guard slots[slot] != nil else { return }
+            if events.contains(.hangup) && !connection.peerClosed {
+                fail(connection, error: nil, cause: "EPOLLHUP")
+                return
+            }
+        }
+        if events.contains(.writable) { flush(connection) }
+    }
+
+    private func readAvailable(_ connection: EchoConnection) {
+        for _ in 0..<4 {
+            let result: IOResult<Int>
+            do {
+                result = try connection.socket.receive(into: readBuffer)
+            } catch let error as SystemCallError {
+                fail(connection, error: error, cause: "recv")
+                return
+            } catch { return }
+            guard case .processed(let count) = result else { return }
+            if count == 0 {
+                peerFinished(connection)
+                return
+            }
+            let bytes = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
+            connection.tracker?.data("received", bytes)
+            echo(connection, bytes)
+            guard slots[connection.slot] != nil else { return }
+            if connection.pendingCount >= config.pendingLimit {
+                // Backpressure: the peer is not reading its echo. Stop reading from it until
+                // the queue drains, so memory stays bounded by pendingLimit per connection.
+                connection.readPaused = true
+                connection.tracker?.syscall("backpressure: \(connection.pendingCount) bytes queued, pausing reads")
+                updateInterest(connection)
+                return
+            }
+            if count < readBuffer.count { return }
+        }
+    }
+
+    private func echo(_ connection: EchoConnection, _ bytes: UnsafeRawBufferPointer) {
+        if connection.pendingCount > 0 {
+            connection.queue(bytes)
+            return
+        }
+        do {
+            var sent = 0
+            if case .processed(let n) = try connection.socket.send(bytes) { sent = n }
+            account(connection, sent)
+            if sent < bytes.count {
+                connection.queue(UnsafeRawBufferPointer(rebasing: bytes[sent...]))
+                updateInterest(connection)
+            }
+        } catch let error as SystemCallError {
+            fail(connection, error: error, cause: "send")
+        } catch {}
+    }
+
+    private func flush(_ connection: EchoConnection) {
+        while connection.pendingCount > 0 {
+            do {
+                let result = try connection.pending.withUnsafeBytes { all in
+                    try connection.socket.send(UnsafeRawBufferPointer(rebasing: all[connection.pendingStart...]))
+                }
+                guard case .processed(let n) = result else { break }
+                account(connection, n)
+                connection.consumed(n)
+            } catch let error as SystemCallError {
+                fail(connection, error: error, cause: "send")
+                return
+            } catch { return }
+        }
+        if connection.pendingCount == 0 && connection.peerClosed && !config.withholdClose {
+            finish(connection, cause: "shutdown(SHUT_WR) after echoing every byte")
+            return
+        }
+        if connection.readPaused && connection.pendingCount < config.pendingLimit / 2 {
+            connection.readPaused = false
+        }
+        updateInterest(connection)
+    }
+
+    private func account(_ connection: EchoConnection, _ count: Int) {
+        guard count > 0 else { return }
+        connection.bytesEchoed += UInt64(count)
+        if connection.peerClosed { connection.bytesAfterPeerFIN += UInt64(count) }
+        unreportedBytes &+= UInt64(count)
+    }
+
+    private func updateInterest(_ connection: EchoConnection) {
+        var events: EpollEvents = []
+        if !connection.peerClosed && !connection.readPaused { events.insert([.readable, .readHangup]) }
+        if connection.pendingCount > 0 { events.insert(.writable) }
+        let wantsWrite = events.contains(.writable)
+        try? epoll.modify(connection.socket.fd, events: events, token: UInt64(connection.slot + 2))
+        connection.wantsWrite = wantsWrite
+    }
+
+    /// recv() returned 0: the peer's FIN. Echo what is still queued, then close our side.
+    private func peerFinished(_ connection: EchoConnection) {
+        connection.peerClosed = true
+        if let tracker = connection.tracker {
+            tracker.notePeerFIN()
+            tracker.observe(connection.socket, cause: "recv()=0: peer sent FIN")
+            schedule(connection, now: MonotonicClock.now())
+        }
+        updateInterest(connection)
+        if connection.pendingCount == 0 && !config.withholdClose {
+            finish(connection, cause: "shutdown(SHUT_WR): peer closed, nothing left to echo")
+        } else if connection.pendingCount > 0 {
+            connection.tracker?.info("peer sent FIN with \(connection.pendingCount) echo bytes still queued: sending them first (half-close)")
+        }
+    }
+
+    /// Our side is done: FIN via shutdown(SHUT_WR) (the fd stays, so the state can be read
+    /// once more: LAST_ACK or already CLOSED), then close().
+    private func finish(_ connection: EchoConnection, cause: String) {
+        let tracker = connection.tracker
+        if !connection.shutDown {
+            connection.shutDown = true
+            tracker?.willSendFIN()
+            try? connection.socket.shutdown(.write)
+            tracker?.noteOurFIN()
+            var text = cause
+            if connection.bytesAfterPeerFIN > 0 { text += " (\(connection.bytesAfterPeerFIN) bytes echoed after the peer's FIN)" }
+            tracker?.observe(connection.socket, cause: text)
+        }
+        release(connection, cause: "close()")
+    }
+
+    private func fail(_ connection: EchoConnection, error: SystemCallError?, cause: String) {
+        var error = error
+        if error == nil, let code = try? connection.socket.getOption(.error), code != 0 {
+            error = SystemCallError(call: cause, errno: code)
+        }
+        stats.errors.add(1, ordering: .relaxed)
+        if let tracker = connection.tracker {
+            if let error {
+                if error.errno == ECONNRESET || error.errno == EPIPE { tracker.noteReset() }
+                let lost = connection.pendingCount
+                tracker.error(error, cause: "\(error)" + (lost > 0 ? "; \(lost) echo bytes could not be delivered" : ""))
+            } else {
+                tracker.warning("\(cause) without a pending socket error")
+            }
+            tracker.observe(connection.socket, cause: error.map { "\(Errno.name($0.errno)) from \(cause)" } ?? cause)
+        }
+        release(connection, cause: "close() after \(error.map { Errno.name($0.errno) } ?? cause)")
+    }
+
+    private func release(_ connection: EchoConnection, cause: String) {
+        slots[connection.slot] = nil
+        freeSlots.append(connection.slot)
+        timed.remove(connection.slot)
+        stats.open.subtract(1, ordering: .relaxed)
+        stats.closed.add(1, ordering: .relaxed)
+        closeSocket(connection.socket, tracker: connection.tracker, cause: cause)
+    }
+
+    private func closeSocket(_ socket: Socket, tracker: SocketTracker?, cause: String) {
+        epoll.remove(socket.fd)
+        try? socket.close()
+        tracker?.closed(cause: cause)
+    }
+
+    // MARK: Timers
+
+    /// Connections in a transient state or in CLOSE_WAIT get a deadline on the timer list.
+    private func schedule(_ connection: EchoConnection, now: UInt64) {
+        guard let tracker = connection.tracker else { return }
+        var deadline: UInt64?
+        if let delay = tracker.nextSampleDelayNs() { deadline = now + delay }
+        if let warn = tracker.closeWaitDeadline { deadline = min(deadline ?? warn, warn) }
+        connection.nextSampleNs = deadline
+        if deadline != nil { timed.insert(connection.slot) } else { timed.remove(connection.slot) }
+    }
+
+    private func runTimers(now: UInt64) {
+        if let until = acceptPausedUntil, now >= until, let listener {
+            acceptPausedUntil = nil
+            try? epoll.modify(listener.fd, events: .readable, token: Self.listenerToken)
+        }
+        for slot in timed {
+            guard let connection = slots[slot], let due = connection.nextSampleNs, now >= due else { continue }
+            if let tracker = connection.tracker {
+                tracker.observe(connection.socket, cause: "sampled while in \(tracker.state?.name ?? "?")")
+                let detail = connection.pendingCount > 0 ? "\(connection.pendingCount) echo bytes still queued for a peer that is not reading" : nil
+                tracker.checkCloseWait(now: now, detail: detail)
+            }
+            schedule(connection, now: now)
+        }
+        if let idle = config.idleTimeoutSeconds, now >= nextIdleScan {
+            let limit = UInt64(idle * 1e9)
+            nextIdleScan = now + min(1_000_000_000, max(limit / 4, 1_000_000))
+            for case let connection? in slots where now - connection.lastActivityNs >= limit {
+                stats.idleClosed.add(1, ordering: .relaxed)
+                connection.tracker?.warning("idle for \(TextTraceRenderer.duration(now - connection.lastActivityNs)): closing (--idle-timeout)")
+                connection.peerClosed = true
+                finish(connection, cause: "shutdown(SHUT_WR): idle timeout")
+            }
+        }
+    }
+
+    private func timeoutMillis(now: UInt64) -> Int32 {
+        var next: UInt64 = .max
+        for slot in timed { if let due = slots[slot]?.nextSampleNs { next = min(next, due) } }
+        if let paused = acceptPausedUntil { next = min(next, paused) }
+        if config.idleTimeoutSeconds != nil { next = min(next, nextIdleScan) }
+        if let deadline = drainDeadline { next = min(next, deadline) }
+        if next == .max { return -1 }
+        if next <= now { return 0 }
+        // epoll_wait counts milliseconds: sub-millisecond samples poll with timeout 0.
+        let delta = next - now
+        return delta < 1_000_000 ? 0 : Int32(min(delta / 1_000_000, 60_000))
+    }
+
+    // MARK: Stop
+
+    private func beginDrain() {
+        drainDeadline = MonotonicClock.now() + UInt64(config.drainTimeoutSeconds * 1e9)
+        guard let listener else { return }
+        self.listener = nil
+        epoll.remove(listener.fd)
+        // shutdown() moves a listener to CLOSED while the fd is still readable by TCP_INFO.
+        try? listener.shutdown(.both)
+        listenerTracker?.observe(listener, cause: "shutdown(SHUT_RDWR): stopped accepting")
+        try? listener.close()
+    }
+
+    private func closeAll(cause: String) {
+        for case let connection? in slots {
+            connection.peerClosed = true
+            connection.tracker?.warning(cause)
+            finish(connection, cause: "shutdown(SHUT_WR): \(cause)")
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import Glibc
+import SocketKit
+
+/// How a state in the trace was obtained. Every event says it.
+public enum ObservationSource: String, Sendable, Codable {
+    /// Read from the socket's own fd with getsockopt(TCP_INFO).
+    case tcpInfo = "tcp_info"
+    /// Read from the kernel's socket table with inet_diag (after close(), TIME_WAIT...).
+    case sockDiag = "sock_diag"
+    /// Reported by the kernel tracepoint sock:inet_sock_set_state (root only), with its timestamp.
+    case tracepoint
+    /// Not seen: RFC 9293 says the connection must have crossed it between two observations.
+    case inferred
+}
+
+/// Which program wrote an event.
+public enum TraceSide: String, Sendable, Codable {
+    case server, client
+}
+
+/// One line of the trace: a state change, or a warning/error/syscall/data note about a socket.
+public struct TraceEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable, Codable {
+        case state, warning, error, syscall, data, info
+    }
+
+    /// CLOCK_MONOTONIC ns: when it was observed (or, for tracepoint events, when the kernel did it).
+    public var timestampNs: UInt64
+    /// CLOCK_REALTIME ns, for the RFC 3339 `time` field.
+    public var wallNs: Int64
+    public var side: TraceSide
+    public var pid: Int32
+    /// Connection id within this process (the listener is a connection too).
+    public var conn: Int
+    public var local: String?
+    public var peer: String?
+    public var cookie: UInt64?
+    public var kind: Kind
+    public var from: TCPState?
+    public var to: TCPState?
+    public var source: ObservationSource?
+    public var cause: String
+    /// Time spent in `from`, when its start is known.
+    public var inStateNs: UInt64?
+    public var info: TCPInfo?
+    /// Set when RFC 9293 does not allow `from → to`: shown, never rewritten.
+    public var unexpected: Bool = false
+    /// TIME_WAIT and other timers: milliseconds left, from inet_diag's idiag_expires.
+    public var timerMs: UInt32?
+    public var errno: Int32?
+    /// Data events: the bytes (escaped when rendered) and their count.
+    public var bytes: [UInt8]?
+    public var byteCount: Int?
+
+    public init(
+        timestampNs: UInt64, wallNs: Int64 = MonotonicClock.wallNow(), side: TraceSide,
+        pid: Int32 = ProcessIdentity.pid, conn: Int, local: String? = nil, peer: String? = nil,
+        cookie: UInt64? = nil, kind: Kind, from: TCPState? = nil, to: TCPState? = nil,
+        source: ObservationSource? = nil, cause: String, inStateNs: UInt64? = nil, info: TCPInfo? = nil
+    ) {
+        self.timestampNs = timestampNs
+        self.wallNs = wallNs
+        self.side = side
+        self.pid = pid
+        self.conn = conn
+        self.local = local
+        self.peer = peer
+        self.cookie = cookie
+        self.kind = kind
+        self.from = from
+        self.to = to
+        self.source = source
+        self.cause = cause
+        self.inStateNs = inStateNs
+        self.info = info
+    }
+}
+
+public enum ProcessIdentity {
+    public static let pid: Int32 = getpid()
+}

@@ -1,0 +1,304 @@
+import SocketKit
+
+/// A connection's (or listener's) addresses as the tracepoint shows them, local side first.
+struct KernelTuple: Hashable {
+    var localPort: UInt16, peerPort: UInt16
+    var localHost: String, peerHost: String
+
+    /// An AF_INET6 socket talking IPv4 shows `::ffff:a.b.c.d` in the tracepoint: compare as IPv4.
+    static func normalized(_ host: String) -> String {
+        host.hasPrefix("::ffff:") && host.contains(".") ? String(host.dropFirst(7)) : host
+    }
+
+    init(_ change: KernelStateChange) {
+        localPort = change.sourcePort
+        peerPort = change.destinationPort
+        localHost = Self.normalized(change.sourceAddress)
+        peerHost = Self.normalized(change.destinationAddress)
+    }
+
+    /// `peer` nil: a listener (the key listeners are matched by: port and host only).
+    init(local: SocketAddress, peer: SocketAddress?) {
+        localPort = local.port
+        peerPort = peer?.port ?? 0
+        localHost = Self.normalized(local.host)
+        peerHost = peer.map { Self.normalized($0.host) } ?? ""
+    }
+
+    /// The key of a listener bound here.
+    var listenerKey: KernelTuple {
+        var key = self
+        key.peerPort = 0
+        key.peerHost = ""
+        return key
+    }
+}
+
+/// Attributes system-wide `sock:inet_sock_set_state` changes to registered sockets (`Target`s):
+/// by skaddr once known, else by 4-tuple (connections) or port + host (listeners). Changes
+/// nobody claims wait in `pending` for a while (a listener's CLOSE→LISTEN and a child's
+/// LISTEN→SYN_RECV happen before the tracker knows its addresses; a client's CLOSE→SYN_SENT has
+/// source port 0 and is attributed by skaddr once SYN_SENT→ESTABLISHED shows the 4-tuple), then
+/// are dropped unseen: other processes' sockets are never delivered.
+///
+/// A skaddr is one socket's address only for that socket's life: it ends at a change to CLOSE,
+/// after which the kernel may reuse it at once.
+///
+/// Every structure is a hash map or a FIFO with a head index, so routing a change, registering
+/// and unregistering cost O(1) amortized (plus the few changes of the one socket concerned) —
+/// under connection churn `pending` holds tens of thousands of other sockets' changes.
+/// Not thread-safe: the owner (TracepointSource) holds a lock.
+struct KernelRouter<Target: AnyObject> {
+    /// What routing produced, in kernel order per target; the owner hands them out and clears it.
+    var deliveries: [(target: Target, change: KernelStateChange)] = []
+
+    /// Unclaimed changes older than this are dropped: long enough for accept() to pick up a child.
+    let windowNs: UInt64
+    let limit: Int
+
+    init(windowNs: UInt64 = 10_000_000_000, limit: Int = 65_536) {
+        self.windowNs = windowNs
+        self.limit = limit
+    }
+
+    private static var none: UInt64 { .max }
+
+    /// A pending change, linked to the previous and next pending changes of its skaddr.
+    private struct Entry {
+        var change: KernelStateChange
+        var tuple: KernelTuple
+        var previous: UInt64
+        var next: UInt64
+        var live: Bool
+    }
+
+    /// The keys a target occupies, so unregister removes exactly those.
+    private struct Keys {
+        var skaddr: UInt64?
+        var tuple: KernelTuple?
+        var listener: KernelTuple?
+        var isEmpty: Bool { skaddr == nil && tuple == nil && listener == nil }
+    }
+
+    private var bySkaddr: [UInt64: Target] = [:]
+    /// Connections whose skaddr is not known yet.
+    private var byTuple: [KernelTuple: Target] = [:]
+    /// Listeners whose skaddr is not known yet, by port + host, oldest first.
+    private var listeners: [KernelTuple: [Target]] = [:]
+    private var keys: [ObjectIdentifier: Keys] = [:]
+
+    /// Pending changes in arrival order, by sequence number (`ring[i]` is `baseSeq + i`); a
+    /// claimed change stays as a dead slot until it reaches the head. Pruning pops the head.
+    private var ring: [Entry] = []
+    private var ringHead = 0
+    private var baseSeq: UInt64 = 0
+    /// Each skaddr's pending changes as a list through `ring` (possibly several lives).
+    private var bySkaddrPending: [UInt64: (first: UInt64, last: UInt64)] = [:]
+    /// The newest pending change with a given 4-tuple (source port known).
+    private var latestByTuple: [KernelTuple: (skaddr: UInt64, seq: UInt64)] = [:]
+    /// Pending CLOSE→LISTEN changes by listener key, oldest first (few: listeners are rare).
+    private var listens: [KernelTuple: [(skaddr: UInt64, seq: UInt64)]] = [:]
+    /// Changes waiting in `pending`.
+    private(set) var pendingCount = 0
+
+    // MARK: Routing
+
+    /// Routes one change: to `deliveries` when it is attributed, else to `pending`.
+    mutating func route(_ change: KernelStateChange) {
+        if let target = bySkaddr[change.skaddr] {
+            deliver(change, to: target)
+            linked(target, last: change)
+            return
+        }
+        let tuple = KernelTuple(change)
+        if change.destinationPort == 0, change.newState == 10 {
+            let key = tuple.listenerKey
+            if var waiting = listeners[key], !waiting.isEmpty {
+                let target = waiting.removeFirst()
+                listeners[key] = waiting.isEmpty ? nil : waiting
+                update(target) { $0.listener = nil }
+                deliver(change, to: target)
+                linked(target, last: change)
+                return
+            }
+        } else if change.sourcePort != 0, let target = byTuple.removeValue(forKey: tuple) {
+            // First change with the full 4-tuple: this skaddr is ours; a client's earlier
+            // CLOSE→SYN_SENT (sport 0, unbound) with the same skaddr is too.
+            update(target) { $0.tuple = nil }
+            let seq = park(change, tuple: tuple)
+            claim(skaddr: change.skaddr, anchor: seq, localPort: tuple.localPort, target: target)
+            return
+        }
+        park(change, tuple: tuple)
+    }
+
+    /// The tracker knows its addresses: claim what the kernel already reported for them, or
+    /// wait for it. `peer` nil: a listener.
+    mutating func register(_ target: Target, local: SocketAddress, peer: SocketAddress?) {
+        let id = ObjectIdentifier(target)
+        if let skaddr = keys[id]?.skaddr, bySkaddr[skaddr] === target { return }
+        let tuple = KernelTuple(local: local, peer: peer)
+        if peer == nil {
+            // SO_REUSEPORT listeners share a port: take the oldest live one not yet claimed
+            // (listeners are registered in the order they were created).
+            if let found = listens[tuple]?.first(where: { bySkaddr[$0.skaddr] == nil && !diedAfter($0) }) {
+                claim(skaddr: found.skaddr, anchor: found.seq, localPort: local.port, target: target)
+            } else {
+                listeners[tuple, default: []].append(target)
+                keys[id, default: Keys()].listener = tuple
+            }
+            return
+        }
+        // The newest socket with this 4-tuple (an older one may have died and freed it).
+        if let found = latestByTuple[tuple], bySkaddr[found.skaddr] == nil {
+            claim(skaddr: found.skaddr, anchor: found.seq, localPort: local.port, target: target)
+        } else {
+            byTuple[tuple] = target
+            keys[id, default: Keys()].tuple = tuple
+        }
+    }
+
+    /// The tracker is done: no more routing to it.
+    mutating func unregister(_ target: Target) {
+        guard let mine = keys.removeValue(forKey: ObjectIdentifier(target)) else { return }
+        if let skaddr = mine.skaddr, bySkaddr[skaddr] === target { bySkaddr[skaddr] = nil }
+        if let tuple = mine.tuple, byTuple[tuple] === target { byTuple[tuple] = nil }
+        if let key = mine.listener, var waiting = listeners[key] {
+            waiting.removeAll { $0 === target }
+            listeners[key] = waiting.isEmpty ? nil : waiting
+        }
+    }
+
+    /// Drops unclaimed changes older than the window, then the oldest beyond the limit.
+    mutating func prune(now: UInt64) {
+        let floor = now > windowNs ? now - windowNs : 0
+        while ringHead < ring.count {
+            let oldest = ring[ringHead]
+            if oldest.live {
+                // Claimed changes leave dead slots behind a live one: bound those too (memory).
+                guard oldest.change.timestampNs < floor || pendingCount > limit
+                    || ring.count - ringHead > 4 * limit else { break }
+                unlink(baseSeq + UInt64(ringHead))
+            }
+            ringHead += 1
+        }
+        // Compact once the consumed head is most of the storage: amortized O(1) per change.
+        if ringHead == ring.count {
+            baseSeq += UInt64(ringHead)
+            ring.removeAll(keepingCapacity: true)
+            ringHead = 0
+        } else if ringHead > 1024 && ringHead * 2 > ring.count {
+            baseSeq += UInt64(ringHead)
+            ring.removeFirst(ringHead)
+            ringHead = 0
+        }
+    }
+
+    // MARK: Internals
+
+    private func index(_ seq: UInt64) -> Int { Int(seq - baseSeq) }
+
+    @discardableResult
+    private mutating func park(_ change: KernelStateChange, tuple: KernelTuple) -> UInt64 {
+        let seq = baseSeq + UInt64(ring.count)
+        var entry = Entry(change: change, tuple: tuple, previous: Self.none, next: Self.none, live: true)
+        if let list = bySkaddrPending[change.skaddr] {
+            entry.previous = list.last
+            ring[index(list.last)].next = seq
+            bySkaddrPending[change.skaddr] = (list.first, seq)
+        } else {
+            bySkaddrPending[change.skaddr] = (seq, seq)
+        }
+        ring.append(entry)
+        pendingCount += 1
+        if change.sourcePort != 0 { latestByTuple[tuple] = (change.skaddr, seq) }
+        if change.destinationPort == 0 && change.newState == 10 {
+            listens[tuple.listenerKey, default: []].append((change.skaddr, seq))
+        }
+        return seq
+    }
+
+    /// Whether the socket whose pending change is `seq` has died since (a later change to CLOSE).
+    private func diedAfter(_ listen: (skaddr: UInt64, seq: UInt64)) -> Bool {
+        var seq = ring[index(listen.seq)].next
+        while seq != Self.none {
+            if ring[index(seq)].change.newState == 7 { return true }
+            seq = ring[index(seq)].next
+        }
+        return false
+    }
+
+    /// Moves the changes of one socket's life on `skaddr` out of `pending` to `target`: back
+    /// from the `anchor` change to the previous socket's death (a change to CLOSE) or a change
+    /// with another local port, and forward to this socket's own death.
+    private mutating func claim(skaddr: UInt64, anchor: UInt64, localPort: UInt16, target: Target) {
+        guard anchor >= baseSeq, index(anchor) < ring.count, ring[index(anchor)].live else { return }
+        var start = anchor
+        while ring[index(start)].previous != Self.none {
+            let earlier = ring[index(ring[index(start)].previous)].change
+            if earlier.newState == 7 || (earlier.sourcePort != 0 && earlier.sourcePort != localPort) { break }
+            start = ring[index(start)].previous
+        }
+        var end = anchor
+        while ring[index(end)].change.newState != 7 && ring[index(end)].next != Self.none {
+            end = ring[index(end)].next
+        }
+        var seq = start
+        while true {
+            let next = ring[index(seq)].next
+            deliver(ring[index(seq)].change, to: target)
+            unlink(seq)
+            if seq == end { break }
+            seq = next
+        }
+        linked(target, last: deliveries[deliveries.count - 1].change)
+    }
+
+    /// Takes one pending change out of its skaddr's list and out of every index.
+    private mutating func unlink(_ seq: UInt64) {
+        let i = index(seq)
+        let entry = ring[i]
+        let skaddr = entry.change.skaddr
+        if entry.previous != Self.none { ring[index(entry.previous)].next = entry.next }
+        if entry.next != Self.none { ring[index(entry.next)].previous = entry.previous }
+        if let list = bySkaddrPending[skaddr] {
+            let first = list.first == seq ? entry.next : list.first
+            let last = list.last == seq ? entry.previous : list.last
+            bySkaddrPending[skaddr] = first == Self.none ? nil : (first, last)
+        }
+        if let latest = latestByTuple[entry.tuple], latest.seq == seq { latestByTuple[entry.tuple] = nil }
+        if entry.change.destinationPort == 0 && entry.change.newState == 10 {
+            let key = entry.tuple.listenerKey
+            if var waiting = listens[key] {
+                waiting.removeAll { $0.seq == seq }
+                listens[key] = waiting.isEmpty ? nil : waiting
+            }
+        }
+        ring[i].live = false
+        pendingCount -= 1
+    }
+
+    private mutating func deliver(_ change: KernelStateChange, to target: Target) {
+        deliveries.append((target, change))
+    }
+
+    /// After delivering up to `last`: the full socket is gone after a change to CLOSE (its
+    /// skaddr may be reused at once), else its skaddr now routes to `target`.
+    private mutating func linked(_ target: Target, last: KernelStateChange) {
+        if last.newState == 7 && last.oldState != 7 {
+            bySkaddr[last.skaddr] = nil
+            update(target) { $0.skaddr = nil }
+        } else {
+            bySkaddr[last.skaddr] = target
+            keys[ObjectIdentifier(target), default: Keys()].skaddr = last.skaddr
+        }
+    }
+
+    /// Edits a target's keys; forgets the target once it holds none.
+    private mutating func update(_ target: Target, _ edit: (inout Keys) -> Void) {
+        let id = ObjectIdentifier(target)
+        guard var mine = keys[id] else { return }
+        edit(&mine)
+        keys[id] = mine.isEmpty ? nil : mine
+    }
+}

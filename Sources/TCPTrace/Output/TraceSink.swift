@@ -1,0 +1,293 @@
+import Glibc
+import SocketKit
+import Synchronization
+
+/// Where trace events go. Implementations are thread-safe: the server's loops, the sock_diag
+/// follower and the client may emit concurrently.
+public protocol TraceSink: AnyObject, Sendable {
+    func emit(_ event: TraceEvent)
+    /// Pushes buffered output out; called by event loops once per wakeup, and at exit.
+    func flush()
+    /// Asks for buffered output to go out soon without waiting for it (event loops call this
+    /// once per wakeup). Defaults to `flush()`.
+    func requestFlush()
+}
+
+extension TraceSink {
+    public func requestFlush() { flush() }
+}
+
+/// Output format chosen with `--trace`.
+public enum TraceFormat: String, Sendable, CaseIterable {
+    case text, json, off
+}
+
+/// Renders events and writes them to a file descriptor from a background thread.
+///
+/// Policy (a slow terminal, pipe or file must never stall the echo path):
+/// - `emit` only appends the event to a bounded in-memory queue (`capacity` events) under a
+///   short lock; rendering and write(2) happen on the writer thread.
+/// - When the queue is full the event is dropped and counted. As soon as the writer catches
+///   up it writes one warning line `trace: N lines dropped (slow reader)`, so a reader always
+///   knows the trace has a gap, and where.
+/// - `requestFlush()` (event loops, once per wakeup) only wakes the writer; `flush()` (exit,
+///   interactive clients) waits until everything queued so far is written, at most
+///   `flushTimeoutSeconds`, so a stuck reader cannot hang the process at exit.
+/// - With `immediate` (an interactive terminal) the writer is woken on every event.
+public final class TraceWriter: TraceSink, @unchecked Sendable {
+    public let format: TraceFormat
+    private let core: TraceWriterCore
+
+    public init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool = false, color: Bool, immediate: Bool,
+                baseNs: UInt64 = MonotonicClock.now(), capacity: Int = 16_384, flushTimeoutSeconds: Double = 5,
+                side: TraceSide = .server) {
+        self.format = format
+        core = TraceWriterCore(format: format, fd: fd, ownsDescriptor: ownsDescriptor, color: color,
+                               immediate: immediate, baseNs: baseNs, capacity: capacity,
+                               flushTimeoutSeconds: flushTimeoutSeconds, side: side)
+    }
+
+    /// Opens (creating or truncating) a trace file. C: `open(2)`.
+    public static func file(path: String, format: TraceFormat) throws -> TraceWriter {
+        let fd = try syscall("open") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        return TraceWriter(format: format, fd: fd, ownsDescriptor: true, color: false, immediate: false)
+    }
+
+    /// Writes what is queued, stops the writer thread (it closes an owned descriptor).
+    deinit { core.shutdown() }
+
+    /// The queue bound: events beyond it are dropped and counted.
+    public var capacity: Int { core.capacity }
+    /// Events dropped so far because the reader was too slow.
+    public var droppedCount: Int { core.droppedCount }
+    public func emit(_ event: TraceEvent) { core.emit(event) }
+    public func requestFlush() { core.requestFlush() }
+    public func flush() { core.flush() }
+}
+
+/// The queue and the writer thread behind `TraceWriter`. The thread owns rendering and I/O.
+final class TraceWriterCore: @unchecked Sendable {
+    let format: TraceFormat
+    let capacity: Int
+    private let fd: Int32
+    private let ownsDescriptor: Bool
+    private let immediate: Bool
+    private let flushTimeoutSeconds: Double
+    private let side: TraceSide
+    private var text: TextTraceRenderer            // writer thread only
+    private var failed = false                     // writer thread only
+    private var out: [UInt8] = []                  // writer thread only
+
+    // Shared state, guarded by `lock`.
+    // Heap-allocated: pthread objects must not move, and a Swift stored property may.
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var queue: [TraceEvent] = []
+    private var spare: [TraceEvent] = []
+    private var dropped = 0
+    private var droppedTotal = 0
+    private var enqueued = 0                       // events accepted so far
+    private var written = 0                        // events the writer has finished with
+    private var writerSleeping = false
+    private var writerStarted = false
+    private var stopping = false
+    /// `stopping`, readable by the writer while it waits for a slow reader without the lock.
+    private let stopFlag = Atomic<Bool>(false)
+    /// Set by `emit`, cleared when the writer takes the queue: lets `requestFlush()` (every loop
+    /// wakeup, mostly with nothing to write) return after one atomic load instead of taking a
+    /// lock that every loop shares.
+    private let unflushed = Atomic<Bool>(false)
+    private var thread: ThreadHandle?
+
+    init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool, color: Bool, immediate: Bool,
+         baseNs: UInt64, capacity: Int, flushTimeoutSeconds: Double, side: TraceSide) {
+        self.format = format
+        self.fd = fd
+        self.ownsDescriptor = ownsDescriptor
+        self.immediate = immediate
+        self.capacity = max(1, capacity)
+        self.flushTimeoutSeconds = flushTimeoutSeconds
+        self.side = side
+        text = TextTraceRenderer(baseNs: baseNs, color: color)
+        pthread_mutex_init(lock, nil)
+        pthread_cond_init(wake, nil)
+        pthread_cond_init(done, nil)
+    }
+
+    deinit {
+        // The writer thread holds a strong reference while it runs, so deinit means it is gone.
+        pthread_cond_destroy(wake)
+        pthread_cond_destroy(done)
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+        wake.deallocate()
+        done.deallocate()
+        if ownsDescriptor { Glibc.close(fd) }
+    }
+
+    /// Flushes (bounded), then lets the writer thread end.
+    func shutdown() {
+        flush()
+        pthread_mutex_lock(lock)
+        stopping = true
+        stopFlag.store(true, ordering: .relaxed)
+        pthread_cond_signal(wake)
+        pthread_mutex_unlock(lock)
+        thread?.join()
+        thread = nil
+    }
+
+    var droppedCount: Int {
+        pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }
+        return droppedTotal
+    }
+
+    func emit(_ event: TraceEvent) {
+        guard format != .off else { return }
+        pthread_mutex_lock(lock)
+        if queue.count >= capacity {
+            dropped += 1
+            droppedTotal += 1
+            pthread_mutex_unlock(lock)
+            return
+        }
+        queue.append(event)
+        enqueued += 1
+        unflushed.store(true, ordering: .relaxed)
+        let start = !writerStarted
+        if start { writerStarted = true }
+        // Batch: wake the writer per event only for a terminal or when a quarter full.
+        let signal = writerSleeping && (immediate || queue.count >= capacity / 4)
+        if signal { writerSleeping = false; pthread_cond_signal(wake) }
+        pthread_mutex_unlock(lock)
+        if start { startWriter() }
+    }
+
+    /// Wakes the writer if anything is queued; never blocks on I/O.
+    func requestFlush() {
+        guard unflushed.load(ordering: .relaxed) else { return }
+        pthread_mutex_lock(lock)
+        if writerSleeping && (!queue.isEmpty || dropped > 0) {
+            writerSleeping = false
+            pthread_cond_signal(wake)
+        }
+        pthread_mutex_unlock(lock)
+    }
+
+    /// Waits until every event emitted before this call is written (or dropped), at most
+    /// `flushTimeoutSeconds`.
+    func flush() {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        guard writerStarted else { return }
+        let target = enqueued
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let total = Double(deadline.tv_sec) + Double(deadline.tv_nsec) / 1e9 + flushTimeoutSeconds
+        deadline.tv_sec = Int(total)
+        deadline.tv_nsec = Int((total - Double(Int(total))) * 1e9)
+        while written < target || dropped > 0 {
+            if writerSleeping { writerSleeping = false; pthread_cond_signal(wake) }
+            if pthread_cond_timedwait(done, lock, &deadline) == ETIMEDOUT { return }
+        }
+    }
+
+    private func startWriter() {
+        do {
+            thread = try ThreadHandle { [self] in writerLoop() }
+        } catch {
+            // No thread: fall back to writing on the caller's thread at each flush.
+            pthread_mutex_lock(lock)
+            failed = true
+            queue.removeAll()
+            pthread_mutex_unlock(lock)
+        }
+    }
+
+    private func writerLoop() {
+        pthread_mutex_lock(lock)
+        while true {
+            while queue.isEmpty && dropped == 0 {
+                if stopping { pthread_mutex_unlock(lock); return }
+                writerSleeping = true
+                pthread_cond_broadcast(done)
+                // Wake at least every 50 ms: a server that emits a few events and then sits
+                // idle (no loop wakeups, so no requestFlush) still gets them out promptly.
+                var deadline = timespec()
+                clock_gettime(CLOCK_REALTIME, &deadline)
+                deadline.tv_nsec += 50_000_000
+                if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
+                _ = pthread_cond_timedwait(wake, lock, &deadline)
+                writerSleeping = false
+            }
+            swap(&queue, &spare)
+            unflushed.store(false, ordering: .relaxed)
+            let lost = dropped
+            dropped = 0
+            pthread_mutex_unlock(lock)
+
+            for event in spare { render(event) }
+            let count = spare.count
+            spare.removeAll(keepingCapacity: true)
+            if lost > 0 {
+                render(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .warning,
+                                  cause: "trace: \(lost) lines dropped (slow reader)"))
+            }
+            write()
+
+            pthread_mutex_lock(lock)
+            written += count
+            if queue.isEmpty { pthread_cond_broadcast(done) }
+        }
+    }
+
+    private func render(_ event: TraceEvent) {
+        let line = format == .json ? JSONTraceRenderer.render(event) : text.render(event)
+        out.append(contentsOf: line.utf8)
+        out.append(UInt8(ascii: "\n"))
+    }
+
+    /// Writes `out` in chunks of at most PIPE_BUF after poll(POLLOUT): a pipe or terminal
+    /// that reports POLLOUT takes that much without blocking, so this thread never sits in a
+    /// write(2) it cannot leave, and `shutdown()` can always stop it.
+    private func write() {
+        guard !out.isEmpty else { return }
+        defer { out.removeAll(keepingCapacity: out.count <= 1 << 20) }
+        guard !failed else { return }
+        var offset = 0
+        out.withUnsafeBytes { bytes in
+            while offset < bytes.count {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let ready = poll(&p, 1, 100)
+                if ready == 0 || (ready < 0 && errno == EINTR) {
+                    if stopFlag.load(ordering: .relaxed) { failed = true; return }   // reader gone quiet at exit
+                    continue
+                }
+                let n = Glibc.write(fd, bytes.baseAddress! + offset, min(bytes.count - offset, Int(PIPE_BUF)))
+                if n > 0 { offset += n; continue }
+                if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+                // EPIPE/EBADF: the reader went away; stop tracing rather than spin or crash.
+                failed = true
+                return
+            }
+        }
+    }
+}
+
+/// Keeps events in memory: for tests, the scenario lab and the demo's merged timeline.
+public final class TraceCollector: TraceSink, @unchecked Sendable {
+    private let storage = Mutex<[TraceEvent]>([])
+    private let forward: TraceSink?
+
+    public init(forwardingTo forward: TraceSink? = nil) { self.forward = forward }
+
+    public func emit(_ event: TraceEvent) {
+        storage.withLock { $0.append(event) }
+        forward?.emit(event)
+    }
+
+    public func flush() { forward?.flush() }
+
+    public var events: [TraceEvent] { storage.withLock { $0 } }
+}

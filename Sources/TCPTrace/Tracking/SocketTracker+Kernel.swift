@@ -1,0 +1,135 @@
+import SocketKit
+
+/// How a tracker uses the `tracepoint` source (see TracepointSource.swift).
+///
+/// Once the router has attributed a kernel change to the socket ("linked"), the kernel is the
+/// authority on every full-socket transition: tcp_info readings become confirmations only,
+/// inference is not needed, and sock_diag only adds what the tracepoint never reports — the
+/// TIME_WAIT mini-socket and its expiry. Every observation first applies pending kernel changes,
+/// so an observation can never be emitted before the kernel's event for the same transition.
+extension SocketTracker: KernelChangeReceiver {
+    /// Learned addresses: let the source attribute this socket's kernel changes.
+    func registerWithKernel() {
+        guard let kernel, !kernel.registered, let local else { return }
+        // A client learns its local address only after connect(); a listener has no peer.
+        kernel.registered = true
+        kernel.source.register(self, link: kernel, local: local, peer: peer)
+    }
+
+    /// Whether kernel changes are being attributed to this socket.
+    public var isKernelLinked: Bool { kernel?.isLinked ?? false }
+
+    /// Drains the kernel rings and applies the changes routed to this socket, in kernel order,
+    /// with the kernel's timestamps. Call on the owner thread.
+    ///
+    /// - Parameter observing: the state an fd reading just showed and the program's call that
+    ///   read it; the kernel's transition into that state keeps the program's cause too, so the
+    ///   log says both what the kernel did and which call of ours it belongs to.
+    public func applyKernelEvents(observing: (state: TCPState, cause: String)? = nil) {
+        guard let kernel else { return }
+        kernel.source.sync()
+        applyInbox(kernel, observing: observing)
+    }
+
+    /// Applies what the router already put in the inbox, without draining the rings: for the
+    /// mailbox's wake-ups, which observe nothing (the rings are drained before every observation).
+    package func applyRoutedKernelEvents() {
+        guard let kernel else { return }
+        applyInbox(kernel, observing: nil)
+    }
+
+    private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState, cause: String)?) {
+        var changes = kernel.inbox.withLock { inbox in
+            defer { inbox.removeAll() }
+            return inbox
+        }
+        guard !changes.isEmpty else { return }
+        changes.sort { $0.timestampNs < $1.timestampNs }
+        let now = MonotonicClock.now()
+        let observedIndex = observing.flatMap { seen in
+            changes.lastIndex { TCPState(kernel: $0.newState) == seen.state }
+        }
+        for (index, change) in changes.enumerated() {
+            // Another CPU may publish an earlier change of this socket after its ring was read
+            // (order holds only within a batch): a young change that does not continue the
+            // chain waits for the next drain.
+            if let last = kernel.kernelState, change.oldState != last, now &- change.timestampNs < 2_000_000 {
+                let rest = changes[index...]
+                kernel.inbox.withLock { $0.insert(contentsOf: rest, at: 0) }
+                return
+            }
+            apply(change, kernel: kernel, programCause: index == observedIndex ? observing?.cause : nil)
+        }
+    }
+
+    private func apply(_ change: KernelStateChange, kernel: KernelLink, programCause: String?) {
+        kernel.kernelState = change.newState
+        let to = TCPState(kernel: change.newState)
+        let from = TCPState(kernel: change.oldState)
+        // tcp_time_wait() hashes a TIME_WAIT mini-socket, then destroys the full socket: the
+        // tracepoint reports X→CLOSE. Ask sock_diag whether a mini-socket took over.
+        if change.newState == 7, [4, 5, 11].contains(change.oldState), let entry = timeWaitMiniSocket(using: kernel.diag) {
+            // Stamped with the kernel's time: the mini-socket was hashed just before the full
+            // socket's CLOSE; sock_diag confirms it exists (and gives its timer).
+            exact(from, .timeWait, source: .sockDiag,
+                  cause: "the kernel closed the full socket in \(from.name) (tracepoint) and sock_diag shows the connection in its TIME_WAIT mini-socket",
+                  at: change.timestampNs, timerMs: entry.expiresMs)
+            return
+        }
+        var cause = Self.kernelCause(from, to, context: context)
+        if let programCause { cause += "; seen at \(programCause)" }
+        exact(from, to, source: .tracepoint, cause: cause, at: change.timestampNs, timerMs: nil)
+    }
+
+    /// A transition the kernel reported: emitted as is when it continues the trace (flagged if
+    /// RFC 9293 does not allow it); after a gap (lost records), the usual inference fills it.
+    private func exact(_ from: TCPState, _ to: TCPState, source: ObservationSource, cause: String, at now: UInt64,
+                       timerMs: UInt32?) {
+        guard to != state else { return }
+        if state == from || state == nil {
+            emitState(to, source: source, cause: cause, at: now, info: nil, timerMs: timerMs,
+                      unexpected: !(state.map { TCPStateMachine.allows($0, to) } ?? true))
+        } else {
+            recordObserved(to, source: source, cause: cause, at: now, info: nil, timerMs: timerMs)
+        }
+    }
+
+    /// What the kernel's transition means, for the trace line.
+    static func kernelCause(_ from: TCPState, _ to: TCPState, context: TCPStateMachine.Context) -> String {
+        let what: String
+        switch (from, to) {
+        case (.closed, .listen): what = "listen()"
+        case (.closed, .synSent): what = "connect(): SYN sent"
+        case (.synSent, .established): what = "SYN+ACK received, ACK sent"
+        case (.listen, .synReceived): what = "handshake's final ACK arrived: child socket created from the listener"
+        case (.synReceived, .established): what = "handshake complete"
+        case (.established, .finWait1): what = "our FIN sent"
+        case (.established, .closeWait): what = "peer's FIN arrived"
+        case (.finWait1, .finWait2): what = "peer ACKed our FIN"
+        case (.finWait1, .closing): what = "peer's FIN crossed ours"
+        case (.closeWait, .lastAck): what = "our FIN sent after the peer's"
+        case (.lastAck, .closed): what = "peer ACKed our FIN: connection closed"
+        case (.listen, .closed): what = "listener closed"
+        case (_, .closed): what = context.reset ? "connection reset or aborted" : "socket closed"
+        default: what = "state change"
+        }
+        return "\(what) (kernel sock:inet_sock_set_state)"
+    }
+
+    /// Decides whether a non-tracepoint observation may be recorded when the kernel source is
+    /// on. Applies pending kernel changes first, so the kernel's event always comes first.
+    func kernelAllows(_ to: TCPState, source: ObservationSource) -> Bool {
+        applyKernelEvents()
+        guard isKernelLinked else { return true }
+        switch source {
+        case .tracepoint: return true
+        case .sockDiag:
+            // The tracepoint never sees the TIME_WAIT mini-socket: sock_diag reports it and its
+            // end. Anything else it shows was read before the drain: older than the kernel's news.
+            return to == .timeWait || (state == .timeWait && to == .closed)
+        case .tcpInfo, .inferred:
+            // The kernel reported every transition of the full socket up to this reading.
+            return false
+        }
+    }
+}

@@ -1,0 +1,320 @@
+import SocketKit
+
+/// Follows one socket's TCP state and turns each change into a trace event.
+///
+/// Owned by one thread (the socket's event loop) until `closed(cause:)`, then by the
+/// `SockDiagFollower`. Between two observations it fills in the states RFC 9293 says were
+/// crossed, labelled `inferred`; a transition the RFC does not allow is flagged, not rewritten.
+public final class SocketTracker: @unchecked Sendable {
+    public let tracer: StateTracer
+    public let conn: Int
+    public private(set) var local: SocketAddress? { didSet { localText = local?.description } }
+    public private(set) var peer: SocketAddress? { didSet { peerText = peer?.description } }
+    /// Rendered once: every event carries both addresses (inet_ntop + formatting per event
+    /// measured ~6% of the traced server's CPU under connection churn).
+    private var localText: String?
+    private var peerText: String?
+    public private(set) var cookie: UInt64?
+    /// The last state the trace reached (observed or inferred).
+    public private(set) var state: TCPState?
+    public private(set) var lastInfo: TCPInfo?
+    /// When `state` was entered, if that moment was observed.
+    private var enteredNs: UInt64?
+    private var stateWasObserved = false
+    public private(set) var context = TCPStateMachine.Context()
+    private let diag: SockDiag?
+    private var closeWaitWarned = false
+    /// Transient-state sampling backoff.
+    private var sampleDelayNs: UInt64 = 0
+    public private(set) var fdClosed = false
+    /// TCPTimeWaitOverflow when we sent our first FIN (see `checkSkippedTimeWait`).
+    private var timeWaitOverflowsAtFIN: UInt64?
+    /// The kernel tracepoint source, when on (nil: no cost at all on any path).
+    let kernel: KernelLink?
+    /// We sent a FIN ourselves (shutdown or close), whoever closed first.
+    private var sentFIN = false
+
+    init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?, mailbox: KernelMailbox? = nil) {
+        self.tracer = tracer
+        self.conn = conn
+        self.diag = diag
+        state = initial
+        kernel = tracer.kernel.map { KernelLink(source: $0, mailbox: mailbox, diag: diag) }
+    }
+
+    package var sink: TraceSink { tracer.sink }
+
+    /// Learns the socket's addresses and cookie (after bind/connect/accept).
+    public func attach(_ socket: Socket) {
+        local = try? socket.localAddress()
+        peer = try? socket.peerAddress()
+        cookie = try? socket.cookie()
+        if kernel != nil { registerWithKernel() }
+    }
+
+    public func attach(local: SocketAddress?, peer: SocketAddress?, cookie: UInt64?) {
+        self.local = local ?? self.local
+        self.peer = peer ?? self.peer
+        self.cookie = cookie ?? self.cookie
+        if kernel != nil { registerWithKernel() }
+    }
+
+    // MARK: Context from the program's own calls and results
+
+    /// We called shutdown(SHUT_WR) or close(): our FIN is on its way.
+    public func noteOurFIN() {
+        sentFIN = true
+        if !context.peerClosedFirst { context.weClosedFirst = true }
+    }
+
+    /// Call just before shutdown(SHUT_WR)/close() sends our FIN. For an active close it notes
+    /// the kernel's TIME_WAIT overflow count (~20 µs): on loopback the whole close can finish
+    /// inside the call, so a baseline taken afterwards could already include our own overflow.
+    public func willSendFIN() {
+        guard !sentFIN, !context.peerClosedFirst, timeWaitOverflowsAtFIN == nil else { return }
+        timeWaitOverflowsAtFIN = KernelCounters.timeWaitOverflows()
+    }
+
+    /// recv() returned 0 or EPOLLRDHUP: the peer's FIN arrived.
+    public func notePeerFIN() {
+        if !context.weClosedFirst { context.peerClosedFirst = true }
+    }
+
+    /// A reset was sent (SO_LINGER 0) or received (ECONNRESET, ECONNREFUSED).
+    public func noteReset() { context.reset = true }
+
+    // MARK: Observations
+
+    /// Reads TCP_INFO from `socket` and records what it shows. Returns the kernel's state.
+    @discardableResult
+    public func observe(_ socket: Socket, cause: @autoclosure () -> String) -> TCPState? {
+        guard let info = try? socket.tcpInfo() else { return nil }
+        let now = MonotonicClock.now()
+        lastInfo = info
+        if kernel != nil {
+            // Read first, then drain: every transition this reading shows is already in the
+            // rings, so the kernel's events come out first and the reading only confirms them.
+            applyKernelEvents(observing: (info.state, cause()))
+            if isKernelLinked { return info.state }
+        }
+        guard info.state != state else { return info.state }
+        if info.state == .closed, let resolved = resolveClosedFD(cause: cause(), at: now, info: info) {
+            return resolved
+        }
+        // A synchronized connection whose fd is still open can only reach CLOSED without our
+        // FIN by a reset (or a retransmission timeout): never through FIN_WAIT/CLOSE_WAIT and
+        // LAST_ACK, which need our FIN. Without this, a RST read before recv() reported
+        // ECONNRESET was filled in as a graceful close.
+        if info.state == .closed, !sentFIN, !fdClosed, let state, state != .synSent, state != .listen, state != .closed {
+            noteReset()
+        }
+        record(info.state, source: .tcpInfo, cause: cause(), at: now, info: info)
+        return info.state
+    }
+
+    /// Linux moves a connection that finished its active close to a TIME_WAIT mini-socket and
+    /// the fd then reads CLOSED. Ask the kernel's table before claiming CLOSED.
+    private func resolveClosedFD(cause: String, at now: UInt64, info: TCPInfo) -> TCPState? {
+        // Only an active closer can have a TIME_WAIT; checking costs one ~5 µs netlink lookup.
+        guard let state, context.weClosedFirst || [.finWait1, .finWait2, .closing, .timeWait].contains(state),
+              let entry = timeWaitMiniSocket(using: diag)
+        else { return nil }
+        record(.timeWait, source: .sockDiag,
+               cause: "\(cause); the fd reads CLOSED, the kernel holds the connection in a TIME_WAIT mini-socket",
+               at: MonotonicClock.now(), info: nil, timerMs: entry.expiresMs)
+        return .timeWait
+    }
+
+    /// The TIME_WAIT mini-socket that took over this connection after the full socket closed,
+    /// or nil (a reset, or Linux skipped TIME_WAIT). Looked up with `expectingTimeWait`, so the
+    /// hash swap inside tcp_time_wait() cannot make it look gone.
+    func timeWaitMiniSocket(using diag: SockDiag?) -> SockDiagEntry? {
+        guard !context.reset, let diag, let local, let peer,
+              let entry = try? diag.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: true),
+              entry.state == .timeWait
+        else { return nil }
+        return entry
+    }
+
+    /// Records that the socket is in `to`, emitting inferred states in between.
+    public func record(_ to: TCPState, source: ObservationSource, cause: String, at now: UInt64 = MonotonicClock.now(),
+                       info: TCPInfo? = nil, timerMs: UInt32? = nil) {
+        if kernel != nil && !kernelAllows(to, source: source) { return }
+        recordObserved(to, source: source, cause: cause, at: now, info: info, timerMs: timerMs)
+    }
+
+    /// `record` without consulting the kernel source.
+    func recordObserved(_ to: TCPState, source: ObservationSource, cause: String, at now: UInt64,
+                        info: TCPInfo?, timerMs: UInt32?) {
+        guard to != state else { return }
+        if to == .closed, let from = state, from != .timeWait, source != .inferred { checkSkippedTimeWait(from: from) }
+        if let from = state {
+            if let between = TCPStateMachine.statesBetween(from, to, context: context) {
+                for inferred in between {
+                    emitState(inferred, source: .inferred, cause: "between \(from.name) and \(to.name): \(cause)",
+                              at: now, info: nil, timerMs: nil, unexpected: false)
+                }
+            } else {
+                emitState(to, source: source, cause: cause, at: now, info: info, timerMs: timerMs, unexpected: true)
+                return
+            }
+        }
+        emitState(to, source: source, cause: cause, at: now, info: info, timerMs: timerMs, unexpected: false)
+    }
+
+    /// An active closer reached CLOSED without a TIME_WAIT anyone saw. If the kernel's
+    /// TCPTimeWaitOverflow counter rose since our FIN, Linux skipped TIME_WAIT (its table was
+    /// full): say so and do not infer a TIME_WAIT that never existed. Measured here: after a
+    /// connect/close benchmark left ~130,000 TIME_WAIT sockets, lab runs lost their TIME_WAIT in
+    /// bursts while the counter rose (357,948 overflows in all).
+    private func checkSkippedTimeWait(from: TCPState) {
+        guard context.weClosedFirst, !context.reset, !context.timeWaitSkipped,
+              TCPStateMachine.statesBetween(from, .closed, context: context)?.contains(.timeWait) == true,
+              let before = timeWaitOverflowsAtFIN, let now = KernelCounters.timeWaitOverflows(), now > before
+        else { return }
+        context.timeWaitSkipped = true
+        let limit = KernelCounters.maxTimeWaitBuckets().map { " (net.ipv4.tcp_max_tw_buckets = \($0))" } ?? ""
+        warning("no TIME_WAIT: the kernel's table of TIME_WAIT sockets is full\(limit), so Linux closed this "
+                + "connection without one (TCPTimeWaitOverflow +\(now - before) since our FIN); late segments of "
+                + "it can no longer be told apart from a new connection on the same ports")
+    }
+
+    /// A state the program knows it must have passed but could not see, with the evidence.
+    public func infer(_ to: TCPState, cause: String) {
+        record(to, source: .inferred, cause: cause)
+    }
+
+    func emitState(_ to: TCPState, source: ObservationSource, cause: String, at now: UInt64,
+                           info: TCPInfo?, timerMs: UInt32?, unexpected: Bool) {
+        var event = makeEvent(.state, cause: cause, at: now)
+        event.from = state
+        event.to = to
+        event.source = source
+        event.info = info
+        event.timerMs = timerMs
+        event.unexpected = unexpected
+        if stateWasObserved, let entered = enteredNs, now >= entered { event.inStateNs = now - entered }
+        sink.emit(event)
+        state = to
+        stateWasObserved = source != .inferred
+        enteredNs = now
+        sampleDelayNs = 0
+        closeWaitWarned = false
+    }
+
+    package func makeEvent(_ kind: TraceEvent.Kind, cause: String, at now: UInt64 = MonotonicClock.now()) -> TraceEvent {
+        TraceEvent(timestampNs: now, side: tracer.side, conn: conn, local: localText,
+                   peer: peerText, cookie: cookie, kind: kind, cause: cause)
+    }
+
+    // MARK: Other events
+
+    public func error(_ error: SystemCallError, cause: String? = nil) {
+        var event = makeEvent(.error, cause: cause ?? error.description)
+        event.errno = error.errno
+        event.from = state
+        sink.emit(event)
+    }
+
+    public func warning(_ text: String) {
+        var event = makeEvent(.warning, cause: text)
+        event.from = state
+        sink.emit(event)
+    }
+
+    public func info(_ text: String) {
+        sink.emit(makeEvent(.info, cause: text))
+    }
+
+    /// A syscall note, only with `--trace-verbose`.
+    public func syscall(_ text: @autoclosure () -> String) {
+        guard tracer.verbose else { return }
+        sink.emit(makeEvent(.syscall, cause: text()))
+    }
+
+    /// Bytes sent or received, only with `--trace-verbose`; escaped when rendered.
+    public func data(_ direction: String, _ bytes: UnsafeRawBufferPointer) {
+        guard tracer.verbose else { return }
+        var event = makeEvent(.data, cause: "\(direction) \(bytes.count) bytes")
+        event.bytes = Array(bytes.prefix(256))
+        event.byteCount = bytes.count
+        sink.emit(event)
+    }
+
+    // MARK: Timers
+
+    /// While in a transient state: how long to wait before sampling TCP_INFO again (20 µs,
+    /// doubling to 100 ms). nil when the state only changes with an fd event.
+    public func nextSampleDelayNs() -> UInt64? {
+        guard let state, state.isTransient, !fdClosed, !isKernelLinked else { return nil }
+        sampleDelayNs = sampleDelayNs == 0 ? 20_000 : min(sampleDelayNs * 2, 100_000_000)
+        return sampleDelayNs
+    }
+
+    /// When the CLOSE_WAIT warning is due (CLOCK_MONOTONIC ns), or nil.
+    public var closeWaitDeadline: UInt64? {
+        guard state == .closeWait, !closeWaitWarned, let entered = enteredNs else { return nil }
+        return entered + tracer.closeWaitWarnNs
+    }
+
+    /// Emits the CLOSE_WAIT warning once when it is due. `detail` says what the app is doing.
+    public func checkCloseWait(now: UInt64 = MonotonicClock.now(), detail: String? = nil) {
+        guard let deadline = closeWaitDeadline, now >= deadline, let entered = enteredNs else { return }
+        closeWaitWarned = true
+        var text = "CLOSE_WAIT for \(TextTraceRenderer.duration(now - entered)): peer closed "
+            + "\(TextTraceRenderer.duration(now - entered)) ago; the application has not called close()"
+        if let detail { text += " (\(detail))" }
+        warning(text)
+    }
+
+    // MARK: Close
+
+    /// The program closed the fd. From now on only sock_diag can see the socket: the follower
+    /// watches it (LAST_ACK, orphaned FIN_WAIT_1/2, CLOSING, TIME_WAIT) until it is gone.
+    /// `follow: false` leaves the following to the caller (the scenario lab samples sock_diag
+    /// on its own thread, faster than the follower's backoff, and must not race with it).
+    public func closed(cause: String, follow: Bool = true) {
+        guard !fdClosed else { return }
+        fdClosed = true
+        if state != .closed { noteOurFIN() }
+        guard state != .closed, let local, let peer else {
+            if let kernel { kernel.source.unregister(kernel) }
+            return
+        }
+        // One lookup right away, on the owner's thread: orphaned FIN_WAIT_1/2 and LAST_ACK can
+        // last only microseconds after close(), too short to wait for the follower's queue.
+        if let diag, let result = try? diag.lookup(local: local, peer: peer, cookie: cookie,
+                                                   expectingTimeWait: expectsTimeWait) as SockDiagEntry?? {
+            guard let entry = result else {
+                followed(nil, cause: "gone from the kernel's socket table right after \(cause)", diag: diag)
+                return
+            }
+            followed(entry, cause: "after \(cause) (the fd is gone; sock_diag)", diag: diag)
+        }
+        guard follow else { return }
+        tracer.follower.follow(self, cause: cause)
+    }
+
+    /// Our FIN went first and no reset: the connection is on its way to TIME_WAIT, so a
+    /// sock_diag answer of "gone" deserves a second look (see `SockDiag.lookup`).
+    public var expectsTimeWait: Bool {
+        guard let state, context.weClosedFirst, !context.reset else { return false }
+        return [.established, .finWait1, .finWait2, .closing].contains(state)
+    }
+
+    /// Called by the follower with what sock_diag showed (nil: the socket is gone).
+    public func followed(_ entry: SockDiagEntry?, cause: String, diag: SockDiag? = nil) {
+        if let kernel {
+            // The follower owns the tracker now: its sock_diag handle, not the event loop's.
+            kernel.diag = diag
+            applyKernelEvents()
+            if entry == nil { kernel.source.unregister(kernel) }
+        }
+        if let entry {
+            record(entry.state, source: .sockDiag, cause: cause, info: entry.info,
+                   timerMs: entry.state == .timeWait ? entry.expiresMs : nil)
+        } else {
+            record(.closed, source: .sockDiag, cause: cause)
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import SocketKit
+import Synchronization
+
+/// Shared tracing configuration for one program: where events go, which side it is, and the
+/// follower that watches sockets after close(). Hands out per-socket `SocketTracker`s.
+public final class StateTracer: Sendable {
+    public let sink: TraceSink
+    public let side: TraceSide
+    /// Also emit `syscall` and `data` events (`--trace-verbose`).
+    public let verbose: Bool
+    /// Warn when a connection sits in CLOSE_WAIT longer than this.
+    public let closeWaitWarnNs: UInt64
+    public let follower: SockDiagFollower
+    private let nextConn: Atomic<Int>
+    /// The kernel tracepoint source (`--kernel-trace`), nil when off or unavailable.
+    public let kernel: TracepointSource?
+
+    public init(sink: TraceSink, side: TraceSide, verbose: Bool = false, closeWaitWarnSeconds: Double = 5,
+                firstConnectionID: Int = 1, kernel: TracepointSource? = nil) {
+        self.kernel = kernel
+        self.sink = sink
+        self.side = side
+        self.verbose = verbose
+        closeWaitWarnNs = UInt64(max(0, closeWaitWarnSeconds) * 1e9)
+        follower = SockDiagFollower()
+        nextConn = Atomic(firstConnectionID)
+    }
+
+    /// A tracker for a new socket. `initial` is the state known by construction (a fresh
+    /// socket is CLOSED), not emitted; nil when even that is unknown.
+    /// `mailbox`: where the kernel source posts this tracker when changes wait for it (an
+    /// event loop's), so its owner applies them without waiting for the next observation.
+    public func track(initial: TCPState?, conn: Int? = nil, diag: SockDiag?, mailbox: KernelMailbox? = nil) -> SocketTracker {
+        let id = conn ?? nextConn.wrappingAdd(1, ordering: .relaxed).oldValue
+        return SocketTracker(tracer: self, conn: id, initial: initial, diag: diag, mailbox: mailbox)
+    }
+}

@@ -1,9 +1,0 @@
-import SocketKit
-import Testing
-
-/// Tests expecting a TIME_WAIT skip, with the numbers, when Linux would give none (its table is
-/// full, e.g. within a minute of a connect/close benchmark) instead of failing on real behaviour.
-enum TimeWaitRoom {
-    static let nearlyFull = KernelCounters.timeWaitTableNearlyFull()
-    static var reason: Comment { Comment(rawValue: KernelCounters.timeWaitTableSummary) }
-}
