@@ -54,9 +54,11 @@ do {
     }
     // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
     // 128 + signal. A second signal exits at once.
+    // The signalfd exists before connect(); no thread has started yet, so every later one
+    // inherits the blocked mask.
+    let signals = try TerminationSignals(command: command)
     let interruption = try ClientInterruption()
-    let signals = TerminationSignals()
-    signals.install(command: command) { interruption.interrupt(signal: $0) }
+    try signals.start { interruption.interrupt(signal: $0) }
     exit(try withExtendedLifetime(signals) {
         try ClientCommands.echo(config: config, messages: arguments.positionals, options: options, interruption: interruption)
     })

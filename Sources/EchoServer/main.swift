@@ -11,7 +11,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
 ] + OptionSpec.traceOptions(verboseHelp: "also trace syscalls and the bytes echoed (escaped)") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
-    OptionSpec("--threads", value: "N", help: "event loops, one SO_REUSEPORT listener each (default: number of cores)"),
+    OptionSpec("--threads", value: "N", help: "event loops sharing the one listener (default: number of cores)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
     OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
     OptionSpec("--idle-timeout", value: "SECONDS", help: "close connections idle this long (default: never)"),
@@ -28,6 +28,15 @@ let arguments = scanner.parseCommandLineOrExit(
     """)
 
 signal(SIGPIPE, SIG_IGN)
+// SIGINT/SIGTERM are blocked and routed to a signalfd before any thread starts (the trace
+// writer, the kernel tracepoint, the loops): a signal can never be lost or take the default
+// action. No signalfd, no server: exit 71 with the call and errno.
+let signals: TerminationSignals
+do {
+    signals = try TerminationSignals(command: command)
+} catch {
+    SysExits.fail(command, "\(error)", code: SysExits.osError)
+}
 
 let trace: CommandLineTrace
 var config = EchoServerConfiguration()
@@ -66,10 +75,13 @@ do {
     SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
 }
 
-// Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
-// second one exits at once.
-let signals = TerminationSignals()
-signals.install(command: command) { _ in server.stop() }
+// The first signal stops gracefully, a second one exits at once. Signals that arrived during
+// start-up wait in the signalfd and are read now.
+do {
+    try signals.start { _ in server.stop() }
+} catch {
+    SysExits.fail(command, "\(error)", code: SysExits.osError)
+}
 
 do {
     try server.run()

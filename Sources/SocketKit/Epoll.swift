@@ -13,6 +13,8 @@ public struct EpollEvents: OptionSet, Sendable {
     public static let hangup = EpollEvents(rawValue: EPOLLHUP.rawValue)
     public static let error = EpollEvents(rawValue: EPOLLERR.rawValue)
     public static let edgeTriggered = EpollEvents(rawValue: EPOLLET.rawValue)
+    /// Wake only one (or a few) of the epoll instances watching a shared descriptor. ADD only.
+    public static let exclusive = EpollEvents(rawValue: EPOLLEXCLUSIVE.rawValue)
 }
 
 /// An epoll instance; user data is a 64-bit token (a connection slot), never a pointer.

@@ -96,6 +96,13 @@ static inline int CSocketKit_epoll_ctl(int epfd, int op, int fd, struct epoll_ev
 static inline int CSocketKit_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout) {
     return epoll_wait(epfd, evs, max, timeout);
 }
+// sizeof(struct epoll_event) as C sees it: 12 on x86_64 (packed), 16 elsewhere.
+extern const size_t CSocketKit_epoll_event_size;
+// Blocks SIGINT and SIGTERM in the calling thread (threads started later inherit the mask) and
+// returns a close-on-exec signalfd for both, or -1 with errno. Call before any other thread starts.
+int CSocketKit_termination_signalfd(void);
+// Blocking read of one signalfd_siginfo: the signal number, or -1 with errno.
+int CSocketKit_signalfd_read(int fd);
 static inline int CSocketKit_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
 // accept4 is a GNU extension: Swift's importer does not see _GNU_SOURCE, so it lives in the .c.
 int CSocketKit_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);

@@ -2,7 +2,8 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-/// One thread's epoll loop: its own SO_REUSEPORT listener and the connections it accepted.
+/// One thread's epoll loop: the server's shared listener (EPOLLEXCLUSIVE) and the connections
+/// this loop accepted.
 ///
 /// Level-triggered. State is read with TCP_INFO only where it can change (accept, recv()=0,
 /// EPOLLRDHUP/HUP/ERR, shutdown, errors) and sampled on a backoff while a socket sits in a
@@ -16,8 +17,8 @@ final class EchoEventLoop: @unchecked Sendable {
     // The loop's state is touched by its own thread only. Swift's dynamic exclusivity checks
     // on these class properties (swift_beginAccess + a TLS lookup per access) measured ~30%
     // of the server's user-space time under perf; they cannot fail here, so they are off.
-    @exclusivity(unchecked) private var listener: Socket?
-    private var listenerTracker: SocketTracker?
+    /// nil once this loop stopped accepting (drain).
+    @exclusivity(unchecked) private var listener: SharedListener?
     @exclusivity(unchecked) private var slots: [EchoConnection?] = []
     @exclusivity(unchecked) private var freeSlots: [Int] = []
     @exclusivity(unchecked) private var timed: Set<Int> = []
@@ -36,8 +37,9 @@ final class EchoEventLoop: @unchecked Sendable {
     /// Kernel tracepoint hook (`--kernel-trace`): trackers with kernel changes waiting; nil when off.
     private let kernelMailbox: KernelMailbox?
 
-    init(listener: Socket, config: EchoServerConfiguration, tracer: StateTracer?, stats: EchoServerStats,
-         control: EchoServer.Control) throws {
+    /// - Parameter tracesListener: this loop creates the listener's tracker (the first loop).
+    init(listener: SharedListener, tracesListener: Bool, config: EchoServerConfiguration, tracer: StateTracer?,
+         stats: EchoServerStats, control: EchoServer.Control) throws {
         epoll = try Epoll(capacity: 512)
         wakeup = try WakeupFD()
         self.listener = listener
@@ -49,12 +51,14 @@ final class EchoEventLoop: @unchecked Sendable {
         readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
         kernelMailbox = tracer?.kernel == nil ? nil : KernelMailbox(wake: { [wakeup] in wakeup.wake() })
         try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
-        try epoll.add(listener.fd, events: .readable, token: Self.listenerToken)
-        if let tracer {
+        try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
+        listener.join()
+        if let tracer, tracesListener {
+            let socket = listener.socket
             let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
-            tracker.attach(local: try? listener.localAddress(), peer: nil, cookie: try? listener.cookie())
-            tracker.observe(listener, cause: "listen(backlog \(config.backlog))")
-            listenerTracker = tracker
+            tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
+            tracker.observe(socket, cause: "listen(backlog \(config.backlog))")
+            listener.setTracker(tracker)
         }
     }
 
@@ -99,13 +103,17 @@ final class EchoEventLoop: @unchecked Sendable {
 
     private var activeCount: Int { slots.count - freeSlots.count }
 
+    /// One loop (or a few) woken per new connection, not every loop: the thundering herd of a
+    /// shared listener, avoided. Cannot be changed with EPOLL_CTL_MOD: pausing removes and re-adds.
+    private static let listenerEvents: EpollEvents = [.readable, .exclusive]
+
     // MARK: Accept
 
     private func acceptAll() {
         guard let listener else { return }
         for _ in 0..<64 {
             do {
-                guard case .processed(let socket) = try listener.accept() else { return }
+                guard case .processed(let socket) = try listener.socket.accept() else { return }
                 register(socket)
             } catch let error as SystemCallError {
                 switch error.errno {
@@ -113,15 +121,17 @@ final class EchoEventLoop: @unchecked Sendable {
                     // Out of descriptors: the pending connection stays in the backlog and would
                     // wake us forever. Stop watching the listener for 100 ms instead of spinning.
                     stats.errors.add(1, ordering: .relaxed)
-                    listenerTracker?.error(error, cause: "accept4: \(Errno.message(error.errno)); pausing accepts for 100 ms")
-                    try? epoll.modify(listener.fd, events: [], token: Self.listenerToken)
+                    listener.withTracker { $0.error(error, cause: "accept4: \(Errno.message(error.errno)); pausing accepts for 100 ms") }
+                    epoll.remove(listener.socket.fd)
                     acceptPausedUntil = MonotonicClock.now() + 100_000_000
                     return
                 case ECONNABORTED, EPROTO, EPERM:
                     continue   // that connection died in the queue; the next may be fine
+                case EINVAL where listener.isShutDown:
+                    return   // another loop began the drain: accepting is over
                 default:
                     stats.errors.add(1, ordering: .relaxed)
-                    listenerTracker?.error(error)
+                    listener.withTracker { $0.error(error) }
                     return
                 }
             } catch {
@@ -352,7 +362,7 @@ final class EchoEventLoop: @unchecked Sendable {
     private func runTimers(now: UInt64) {
         if let until = acceptPausedUntil, now >= until, let listener {
             acceptPausedUntil = nil
-            try? epoll.modify(listener.fd, events: .readable, token: Self.listenerToken)
+            try? epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
         }
         for slot in timed {
             guard let connection = slots[slot], let due = connection.nextSampleNs, now >= due else { continue }
@@ -394,11 +404,10 @@ final class EchoEventLoop: @unchecked Sendable {
         drainDeadline = MonotonicClock.now() + UInt64(config.drainTimeoutSeconds * 1e9)
         guard let listener else { return }
         self.listener = nil
-        epoll.remove(listener.fd)
-        // shutdown() moves a listener to CLOSED while the fd is still readable by TCP_INFO.
-        try? listener.shutdown(.both)
-        listenerTracker?.observe(listener, cause: "shutdown(SHUT_RDWR): stopped accepting")
-        try? listener.close()
+        // Paused for EMFILE, the listener is not in this epoll: DEL then fails harmlessly (ENOENT).
+        acceptPausedUntil = nil
+        epoll.remove(listener.socket.fd)
+        listener.leave()
     }
 
     private func closeAll(cause: String) {

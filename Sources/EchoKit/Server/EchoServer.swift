@@ -3,8 +3,9 @@ import SocketKit
 import Synchronization
 import TCPTrace
 
-/// A multi-threaded echo server: one epoll loop per thread, each with its own SO_REUSEPORT
-/// listener, every connection's TCP states traced (unless tracing is off).
+/// A multi-threaded echo server: one epoll loop per thread, all sharing one listener (no
+/// SO_REUSEPORT: the port has one owner, see `SharedListener`), every connection's TCP states
+/// traced (unless tracing is off).
 public final class EchoServer: @unchecked Sendable {
     /// Flags the loops poll once per wakeup.
     final class Control: Sendable {
@@ -28,26 +29,24 @@ public final class EchoServer: @unchecked Sendable {
         self.tracer = tracer
     }
 
-    /// Resolves the host and binds one listener per thread; throws on a bad host or a busy port.
+    /// Resolves the host and binds the one listener; throws on a bad host or a busy port
+    /// (EADDRINUSE from bind(), whatever the thread count: nobody else can share the port).
     @discardableResult
     public func bind() throws -> SocketAddress {
         let addresses = try HostResolver.resolve(configuration.host, port: configuration.port)
-        var address = addresses[0]
         let count = max(1, configuration.threads)
-        var listeners: [Socket] = []
+        let socket = try Socket.listening(on: addresses[0], backlog: configuration.backlog)
+        let address: SocketAddress
         do {
+            address = try socket.localAddress()   // port 0 → the real port
+            let listener = SharedListener(socket: socket)
             for index in 0..<count {
-                let socket = try Socket.listening(on: address, backlog: configuration.backlog, reusePort: count > 1)
-                if index == 0 { address = try socket.localAddress() }   // port 0 → the real port
-                listeners.append(socket)
-            }
-            for socket in listeners {
-                loops.append(try EchoEventLoop(listener: socket, config: configuration, tracer: tracer,
-                                               stats: stats, control: control))
+                loops.append(try EchoEventLoop(listener: listener, tracesListener: index == 0, config: configuration,
+                                               tracer: tracer, stats: stats, control: control))
             }
         } catch {
-            for socket in listeners { try? socket.close() }
             loops.removeAll()
+            try? socket.close()
             throw error
         }
         boundAddress = address
