@@ -6,9 +6,9 @@ import EchoKit
 import TestSupport
 
 /// The executables as a user runs them: server and client in separate processes, JSON traces.
-@Suite(.serialized, .enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason)) struct EchoEndToEndTests {
+@Suite(.serialized) struct EchoEndToEndTests {
     /// `off` is what every unprivileged user gets; `auto` uses the kernel tracepoint when root.
-    @Test(arguments: ["off", "auto"])
+    @Test(.needsTimeWaitRoom, arguments: ["off", "auto"])
     func messages_areEchoed_andBothLogsShowClientFirstClose(kernelTrace: String) throws {
         let server = try ServerProcess(["--kernel-trace", kernelTrace])
         let client = try ChildProcess("EchoClient", ["--port", String(server.port), "--trace", "json",
@@ -129,7 +129,7 @@ import TestSupport
         #expect(client.stderrText.hasPrefix("EchoClient: getaddrinfo(no-such-host.invalid)"))
     }
 
-    @Test func demo_showsBothSidesFromListenToClose() throws {
+    @Test(.needsTimeWaitRoom) func demo_showsBothSidesFromListenToClose() throws {
         let demo = try ChildProcess("EchoClient", ["--demo", "--trace", "json"])
         #expect(demo.wait() == 0)
         #expect(demo.stdoutText == EchoDemo.messages.map { $0 + "\n" }.joined())
@@ -141,7 +141,7 @@ import TestSupport
         #expect(events.contains { $0.side == .client && $0.kind == .info && $0.cause.contains("TIME_WAIT") })
     }
 
-    @Test func merge_ordersBothSidesInTime() throws {
+    @Test(.needsTimeWaitRoom) func merge_ordersBothSidesInTime() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("merge-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -150,7 +150,15 @@ import TestSupport
         let server = try ServerProcess(["--trace-file", serverLog])
         let client = try ChildProcess("EchoClient", ["--port", String(server.port), "--trace", "json", "--trace-file", clientLog, "m"])
         #expect(client.wait() == 0)
-        _ = server.child.waitForStderr(timeout: 1) { _ in false }
+        // Until the server's file has the connection's final CLOSED (the client's FIN handled,
+        // our LAST_ACK acknowledged), not a fixed second.
+        #expect(waitFor(timeout: 5) {
+            let text = (try? String(contentsOfFile: serverLog, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").contains { line in
+                guard let event = TraceEvent(jsonLine: line) else { return false }
+                return event.kind == .state && event.to == .closed && event.peer != nil
+            }
+        }, "the server traced the connection's CLOSED")
         _ = server.stop()
         let merge = try ChildProcess("EchoClient", ["--merge", serverLog, clientLog, "--no-color"])
         #expect(merge.wait() == 0)

@@ -137,11 +137,14 @@ struct HostilePeerTests {
             try? peer.send(Bytes.pattern(count: 512 * 1024, seed: UInt64(round)))
             peer.abort()
         }
-        usleep(300_000)
+        // Until the server has traced every reset (bounded), not a fixed sleep.
+        func resets() -> [TraceEvent] {
+            server.child.events.filter { $0.kind == .error && $0.side == .server && ($0.errno == ECONNRESET || $0.errno == EPIPE) }
+        }
+        _ = waitFor(timeout: 5) { resets().count >= 10 }
         Self.finish(server, baseFDs: baseFDs, client: client, rss: rss, baseRSS: baseRSS, "reset mid-stream")
         let errors = server.child.events.filter { $0.kind == .error && $0.side == .server }
-        let resets = errors.filter { $0.errno == ECONNRESET || $0.errno == EPIPE }
-        #expect(resets.count >= 10, "each reset is in the trace with its errno: \(errors.map(\.cause))")
+        #expect(resets().count >= 10, "each reset is in the trace with its errno: \(errors.map(\.cause))")
     }
 
     @Test("peers that connect and never send cost nothing and block no one")
@@ -150,10 +153,9 @@ struct HostilePeerTests {
         let client = WellBehavedClient(port: server.port)
         let rss = RSSSampler(pid: server.pid)
         let silent = try (0..<50).map { _ in try TestPeer(port: server.port) }
-        usleep(500_000)
-        #expect(ProcStats.socketCount(server.pid) >= baseFDs + 50, "the server holds the silent connections")
+        // Until the server has accepted all fifty (bounded), not a fixed sleep.
+        #expect(waitFor(timeout: 5) { ProcStats.socketCount(server.pid) >= baseFDs + 50 }, "the server holds the silent connections")
         for peer in silent { peer.close() }
-        usleep(200_000)
         Self.finish(server, baseFDs: baseFDs, client: client, rss: rss, baseRSS: baseRSS, "silent peers")
         let accepted = server.child.events.filter { $0.kind == .state && $0.side == .server && $0.to == .established }
         #expect(accepted.count >= 50)

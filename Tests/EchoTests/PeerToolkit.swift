@@ -4,6 +4,7 @@ import SocketKit
 import TCPTrace
 import EchoKit
 import TestSupport
+import Testing
 
 /// A blocking IPv4 loopback peer for robustness tests: well-behaved or hostile on purpose.
 /// Every call is bounded by SO_RCVTIMEO/SO_SNDTIMEO so a broken server fails a test, never hangs it.
@@ -182,25 +183,47 @@ enum ProcStats {
         return nil
     }
 
-    static func rssKiB(_ pid: Int32) -> Int { status(pid, "VmRSS") ?? -1 }
-    static func threads(_ pid: Int32) -> Int { status(pid, "Threads") ?? -1 }
-    static func fdCount(_ pid: Int32) -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+    // A figure that cannot be read is a failed expectation, never a quiet -1: two -1s compare
+    // equal, and a leak check would pass without having measured anything (issue 14).
+    static func rssKiB(_ pid: Int32, sourceLocation: SourceLocation = #_sourceLocation) -> Int {
+        measured(status(pid, "VmRSS"), "VmRSS of \(pid)", sourceLocation)
+    }
+    static func threads(_ pid: Int32, sourceLocation: SourceLocation = #_sourceLocation) -> Int {
+        measured(status(pid, "Threads"), "Threads of \(pid)", sourceLocation)
+    }
+    static func fdCount(_ pid: Int32, sourceLocation: SourceLocation = #_sourceLocation) -> Int {
+        measured(try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count,
+                 "/proc/\(pid)/fd", sourceLocation)
     }
 
-    /// Open TCP sockets only (fd inodes that inet_diag lists). Dispatch and the trace
-    /// follower open a few descriptors lazily (epoll, eventfd, signalfd, one netlink socket),
+    /// Open TCP sockets only (fd inodes that inet_diag lists). The trace follower and the
+    /// signal/epoll set-up hold a few other descriptors (epoll, eventfd, signalfd, netlink),
     /// so the total count is noisy while the TCP socket count is exact.
-    static func socketCount(_ pid: Int32) -> Int {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"),
-              let diag = try? SockDiag() else { return -1 }
+    static func socketCount(_ pid: Int32, sourceLocation: SourceLocation = #_sourceLocation) -> Int {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else {
+            return measured(nil, "/proc/\(pid)/fd", sourceLocation)
+        }
+        let diag: SockDiag
+        do { diag = try SockDiag() } catch {
+            return measured(nil, "sock_diag (\(error))", sourceLocation)
+        }
         var tcpInodes: Set<String> = []
         for family in [AF_INET, AF_INET6] {
-            for entry in (try? diag.dump(family: family)) ?? [] where entry.inode != 0 { tcpInodes.insert("socket:[\(entry.inode)]") }
+            do {
+                for entry in try diag.dump(family: family) where entry.inode != 0 { tcpInodes.insert("socket:[\(entry.inode)]") }
+            } catch {
+                return measured(nil, "sock_diag dump (\(error))", sourceLocation)
+            }
         }
         return names.filter {
             tcpInodes.contains((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) ?? "")
         }.count
+    }
+
+    private static func measured(_ value: Int?, _ what: String, _ sourceLocation: SourceLocation) -> Int {
+        if let value { return value }
+        Issue.record("cannot measure \(what): the check would prove nothing", sourceLocation: sourceLocation)
+        return -1
     }
 
     /// utime + stime in clock ticks (fields 14 and 15 of /proc/<pid>/stat).

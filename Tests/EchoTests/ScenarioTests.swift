@@ -7,7 +7,7 @@ import Testing
 
 /// End-to-end: `EchoClient --scenario NAME --trace json`, judged by its last JSON line.
 /// Slow motion is `auto`: in a private user+net namespace where the system allows it.
-@Suite("Scenario lab", .enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason))
+@Suite("Scenario lab")
 struct ScenarioTests {
     static let slowMotionAvailable: Bool = {
         if case .reexecute = SlowMotion.plan(.auto) { return true }
@@ -62,7 +62,7 @@ struct ScenarioTests {
         #expect(child.wait() == 64)
     }
 
-    @Test("client-close: TIME_WAIT via sock_diag on the client, LAST_ACK observed on the server")
+    @Test("client-close: TIME_WAIT via sock_diag on the client, LAST_ACK observed on the server", .needsTimeWaitRoom)
     func clientClose() throws {
         let run = try Self.run("client-close")
         #expect(run.status == 0, "\(run.stdout)")
@@ -72,7 +72,7 @@ struct ScenarioTests {
         if Self.slowMotionAvailable { Self.expectObserved(run, [("server #1", "LAST_ACK")]) }
     }
 
-    @Test("server-close: the roles swap")
+    @Test("server-close: the roles swap", .needsTimeWaitRoom)
     func serverClose() throws {
         let run = try Self.run("server-close")
         #expect(run.status == 0, "\(run.stdout)")
@@ -81,7 +81,7 @@ struct ScenarioTests {
         if Self.slowMotionAvailable { Self.expectObserved(run, [("client #1", "LAST_ACK")]) }
     }
 
-    @Test("half-close: data after the client's FIN is delivered and counted")
+    @Test("half-close: data after the client's FIN is delivered and counted", .needsTimeWaitRoom)
     func halfClose() throws {
         let run = try Self.run("half-close")
         #expect(run.status == 0, "\(run.stdout)")
@@ -98,7 +98,7 @@ struct ScenarioTests {
         #expect((run.summary["tries"] as? Int ?? 0) >= 1)
     }
 
-    @Test("simultaneous-close: CLOSING observed on both sides", .enabled(if: slowMotionAvailable, "needs slow motion (user+net namespaces)"))
+    @Test("simultaneous-close: CLOSING observed on both sides", .enabled(if: slowMotionAvailable, "needs slow motion (user+net namespaces)"), .needsTimeWaitRoom)
     func simultaneousClose() throws {
         let run = try Self.run("simultaneous-close")
         #expect(run.status == 0, "\(run.stdout)")
@@ -137,7 +137,7 @@ struct ScenarioTests {
         Self.expectObserved(run, [("client #2", "ESTABLISHED")])
     }
 
-    @Test("time-wait: the first seconds show the timer counting down from ~60 s")
+    @Test("time-wait: the first seconds show the timer counting down from ~60 s", .needsTimeWaitRoom)
     func timeWaitFirstSeconds() throws {
         let run = try Self.run("time-wait", environment: ["SOCKETKIT_LAB_TIME_WAIT_SECONDS": "6"])
         #expect(run.status == 0, "\(run.stdout)")
@@ -149,7 +149,7 @@ struct ScenarioTests {
         }
     }
 
-    @Test("--repeat prints a fidelity table")
+    @Test("--repeat prints a fidelity table", .needsTimeWaitRoom)
     func repeatPrintsFidelity() throws {
         let child = try ChildProcess("EchoClient", ["--scenario", "refused", "--slow-motion", "off", "--repeat", "3"])
         #expect(child.wait() == 0)

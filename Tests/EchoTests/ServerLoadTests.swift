@@ -4,6 +4,7 @@ import Testing
 @testable import SocketKit
 @testable import TCPTrace
 @testable import EchoKit
+import TestSupport
 
 /// Correctness under concurrency (not speed): the built EchoServer under many clients, a
 /// client that never reads, half-close under backpressure, the connection limit, idle timeout.
@@ -61,7 +62,7 @@ import Testing
             return port != nil
         }
         guard let port else {
-            child.process.terminate()
+            child.killNow()
             throw HarnessError("server did not report its port: \(child.stderrText)")
         }
         return (child, port)

@@ -117,13 +117,3 @@ struct SignalTests {
         #expect(client.events.states(side: .client).contains(.finWait1))
     }
 }
-
-/// Polls `condition` for up to `timeout` seconds.
-func waitFor(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(5_000)
-    }
-    return condition()
-}

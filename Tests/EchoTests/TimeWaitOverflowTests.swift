@@ -12,14 +12,7 @@ import TestSupport
     static let unshare = ["/usr/bin/unshare", "/bin/unshare"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     static var namespacesWork: Bool {
-        guard let unshare else { return false }
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: unshare)
-        probe.arguments = ["-Urn", "true"]
-        probe.standardError = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return false }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0
+        Capabilities.userNetworkNamespaces
     }
 
     @Test(.enabled(if: TimeWaitOverflowTests.namespacesWork, "needs unshare -Urn (user + network namespaces)"))

@@ -7,7 +7,7 @@ import TestSupport
 
 /// Most users are not root: run the executables as `nobody` and check the trace still sees
 /// every state it claims, TIME_WAIT from sock_diag included.
-@Suite(.enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason)) struct UnprivilegedTests {
+@Suite(.needsTimeWaitRoom) struct UnprivilegedTests {
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     static var canDropPrivileges: Bool {

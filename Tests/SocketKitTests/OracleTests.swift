@@ -7,7 +7,7 @@ import Testing
 
 /// The kernel's tracepoint as ground truth for the tracer. Root only (CI runs as root; the
 /// reader mounts tracefs when it is absent).
-@Suite(.serialized, .enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason), .enabled(if: Oracle.available, "needs root (or CAP_PERFMON) and the sock:inet_sock_set_state tracepoint"))
+@Suite(.serialized, .needsTimeWaitRoom, .enabled(if: Oracle.available, "needs root (or CAP_PERFMON) and the sock:inet_sock_set_state tracepoint"))
 struct OracleTests {
     @Test(arguments: Oracle.Scenario.allCases)
     func unprivilegedTrace_agreesWithTheKernel(_ scenario: Oracle.Scenario) throws {

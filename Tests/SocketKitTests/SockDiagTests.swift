@@ -30,7 +30,7 @@ import Testing
         #expect(entry.info?.state == .established)
     }
 
-    @Test(.enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason)) func lookup_afterActiveClose_findsTimeWaitWithTimer() throws {
+    @Test(.needsTimeWaitRoom) func lookup_afterActiveClose_findsTimeWaitWithTimer() throws {
         let (client, server, listener) = try Self.connectedPair()
         defer { try? listener.close() }
         let local = try client.localAddress(), peer = try client.peerAddress(), cookie = try client.cookie()

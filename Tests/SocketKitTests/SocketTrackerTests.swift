@@ -55,7 +55,7 @@ import Testing
 
     /// A real loopback exchange, client closes first: the client's fd ends in TIME_WAIT,
     /// which only sock_diag can show.
-    @Test(.enabled(if: !TimeWaitRoom.nearlyFull, TimeWaitRoom.reason)) func activeCloser_reportsTimeWaitFromSockDiag() throws {
+    @Test(.needsTimeWaitRoom) func activeCloser_reportsTimeWaitFromSockDiag() throws {
         let (client, server, listener) = try SockDiagTests.connectedPair()
         defer { try? listener.close() }
         let sink = TraceCollector()
@@ -67,7 +67,10 @@ import Testing
         tracker.noteOurFIN()
         tracker.observe(client, cause: "shutdown(SHUT_WR)")
         try server.shutdown(.write)
-        usleep(20_000)
+        // Until the server's FIN has arrived (the client leaves FIN_WAIT_2), bounded.
+        let deadline = MonotonicClock.now() + 2_000_000_000
+        while (try? client.tcpInfo().state) != .timeWait && MonotonicClock.now() < deadline { usleep(1_000) }
+        #expect(try client.tcpInfo().state == .timeWait, "the server's FIN reached the client")
         tracker.observe(client, cause: "after the server's FIN")
         try client.close()
         try server.close()

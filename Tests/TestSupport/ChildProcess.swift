@@ -1,0 +1,190 @@
+import Foundation
+import Glibc
+import TCPTrace
+import Testing
+
+/// Runs the built executables (next to the test bundle in .build/<config>/) and reads their
+/// output, so end-to-end tests exercise exactly what a user runs.
+public enum Executables {
+    public static let directory: URL = {
+        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        var dir = exe.deletingLastPathComponent()
+        // swift-testing may run from inside the .xctest bundle directory on some layouts.
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("EchoServer").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir
+    }()
+
+    public static func url(_ name: String) -> URL { directory.appendingPathComponent(name) }
+}
+
+/// A child process with captured stdout/stderr. Every wait on it is bounded: when a child
+/// outlives its deadline it gets SIGTERM, a grace period, then SIGKILL, and the running test
+/// gets a failed expectation naming the test, the command and what it was waiting for. A
+/// hung child fails one test; it never hangs the suite (issue 14: a lost SIGTERM once held a
+/// run for 7 minutes).
+public final class ChildProcess: @unchecked Sendable {
+    public let process = Process()
+    /// The command line, for failure messages.
+    public let label: String
+    private let stdoutPipe = Pipe()
+    private let stderrPipe = Pipe()
+    private let stdinPipe = Pipe()
+    private let lock = NSLock()
+    private var stdoutData = Data()
+    private var stderrData = Data()
+    private var collected = false
+    /// Seconds between SIGTERM and SIGKILL for a child that overran its deadline.
+    public static let graceSeconds = 3.0
+
+    /// - Parameter wrapper: a command that execs the executable (`prlimit --nofile=64:64`,
+    ///   `setpriv ...`), so the child's pid is still the program's own.
+    public init(_ name: String, _ arguments: [String], environment: [String: String]? = nil, stdin: Bool = false,
+                wrapper: [String] = [], executable: URL? = nil) throws {
+        let program = executable ?? (name.hasPrefix("/") ? URL(fileURLWithPath: name) : Executables.url(name))
+        if let tool = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: tool)
+            process.arguments = Array(wrapper.dropFirst()) + [program.path] + arguments
+        } else {
+            process.executableURL = program
+            process.arguments = arguments
+        }
+        label = ([process.executableURL?.lastPathComponent ?? name] + (process.arguments ?? [])).joined(separator: " ")
+        if let environment { process.environment = environment }
+        process.standardOutput = stdoutPipe
+        process.standardError = stderrPipe
+        process.standardInput = stdin ? stdinPipe : FileHandle.nullDevice
+        stdoutPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self else { return }
+            self.lock.lock(); self.stdoutData.append(data); self.lock.unlock()
+        }
+        stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self else { return }
+            self.lock.lock(); self.stderrData.append(data); self.lock.unlock()
+        }
+        try process.run()
+    }
+
+    deinit {
+        // A test that threw before waiting must not leave its server running.
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            _ = Self.poll(timeout: 5) { !self.process.isRunning }
+        }
+    }
+
+    public var stdinHandle: FileHandle { stdinPipe.fileHandleForWriting }
+
+    public var stdout: Data { lock.lock(); defer { lock.unlock() }; return stdoutData }
+    public var stderr: Data { lock.lock(); defer { lock.unlock() }; return stderrData }
+    public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+
+    /// Waits up to `timeout` seconds for the exit, then escalates (SIGTERM, grace, SIGKILL) and
+    /// records a failure; collects the rest of the output (bounded too). Returns the exit
+    /// status, or the signal number when a signal ended the child (see `terminationReason`).
+    @discardableResult
+    public func wait(timeout: Double = 30, _ what: String = "exit", sourceLocation: SourceLocation = #_sourceLocation) -> Int32 {
+        if !Self.poll(timeout: timeout, { !self.process.isRunning }) {
+            let test = Test.current?.displayName ?? Test.current?.name ?? "(no current test)"
+            var how = "SIGTERM"
+            kill(process.processIdentifier, SIGTERM)
+            if !Self.poll(timeout: Self.graceSeconds, { !self.process.isRunning }) {
+                how += ", then SIGKILL after \(Self.graceSeconds) s"
+                kill(process.processIdentifier, SIGKILL)
+                _ = Self.poll(timeout: 10) { !self.process.isRunning }
+            }
+            Issue.record("HUNG in test \"\(test)\": `\(label)` did not \(what) within \(timeout) s; sent \(how). stderr tail: \(stderrText.suffix(400))",
+                         sourceLocation: sourceLocation)
+        }
+        if process.isRunning {
+            // Unkillable (D state): report and move on rather than block the suite.
+            Issue.record("`\(label)` survived SIGKILL for 10 s; not waiting any longer", sourceLocation: sourceLocation)
+            return -1
+        }
+        collectOutput()
+        return process.terminationStatus
+    }
+
+    /// Whether the child exited by itself or was ended by a signal.
+    public var terminationReason: Process.TerminationReason { process.terminationReason }
+
+    /// After the exit: read each pipe to EOF, which comes once every writer is gone (a
+    /// grandchild holding one open gets 2 s, then what arrived is what we have).
+    private func collectOutput() {
+        lock.lock()
+        let done = collected
+        collected = true
+        lock.unlock()
+        if done { return }
+        stdoutPipe.fileHandleForReading.readabilityHandler = nil
+        stderrPipe.fileHandleForReading.readabilityHandler = nil
+        let deadline = Date().addingTimeInterval(2)
+        let rest = [stdoutPipe, stderrPipe].map { Self.readToEOF($0.fileHandleForReading.fileDescriptor, until: deadline) }
+        lock.lock()
+        stdoutData.append(rest[0])
+        stderrData.append(rest[1])
+        lock.unlock()
+    }
+
+    private static func readToEOF(_ fd: Int32, until deadline: Date) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { break }
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = Glibc.poll(&entry, 1, Int32(left * 1000) + 1)
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 { break }
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            if n <= 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        return data
+    }
+
+    public func signal(_ signo: Int32) { kill(process.processIdentifier, signo) }
+
+    public var pid: Int32 { process.processIdentifier }
+
+    /// Ends the child now (SIGKILL) and reaps it, bounded. For set-up failures.
+    public func killNow() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        _ = wait(timeout: 10, "die after SIGKILL")
+    }
+
+    /// Polls stderr until `predicate` holds on its text (bounded).
+    public func waitForStderr(timeout: Double = 10, _ predicate: (String) -> Bool) -> Bool {
+        Self.poll(timeout: timeout) { predicate(stderrText) }
+    }
+
+    /// The JSON trace events on stderr so far.
+    public var events: [TraceEvent] {
+        stderrText.split(separator: "\n").compactMap { TraceEvent(jsonLine: $0) }
+    }
+
+    /// Polls `condition` every 5 ms for up to `timeout` seconds.
+    public static func poll(timeout: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(5_000)
+        }
+        return condition()
+    }
+}
+
+/// Polls `condition` for up to `timeout` seconds.
+public func waitFor(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+    ChildProcess.poll(timeout: timeout, condition)
+}
+
+public struct HarnessError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
