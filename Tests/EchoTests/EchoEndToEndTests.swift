@@ -105,13 +105,17 @@ import TestSupport
     }
 
     @Test func helpAndVersion_exitZero() throws {
+        // Written here, not read from SocketKitVersion.current (the constant the programs
+        // print): a test taking its expectation from the code under test cannot fail. A
+        // release bumps both.
+        let expectedVersion = "0.1.0"
         for executable in ["EchoServer", "EchoClient"] {
             let help = try ChildProcess(executable, ["--help"])
             #expect(help.wait() == 0)
             #expect(help.stdoutText.contains("USAGE:"))
             let version = try ChildProcess(executable, ["--version"])
             #expect(version.wait() == 0)
-            #expect(version.stdoutText == "\(executable) \(SocketKitVersion.current)\n")
+            #expect(version.stdoutText == "\(executable) \(expectedVersion)\n")
         }
     }
 
@@ -121,6 +125,38 @@ import TestSupport
         #expect(second.wait() == 69)
         #expect(second.stderrText.contains("Address already in use (EADDRINUSE)"))
         _ = server.stop()
+    }
+
+    /// Issue 14: with the default thread count every loop used to set SO_REUSEPORT, and a
+    /// second server of the same user joined the group, started silently and took half the
+    /// connections. Default settings (no --threads), IPv4 and IPv6, with both --threads 1 and
+    /// --threads 4 as the second: one line, exit 69, and every connection still reaches the first.
+    @Test(arguments: ["127.0.0.1", "::1"])
+    func secondServerOnPort_defaultSettings_exits69(host: String) throws {
+        let first = try ChildProcess("EchoServer", ["--host", host, "--port", "0", "--trace", "off"])
+        var port: UInt16?
+        _ = first.waitForStderr { text in
+            guard let range = text.range(of: "listening on ") else { return false }
+            port = SocketAddress(parsing: String(text[range.upperBound...].prefix { $0 != " " }))?.port
+            return port != nil
+        }
+        let busy = try #require(port, "first server's port: \(first.stderrText)")
+        #expect(first.stderrText.contains("(\(EchoServerConfiguration().threads) threads)"), "default thread count: \(first.stderrText)")
+        let shown = host.contains(":") ? "[\(host)]:\(busy)" : "\(host):\(busy)"
+        for extra in [[], ["--threads", "4"], ["--trace", "off"]] {
+            let second = try ChildProcess("EchoServer", ["--host", host, "--port", "\(busy)"] + extra)
+            #expect(second.wait(timeout: 10) == 69, "second server \(extra)")
+            let last = second.stderrText.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(last == "EchoServer: bind(\(shown)): Address already in use (EADDRINUSE)", "\(second.stderrText)")
+        }
+        // Every connection goes to the first server: it alone owns the port.
+        for index in 0..<20 {
+            let client = try ChildProcess("EchoClient", ["--host", host, "--port", "\(busy)", "--trace", "off", "m\(index)"])
+            #expect(client.wait(timeout: 10) == 0)
+        }
+        first.signal(SIGTERM)
+        #expect(first.wait(timeout: 15) == 0)
+        #expect(first.stderrText.contains("stopped: 20 connections served"), "\(first.stderrText)")
     }
 
     @Test func unknownHost_exits68() throws {

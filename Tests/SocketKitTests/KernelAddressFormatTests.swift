@@ -18,6 +18,29 @@ import Testing
         }
     }
 
+    /// Expected texts written out by hand (RFC 5952: lowercase, the longest run of zero groups
+    /// compressed, the first when two tie, a single zero group never), so the decoder is checked
+    /// against something other than the C library it replaced.
+    @Test(arguments: [
+        ([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], "2001:db8::1"),
+        ([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1], "2001:db8::1:0:0:1"),
+        ([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1], "2001:db8:0:1:1:1:1:1"),
+        ([0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3], "1:0:0:2::3"),
+        ([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], "fe80::1"),
+        ([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], "ff02::2"),
+        ([0x20, 0x01, 0x0d, 0xb8, 0, 0x0a, 0, 0x0b, 0, 0x0c, 0, 0x0d, 0, 0x0e, 0xab, 0xcd], "2001:db8:a:b:c:d:e:abcd"),
+        ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "::"),
+        ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], "::1"),
+        ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1], "::ffff:192.0.2.1"),
+        ([127, 0, 0, 1], "127.0.0.1"),
+        ([0, 0, 0, 0], "0.0.0.0"),
+        ([255, 255, 255, 255], "255.255.255.255"),
+        ([10, 9, 100, 99], "10.9.100.99"),
+    ] as [([UInt8], String)])
+    func knownAddresses_formatAsWrittenByHand(bytes: [UInt8], expected: String) {
+        #expect(Self.format(bytes) == expected)
+    }
+
     @Test func ipv4_matchesInetNtop() {
         var generator = SystemRandomNumberGenerator()
         let fixed: [[UInt8]] = [[127, 0, 0, 1], [0, 0, 0, 0], [255, 255, 255, 255], [10, 9, 100, 99], [1, 22, 255, 0]]
