@@ -48,7 +48,11 @@ public struct CommandLineTrace: Sendable {
     /// stderr (flushed per event on a terminal) or the trace file.
     public func makeSink() throws -> TraceWriter {
         if let path {
-            return try TraceWriter.file(path: path, format: format)
+            do {
+                return try TraceWriter.file(path: path, format: format)
+            } catch {
+                throw TraceFileError(underlying: error)
+            }
         }
         return TraceWriter(format: format, fd: 2, color: color, immediate: isatty(2) == 1)
     }
@@ -60,4 +64,12 @@ public struct CommandLineTrace: Sendable {
         _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
         if fd != 2 { close(fd) }
     }
+}
+
+/// The trace file could not be created: sysexits 73 (EX_CANTCREAT) for both programs, whatever
+/// the errno (ENOENT here means a missing directory, not a missing input).
+public struct TraceFileError: Error, CustomStringConvertible, ExitStatusProviding {
+    public let underlying: any Error
+    public var description: String { "\(underlying)" }
+    public var exitStatus: Int32 { SysExits.cantCreate }
 }
