@@ -91,11 +91,18 @@ public final class SocketTracker: @unchecked Sendable {
         guard let info = try? socket.tcpInfo() else { return nil }
         let now = MonotonicClock.now()
         lastInfo = info
-        if kernel != nil {
+        var kernelRecordsLost = false
+        if let kernel {
             // Read first, then drain: every transition this reading shows is already in the
             // rings, so the kernel's events come out first and the reading only confirms them.
             applyKernelEvents(observing: (info.state, cause()))
-            if isKernelLinked { return info.state }
+            if isKernelLinked {
+                // ...unless a full ring dropped them (README: "those sockets fall back to
+                // inference"). A reading the kernel's events did not reach is then the only
+                // witness: record it, and inference fills the states between.
+                guard info.state != state, kernel.source.tracepoint.lostRecords > 0 else { return info.state }
+                kernelRecordsLost = true
+            }
         }
         guard info.state != state else { return info.state }
         if info.state == .closed, let resolved = resolveClosedFD(cause: cause(), at: now, info: info) {
@@ -108,7 +115,12 @@ public final class SocketTracker: @unchecked Sendable {
         if info.state == .closed, !sentFIN, !fdClosed, let state, state != .synSent, state != .listen, state != .closed {
             noteReset()
         }
-        record(info.state, source: .tcpInfo, cause: cause(), at: now, info: info)
+        if kernelRecordsLost {
+            recordObserved(info.state, source: .tcpInfo, cause: cause() + "; the kernel trace lost records, so from tcp_info",
+                           at: now, info: info, timerMs: nil)
+        } else {
+            record(info.state, source: .tcpInfo, cause: cause(), at: now, info: info)
+        }
         return info.state
     }
 
