@@ -46,7 +46,7 @@ public enum Capabilities {
         probe.arguments = arguments
         probe.standardOutput = FileHandle.nullDevice
         probe.standardError = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return false }
+        guard (try? ChildProcess.withTerminationSignalsUnblocked({ try probe.run() })) != nil else { return false }
         if !ChildProcess.poll(timeout: 10, { !probe.isRunning }) {
             kill(probe.processIdentifier, SIGKILL)
             _ = ChildProcess.poll(timeout: 5) { !probe.isRunning }

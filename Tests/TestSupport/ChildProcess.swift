@@ -65,7 +65,23 @@ public final class ChildProcess: @unchecked Sendable {
             guard let self else { return }
             self.lock.lock(); self.stderrData.append(data); self.lock.unlock()
         }
-        try process.run()
+        try Self.withTerminationSignalsUnblocked { try process.run() }
+    }
+
+    /// Foundation's Process spawns with the calling thread's signal mask, and swift-testing calls
+    /// us on libdispatch worker threads, which block almost every signal (SigBlk
+    /// fffffffe3bfbea27): children then started with SIGTERM and SIGINT blocked, and anything
+    /// relying on their default action (sleep, tcpdump, socat, an old EchoServer) ignored them;
+    /// that is the mask issue 14 found on the hung server. Unblocked in this thread for the
+    /// spawn only (SIGCHLD and the rest stay as the runtime set them).
+    static func withTerminationSignalsUnblocked<R>(_ body: () throws -> R) rethrows -> R {
+        var termination = sigset_t()
+        sigemptyset(&termination)
+        for signo in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM] { sigaddset(&termination, signo) }
+        var previous = sigset_t()
+        pthread_sigmask(SIG_UNBLOCK, &termination, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        return try body()
     }
 
     deinit {
