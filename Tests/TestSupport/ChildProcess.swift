@@ -66,6 +66,25 @@ public final class ChildProcess: @unchecked Sendable {
             self.lock.lock(); self.stderrData.append(data); self.lock.unlock()
         }
         try Self.withTerminationSignalsUnblocked { try process.run() }
+        Self.activity("start \(process.processIdentifier) \(Self.currentTestName) :: \(label)")
+    }
+
+    private static var currentTestName: String { Test.current.map { $0.displayName ?? $0.name } ?? "(no current test)" }
+
+    /// With SOCKETKIT_TEST_ACTIVITY=PATH (set by .ci/run), one line per child started and
+    /// reaped, appended with write(2) as it happens: the CI watchdog names the tests whose child
+    /// is still running when it fires (swift-testing's own output cannot tell a hung test from
+    /// one still waiting for a thread of its pool).
+    private static let activityFD: Int32? = {
+        guard let path = ProcessInfo.processInfo.environment["SOCKETKIT_TEST_ACTIVITY"] else { return nil }
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        return fd >= 0 ? fd : nil
+    }()
+
+    private static func activity(_ line: String) {
+        guard let fd = activityFD else { return }
+        let text = line.replacingOccurrences(of: "\n", with: " ") + "\n"
+        _ = text.withCString { write(fd, $0, strlen($0)) }
     }
 
     /// Foundation's Process spawns with the calling thread's signal mask, and swift-testing calls
@@ -105,7 +124,7 @@ public final class ChildProcess: @unchecked Sendable {
     @discardableResult
     public func wait(timeout: Double = 30, _ what: String = "exit", sourceLocation: SourceLocation = #_sourceLocation) -> Int32 {
         if !Self.poll(timeout: timeout, { !self.process.isRunning }) {
-            let test = Test.current?.displayName ?? Test.current?.name ?? "(no current test)"
+            let test = Self.currentTestName
             var how = "SIGTERM"
             kill(process.processIdentifier, SIGTERM)
             if !Self.poll(timeout: Self.graceSeconds, { !self.process.isRunning }) {
@@ -122,6 +141,7 @@ public final class ChildProcess: @unchecked Sendable {
             return -1
         }
         collectOutput()
+        Self.activity("end \(process.processIdentifier)")
         return process.terminationStatus
     }
 
