@@ -2,8 +2,8 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-/// One thread's epoll loop: the server's shared listener (EPOLLEXCLUSIVE) and the connections
-/// this loop accepted.
+/// One thread's epoll loop and the connections it owns. The first loop also accepts, and hands
+/// each new connection to the loops in turn (itself included; see `SharedListener`).
 ///
 /// Level-triggered. State is read with TCP_INFO only where it can change (accept, recv()=0,
 /// EPOLLRDHUP/HUP/ERR, shutdown, errors) and sampled on a backoff while a socket sits in a
@@ -17,8 +17,17 @@ final class EchoEventLoop: @unchecked Sendable {
     // The loop's state is touched by its own thread only. Swift's dynamic exclusivity checks
     // on these class properties (swift_beginAccess + a TLS lookup per access) measured ~30%
     // of the server's user-space time under perf; they cannot fail here, so they are off.
-    /// nil once this loop stopped accepting (drain).
+    /// The accepting loop's listener; nil in the other loops, and once accepting stopped (drain).
     @exclusivity(unchecked) private var listener: SharedListener?
+    /// Connections the accepting loop handed to this one.
+    let handoff = ConnectionHandoff()
+    /// The accepting loop's round-robin targets (every loop, itself included); set once by
+    /// `EchoServer.bind` before any loop runs. Unowned: the server owns the loops.
+    var peers: [Peer] = []
+    struct Peer {
+        unowned let loop: EchoEventLoop
+    }
+    @exclusivity(unchecked) private var nextPeer = 0
     @exclusivity(unchecked) private var slots: [EchoConnection?] = []
     @exclusivity(unchecked) private var freeSlots: [Int] = []
     @exclusivity(unchecked) private var timed: Set<Int> = []
@@ -37,8 +46,8 @@ final class EchoEventLoop: @unchecked Sendable {
     /// Kernel tracepoint hook (`--kernel-trace`): trackers with kernel changes waiting; nil when off.
     private let kernelMailbox: KernelMailbox?
 
-    /// - Parameter tracesListener: this loop creates the listener's tracker (the first loop).
-    init(listener: SharedListener, tracesListener: Bool, config: EchoServerConfiguration, tracer: StateTracer?,
+    /// - Parameter listener: the server's listener for the accepting loop, nil for the others.
+    init(listener: SharedListener?, config: EchoServerConfiguration, tracer: StateTracer?,
          stats: EchoServerStats, control: EchoServer.Control) throws {
         epoll = try Epoll(capacity: 512)
         wakeup = try WakeupFD()
@@ -51,14 +60,15 @@ final class EchoEventLoop: @unchecked Sendable {
         readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
         kernelMailbox = tracer?.kernel == nil ? nil : KernelMailbox(wake: { [wakeup] in wakeup.wake() })
         try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
-        try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
-        listener.join()
-        if let tracer, tracesListener {
-            let socket = listener.socket
-            let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
-            tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
-            tracker.observe(socket, cause: "listen(backlog \(config.backlog))")
-            listener.setTracker(tracker)
+        if let listener {
+            try epoll.add(listener.socket.fd, events: .readable, token: Self.listenerToken)
+            if let tracer {
+                let socket = listener.socket
+                let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
+                tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
+                tracker.observe(socket, cause: "listen(backlog \(config.backlog))")
+                listener.tracker = tracker
+            }
         }
     }
 
@@ -74,7 +84,9 @@ final class EchoEventLoop: @unchecked Sendable {
             do {
                 _ = try epoll.wait(timeoutMillis: timeout) { token, events in
                     switch token {
-                    case Self.wakeToken: wakeup.drain()
+                    case Self.wakeToken:
+                        wakeup.drain()
+                        for socket in handoff.take() { register(socket) }
                     case Self.listenerToken: acceptAll()
                     default: handle(slot: Int(token - 2), events: events)
                     }
@@ -98,14 +110,12 @@ final class EchoEventLoop: @unchecked Sendable {
                 if MonotonicClock.now() >= deadline { closeAll(cause: "drain timeout: closed by the server"); break }
             }
         }
+        // Handed over after we stopped: closed as any connection arriving during the drain.
+        for socket in handoff.close() { register(socket) }
         tracer?.sink.flush()
     }
 
     private var activeCount: Int { slots.count - freeSlots.count }
-
-    /// One loop (or a few) woken per new connection, not every loop: the thundering herd of a
-    /// shared listener, avoided. Cannot be changed with EPOLL_CTL_MOD: pausing removes and re-adds.
-    private static let listenerEvents: EpollEvents = [.readable, .exclusive]
 
     // MARK: Accept
 
@@ -114,30 +124,42 @@ final class EchoEventLoop: @unchecked Sendable {
         for _ in 0..<64 {
             do {
                 guard case .processed(let socket) = try listener.socket.accept() else { return }
-                register(socket)
+                dispatch(socket)
             } catch let error as SystemCallError {
                 switch error.errno {
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                     // Out of descriptors: the pending connection stays in the backlog and would
                     // wake us forever. Stop watching the listener for 100 ms instead of spinning.
                     stats.errors.add(1, ordering: .relaxed)
-                    listener.withTracker { $0.error(error, cause: "accept4: \(Errno.message(error.errno)); pausing accepts for 100 ms") }
-                    epoll.remove(listener.socket.fd)
+                    listener.tracker?.error(error, cause: "accept4: \(Errno.message(error.errno)); pausing accepts for 100 ms")
+                    try? epoll.modify(listener.socket.fd, events: [], token: Self.listenerToken)
                     acceptPausedUntil = MonotonicClock.now() + 100_000_000
                     return
                 case ECONNABORTED, EPROTO, EPERM:
                     continue   // that connection died in the queue; the next may be fine
-                case EINVAL where listener.isShutDown:
-                    return   // another loop began the drain: accepting is over
                 default:
                     stats.errors.add(1, ordering: .relaxed)
-                    listener.withTracker { $0.error(error) }
+                    listener.tracker?.error(error)
                     return
                 }
             } catch {
                 return
             }
         }
+    }
+
+    /// Round-robin: the next loop in turn owns the connection (this one included). A loop that
+    /// has already stopped refuses it, and it stays here (closed as during a drain).
+    private func dispatch(_ socket: Socket) {
+        if peers.count > 1 {
+            let target = peers[nextPeer].loop
+            nextPeer = (nextPeer + 1) % peers.count
+            if target !== self, target.handoff.offer(socket) {
+                target.wakeup.wake()
+                return
+            }
+        }
+        register(socket)
     }
 
     private func register(_ socket: Socket) {
@@ -362,7 +384,7 @@ final class EchoEventLoop: @unchecked Sendable {
     private func runTimers(now: UInt64) {
         if let until = acceptPausedUntil, now >= until, let listener {
             acceptPausedUntil = nil
-            try? epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
+            try? epoll.modify(listener.socket.fd, events: .readable, token: Self.listenerToken)
         }
         for slot in timed {
             guard let connection = slots[slot], let due = connection.nextSampleNs, now >= due else { continue }
@@ -404,10 +426,9 @@ final class EchoEventLoop: @unchecked Sendable {
         drainDeadline = MonotonicClock.now() + UInt64(config.drainTimeoutSeconds * 1e9)
         guard let listener else { return }
         self.listener = nil
-        // Paused for EMFILE, the listener is not in this epoll: DEL then fails harmlessly (ENOENT).
         acceptPausedUntil = nil
         epoll.remove(listener.socket.fd)
-        listener.leave()
+        listener.stopAccepting()
     }
 
     private func closeAll(cause: String) {

@@ -3,60 +3,76 @@ import SocketKit
 import Synchronization
 import TCPTrace
 
-/// The server's one listening socket, watched by every event loop with EPOLLEXCLUSIVE.
+/// The server's one listening socket. The first loop accepts on it and hands connections to
+/// the loops round-robin (`ConnectionHandoff`).
 ///
 /// Why one socket and not one SO_REUSEPORT listener per loop: Linux lets any process of the same
 /// user join a reuseport group, so a second EchoServer on a busy port started silently and took
 /// half the connections (issue 14). A single listener without SO_REUSEPORT makes bind() fail
-/// with EADDRINUSE for anyone else. EPOLLEXCLUSIVE wakes one waiting loop (or a few) per
-/// connection instead of all of them, so the loops still share the accepting.
+/// with EADDRINUSE for anyone else.
 ///
-/// Lifetime: every loop `join`s at set-up and `leave`s when it stops accepting. The first to
-/// leave shuts the listener down (new connections are refused at once, for every loop); the last
-/// closes the descriptor. Only then can its number be reused, so no loop can accept() on, or
-/// epoll_ctl, a descriptor that has become someone else's.
+/// Why one acceptor and not every loop watching the socket with EPOLLEXCLUSIVE (tried first):
+/// the kernel wakes the first idle waiter, which is nearly always the same loop, so four
+/// streams all landed on one loop and throughput halved on 2 cores (measured: 77 CPU ticks on
+/// one loop, 0 on the other). Round-robin hand-over spreads connections by count, as the
+/// reuseport hash did.
 final class SharedListener: @unchecked Sendable {
-    private struct Membership {
-        var members = 0
-        var shutDown = false
-    }
-
     let socket: Socket
-    /// Listener events (LISTEN, accept errors, the shutdown) come from several loops: the
-    /// tracker is only touched under this lock, on those rare paths.
-    private let tracker: Mutex<SocketTracker?>
-    private let membership = Mutex(Membership())
+    /// The listener's tracker: created and used by the accepting loop's thread only.
+    var tracker: SocketTracker?
+    private var accepting = true
 
     init(socket: Socket) {
         self.socket = socket
-        tracker = Mutex(nil)
     }
 
-    /// Set once, by the first loop (its sock_diag and kernel mailbox serve the listener).
-    func setTracker(_ tracker: SocketTracker) { self.tracker.withLock { $0 = tracker } }
+    /// The accepting loop stops: shut down (new connections are refused at once), traced,
+    /// closed. Idempotent. Called on the accepting loop's thread, after its epoll dropped the fd.
+    func stopAccepting() {
+        guard accepting else { return }
+        accepting = false
+        // shutdown() moves a listener to CLOSED while the fd is still readable by TCP_INFO.
+        try? socket.shutdown(.both)
+        tracker?.observe(socket, cause: "shutdown(SHUT_RDWR): stopped accepting")
+        try? socket.close()
+    }
+}
 
-    /// The loop watches the listener from now on.
-    func join() { membership.withLock { $0.members += 1 } }
+/// Accepted connections on their way from the accepting loop to the loop that will own them.
+/// The owner is woken through its eventfd and registers them on its own thread (trackers and
+/// epoll are per loop). Once the owner has stopped (`close`), hand-overs are refused and the
+/// acceptor keeps the connection itself.
+final class ConnectionHandoff: Sendable {
+    private struct State: ~Copyable {
+        var sockets: [Socket] = []
+        var closed = false
+    }
 
-    /// A loop stops watching (its epoll has dropped the descriptor already). The first leaver
-    /// shuts the listener down; the last closes it.
-    func leave() {
-        membership.withLock { state in
-            if !state.shutDown {
-                state.shutDown = true
-                // shutdown() moves a listener to CLOSED while the fd is still readable by TCP_INFO.
-                try? socket.shutdown(.both)
-                withTracker { _ = $0.observe(socket, cause: "shutdown(SHUT_RDWR): stopped accepting") }
-            }
-            state.members -= 1
-            if state.members == 0 { try? socket.close() }
+    private let state = Mutex(State())
+
+    /// From the accepting loop. False when the owner has stopped.
+    func offer(_ socket: Socket) -> Bool {
+        state.withLock { state in
+            if state.closed { return false }
+            state.sockets.append(socket)
+            return true
         }
     }
 
-    /// Whether accepting has ended (a shut-down listener fails accept() with EINVAL).
-    var isShutDown: Bool { membership.withLock { $0.shutDown } }
+    /// On the owner's thread: what arrived since the last call.
+    func take() -> [Socket] {
+        state.withLock { state in
+            defer { state.sockets.removeAll(keepingCapacity: true) }
+            return state.sockets
+        }
+    }
 
-    func withTracker(_ body: (SocketTracker) -> Void) {
-        tracker.withLock { if let tracker = $0 { body(tracker) } }
+    /// The owner stops: refuse further offers, return what is still queued.
+    func close() -> [Socket] {
+        state.withLock { state in
+            state.closed = true
+            defer { state.sockets.removeAll() }
+            return state.sockets
+        }
     }
 }
