@@ -11,7 +11,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
 ] + OptionSpec.traceOptions(verboseHelp: "also trace syscalls and the bytes echoed (escaped)") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
-    OptionSpec("--threads", value: "N", help: "event loops; one listener, connections handed round-robin (default: number of cores)"),
+    OptionSpec("--threads", value: "N", help: "event loops sharing the one listener (default: number of cores)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
     OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
     OptionSpec("--idle-timeout", value: "SECONDS", help: "close connections idle this long (default: never)"),

@@ -2,8 +2,9 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-/// One thread's epoll loop and the connections it owns. The first loop also accepts, and hands
-/// each new connection to the loops in turn (itself included; see `SharedListener`).
+/// One thread's epoll loop and the connections it owns. Every loop watches the server's one
+/// listener (EPOLLEXCLUSIVE) and keeps what it accepts unless another loop owns fewer
+/// connections (`SharedListener`, `ConnectionHandoff`).
 ///
 /// Level-triggered. State is read with TCP_INFO only where it can change (accept, recv()=0,
 /// EPOLLRDHUP/HUP/ERR, shutdown, errors) and sampled on a backoff while a socket sits in a
@@ -17,17 +18,17 @@ final class EchoEventLoop: @unchecked Sendable {
     // The loop's state is touched by its own thread only. Swift's dynamic exclusivity checks
     // on these class properties (swift_beginAccess + a TLS lookup per access) measured ~30%
     // of the server's user-space time under perf; they cannot fail here, so they are off.
-    /// The accepting loop's listener; nil in the other loops, and once accepting stopped (drain).
+    /// nil once this loop stopped accepting (drain).
     @exclusivity(unchecked) private var listener: SharedListener?
-    /// Connections the accepting loop handed to this one.
+    /// Connections other loops accepted for this one, and how many this loop owns.
     let handoff = ConnectionHandoff()
-    /// The accepting loop's round-robin targets (every loop, itself included); set once by
-    /// `EchoServer.bind` before any loop runs. Unowned: the server owns the loops.
+    /// Every loop of the server (this one included), to pick the least loaded for a new
+    /// connection; set once by `EchoServer.bind` before any loop runs. Unowned: the server owns
+    /// the loops.
     var peers: [Peer] = []
     struct Peer {
         unowned let loop: EchoEventLoop
     }
-    @exclusivity(unchecked) private var nextPeer = 0
     @exclusivity(unchecked) private var slots: [EchoConnection?] = []
     @exclusivity(unchecked) private var freeSlots: [Int] = []
     @exclusivity(unchecked) private var timed: Set<Int> = []
@@ -46,8 +47,8 @@ final class EchoEventLoop: @unchecked Sendable {
     /// Kernel tracepoint hook (`--kernel-trace`): trackers with kernel changes waiting; nil when off.
     private let kernelMailbox: KernelMailbox?
 
-    /// - Parameter listener: the server's listener for the accepting loop, nil for the others.
-    init(listener: SharedListener?, config: EchoServerConfiguration, tracer: StateTracer?,
+    /// - Parameter tracesListener: this loop creates the listener's tracker (the first loop).
+    init(listener: SharedListener, tracesListener: Bool, config: EchoServerConfiguration, tracer: StateTracer?,
          stats: EchoServerStats, control: EchoServer.Control) throws {
         epoll = try Epoll(capacity: 512)
         wakeup = try WakeupFD()
@@ -60,15 +61,14 @@ final class EchoEventLoop: @unchecked Sendable {
         readBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
         kernelMailbox = tracer?.kernel == nil ? nil : KernelMailbox(wake: { [wakeup] in wakeup.wake() })
         try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
-        if let listener {
-            try epoll.add(listener.socket.fd, events: .readable, token: Self.listenerToken)
-            if let tracer {
-                let socket = listener.socket
-                let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
-                tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
-                tracker.observe(socket, cause: "listen(backlog \(config.backlog))")
-                listener.tracker = tracker
-            }
+        try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
+        listener.join()
+        if let tracer, tracesListener {
+            let socket = listener.socket
+            let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
+            tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
+            tracker.observe(socket, cause: "listen(backlog \(config.backlog))")
+            listener.setTracker(tracker)
         }
     }
 
@@ -117,6 +117,10 @@ final class EchoEventLoop: @unchecked Sendable {
 
     private var activeCount: Int { slots.count - freeSlots.count }
 
+    /// One idle loop woken per new connection, not every loop. EPOLLEXCLUSIVE cannot be changed
+    /// with EPOLL_CTL_MOD: pausing removes and re-adds.
+    private static let listenerEvents: EpollEvents = [.readable, .exclusive]
+
     // MARK: Accept
 
     private func acceptAll() {
@@ -131,15 +135,17 @@ final class EchoEventLoop: @unchecked Sendable {
                     // Out of descriptors: the pending connection stays in the backlog and would
                     // wake us forever. Stop watching the listener for 100 ms instead of spinning.
                     stats.errors.add(1, ordering: .relaxed)
-                    listener.tracker?.error(error, cause: "accept4: \(Errno.message(error.errno)); pausing accepts for 100 ms")
-                    try? epoll.modify(listener.socket.fd, events: [], token: Self.listenerToken)
+                    listener.withTracker { $0.error(error, cause: "accept4: \(Errno.message(error.errno)); pausing accepts for 100 ms") }
+                    epoll.remove(listener.socket.fd)
                     acceptPausedUntil = MonotonicClock.now() + 100_000_000
                     return
                 case ECONNABORTED, EPROTO, EPERM:
                     continue   // that connection died in the queue; the next may be fine
+                case EINVAL where listener.isShutDown:
+                    return   // another loop began the drain: accepting is over
                 default:
                     stats.errors.add(1, ordering: .relaxed)
-                    listener.tracker?.error(error)
+                    listener.withTracker { $0.error(error) }
                     return
                 }
             } catch {
@@ -148,21 +154,31 @@ final class EchoEventLoop: @unchecked Sendable {
         }
     }
 
-    /// Round-robin: the next loop in turn owns the connection (this one included). A loop that
-    /// has already stopped refuses it, and it stays here (closed as during a drain).
+    /// This loop keeps the connection unless another owns fewer (ties stay here: no wake-up).
+    /// A loop that has already stopped refuses it, and it stays here (closed as during a drain).
     private func dispatch(_ socket: Socket) {
-        if peers.count > 1 {
-            let target = peers[nextPeer].loop
-            nextPeer = (nextPeer + 1) % peers.count
-            if target !== self, target.handoff.offer(socket) {
+        var target = self
+        var least = handoff.assigned.load(ordering: .relaxed)
+        for peer in peers where peer.loop !== self {
+            let load = peer.loop.handoff.assigned.load(ordering: .relaxed)
+            if load < least { least = load; target = peer.loop }
+        }
+        if target !== self {
+            target.handoff.assigned.add(1, ordering: .relaxed)
+            if target.handoff.offer(socket) {
                 target.wakeup.wake()
                 return
             }
+            target.handoff.assigned.subtract(1, ordering: .relaxed)
         }
+        handoff.assigned.add(1, ordering: .relaxed)
         register(socket)
     }
 
+    /// Takes a connection assigned to this loop (`dispatch` counted it in `handoff.assigned`).
     private func register(_ socket: Socket) {
+        var registered = false
+        defer { if !registered { handoff.assigned.subtract(1, ordering: .relaxed) } }
         let now = MonotonicClock.now()
         let tracker = tracer?.track(initial: .listen, diag: diag, mailbox: kernelMailbox)
         if let tracker {
@@ -189,6 +205,7 @@ final class EchoEventLoop: @unchecked Sendable {
             return
         } catch { return }
         slots[slot] = connection
+        registered = true
         stats.accepted.add(1, ordering: .relaxed)
         stats.open.add(1, ordering: .relaxed)
         schedule(connection, now: now)
@@ -355,6 +372,7 @@ final class EchoEventLoop: @unchecked Sendable {
     }
 
     private func release(_ connection: EchoConnection, cause: String) {
+        handoff.assigned.subtract(1, ordering: .relaxed)
         slots[connection.slot] = nil
         freeSlots.append(connection.slot)
         timed.remove(connection.slot)
@@ -384,7 +402,7 @@ final class EchoEventLoop: @unchecked Sendable {
     private func runTimers(now: UInt64) {
         if let until = acceptPausedUntil, now >= until, let listener {
             acceptPausedUntil = nil
-            try? epoll.modify(listener.socket.fd, events: .readable, token: Self.listenerToken)
+            try? epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
         }
         for slot in timed {
             guard let connection = slots[slot], let due = connection.nextSampleNs, now >= due else { continue }
@@ -426,9 +444,10 @@ final class EchoEventLoop: @unchecked Sendable {
         drainDeadline = MonotonicClock.now() + UInt64(config.drainTimeoutSeconds * 1e9)
         guard let listener else { return }
         self.listener = nil
+        // Paused for EMFILE, the listener is not in this epoll: DEL then fails harmlessly (ENOENT).
         acceptPausedUntil = nil
         epoll.remove(listener.socket.fd)
-        listener.stopAccepting()
+        listener.leave()
     }
 
     private func closeAll(cause: String) {

@@ -3,9 +3,9 @@ import SocketKit
 import Synchronization
 import TCPTrace
 
-/// A multi-threaded echo server: one epoll loop per thread; the first accepts on the one
-/// listener (no SO_REUSEPORT: the port has one owner, see `SharedListener`) and hands the
-/// connections round-robin; every connection's TCP states traced (unless tracing is off).
+/// A multi-threaded echo server: one epoll loop per thread, all accepting on the one listener
+/// (no SO_REUSEPORT: the port has one owner, see `SharedListener`), each connection owned by the
+/// least loaded loop; every connection's TCP states traced (unless tracing is off).
 public final class EchoServer: @unchecked Sendable {
     /// Flags the loops poll once per wakeup.
     final class Control: Sendable {
@@ -41,10 +41,10 @@ public final class EchoServer: @unchecked Sendable {
             address = try socket.localAddress()   // port 0 → the real port
             let listener = SharedListener(socket: socket)
             for index in 0..<count {
-                loops.append(try EchoEventLoop(listener: index == 0 ? listener : nil, config: configuration,
+                loops.append(try EchoEventLoop(listener: listener, tracesListener: index == 0, config: configuration,
                                                tracer: tracer, stats: stats, control: control))
             }
-            loops[0].peers = loops.map { EchoEventLoop.Peer(loop: $0) }
+            for loop in loops { loop.peers = loops.map { EchoEventLoop.Peer(loop: $0) } }
         } catch {
             loops.removeAll()
             try? socket.close()

@@ -6,7 +6,7 @@ import TCPTrace
 public struct EchoServerConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     public var port: UInt16 = 7007
-    /// Event loops; the first accepts on the one listener and hands connections round-robin.
+    /// Event loops, all accepting on the one listener; a connection goes to the least loaded.
     public var threads: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     public var backlog: Int32 = 1024
     /// Connections beyond this are accepted and closed at once, with a warning in the trace.

@@ -3,45 +3,74 @@ import SocketKit
 import Synchronization
 import TCPTrace
 
-/// The server's one listening socket. The first loop accepts on it and hands connections to
-/// the loops round-robin (`ConnectionHandoff`).
+/// The server's one listening socket, watched by every event loop with EPOLLEXCLUSIVE.
 ///
 /// Why one socket and not one SO_REUSEPORT listener per loop: Linux lets any process of the same
 /// user join a reuseport group, so a second EchoServer on a busy port started silently and took
 /// half the connections (issue 14). A single listener without SO_REUSEPORT makes bind() fail
-/// with EADDRINUSE for anyone else.
+/// with EADDRINUSE for anyone else. EPOLLEXCLUSIVE wakes one idle loop per connection (not all
+/// of them); the loop that accepted may hand the connection over (`ConnectionHandoff`).
 ///
-/// Why one acceptor and not every loop watching the socket with EPOLLEXCLUSIVE (tried first):
-/// the kernel wakes the first idle waiter, which is nearly always the same loop, so four
-/// streams all landed on one loop and throughput halved on 2 cores (measured: 77 CPU ticks on
-/// one loop, 0 on the other). Round-robin hand-over spreads connections by count, as the
-/// reuseport hash did.
+/// Lifetime: every loop `join`s at set-up and `leave`s when it stops accepting. The first to
+/// leave shuts the listener down (new connections are refused at once, for every loop); the last
+/// closes the descriptor. Only then can its number be reused, so no loop can accept() on, or
+/// epoll_ctl, a descriptor that has become someone else's.
 final class SharedListener: @unchecked Sendable {
+    private struct Membership {
+        var members = 0
+        var shutDown = false
+    }
+
     let socket: Socket
-    /// The listener's tracker: created and used by the accepting loop's thread only.
-    var tracker: SocketTracker?
-    private var accepting = true
+    /// Listener events (LISTEN, accept errors, the shutdown) come from several loops: the
+    /// tracker is only touched under this lock, on those rare paths.
+    private let tracker = Mutex<SocketTracker?>(nil)
+    private let membership = Mutex(Membership())
 
     init(socket: Socket) {
         self.socket = socket
     }
 
-    /// The accepting loop stops: shut down (new connections are refused at once), traced,
-    /// closed. Idempotent. Called on the accepting loop's thread, after its epoll dropped the fd.
-    func stopAccepting() {
-        guard accepting else { return }
-        accepting = false
-        // shutdown() moves a listener to CLOSED while the fd is still readable by TCP_INFO.
-        try? socket.shutdown(.both)
-        tracker?.observe(socket, cause: "shutdown(SHUT_RDWR): stopped accepting")
-        try? socket.close()
+    /// Set once, by the first loop (its sock_diag and kernel mailbox serve the listener).
+    func setTracker(_ tracker: SocketTracker) { self.tracker.withLock { $0 = tracker } }
+
+    /// The loop watches the listener from now on.
+    func join() { membership.withLock { $0.members += 1 } }
+
+    /// A loop stops watching (its epoll has dropped the descriptor already). The first leaver
+    /// shuts the listener down; the last closes it.
+    func leave() {
+        membership.withLock { state in
+            if !state.shutDown {
+                state.shutDown = true
+                // shutdown() moves a listener to CLOSED while the fd is still readable by TCP_INFO.
+                try? socket.shutdown(.both)
+                withTracker { _ = $0.observe(socket, cause: "shutdown(SHUT_RDWR): stopped accepting") }
+            }
+            state.members -= 1
+            if state.members == 0 { try? socket.close() }
+        }
+    }
+
+    /// Whether accepting has ended (a shut-down listener fails accept() with EINVAL).
+    var isShutDown: Bool { membership.withLock { $0.shutDown } }
+
+    func withTracker(_ body: (SocketTracker) -> Void) {
+        tracker.withLock { if let tracker = $0 { body(tracker) } }
     }
 }
 
-/// Accepted connections on their way from the accepting loop to the loop that will own them.
-/// The owner is woken through its eventfd and registers them on its own thread (trackers and
-/// epoll are per loop). Once the owner has stopped (`close`), hand-overs are refused and the
-/// acceptor keeps the connection itself.
+/// Accepted connections on their way from the loop that accepted them to the loop that will own
+/// them. The owner is woken through its eventfd and registers them on its own thread (trackers
+/// and epoll are per loop). Once the owner has stopped (`close`), hand-overs are refused and the
+/// accepting loop keeps the connection itself.
+///
+/// Why hand over at all: EPOLLEXCLUSIVE wakes the first idle loop, and between two arrivals that
+/// is nearly always the same one: four streams all landed on one loop and throughput halved on
+/// 2 cores (measured: 77 CPU ticks on one loop, 0 on the other). Why not round-robin every
+/// connection: under connect/close churn the cross-thread wake-up per connection cost ~40% of
+/// the connection rate. So a connection moves only when another loop owns fewer: churn, where
+/// the idle (woken) loop is also the least loaded, rarely moves anything.
 final class ConnectionHandoff: Sendable {
     private struct State: ~Copyable {
         var sockets: [Socket] = []
@@ -49,6 +78,9 @@ final class ConnectionHandoff: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Connections assigned to this loop and not yet finished (read by the other loops when
+    /// choosing where a new connection goes).
+    let assigned = Atomic<Int>(0)
 
     /// From the accepting loop. False when the owner has stopped.
     func offer(_ socket: Socket) -> Bool {
