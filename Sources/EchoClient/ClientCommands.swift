@@ -51,13 +51,14 @@ enum ClientCommands {
         }
     }
 
-    static func demo(host: String, options: CommandLineTrace) throws -> Int32 {
+    static func demo(host: String, options: CommandLineTrace, wire: WireOption) throws -> Int32 {
         // The note goes with the demo's own events (the timeline is printed at the end).
         let collector = TraceCollector()
         let kernel = options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
         defer { kernel?.stop() }
         if let note = collector.events.first?.cause, options.format == .text { options.write("EchoClient --demo: \(note)\n") }
-        let outcome = try EchoDemo.run(host: host, kernel: kernel) { line in
+        if options.format == .text { options.write("EchoClient --demo: \(wire.line)\n") }
+        let outcome = try EchoDemo.run(host: host, kernel: kernel, wire: wire.active, pcapPath: wire.pcapPath) { line in
             _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
         }
         let sink = try options.makeSink()
@@ -68,7 +69,9 @@ enum ClientCommands {
             let renderer = LadderRenderer(color: options.color)
             var text = "\nBoth sides of one connection, in time order:\n\n"
             text += renderer.render(outcome.events).joined(separator: "\n")
-            text += "\n\n" + LadderRenderer.legend + "\n\nStates each socket passed through ((…) = inferred):\n"
+            text += "\n\n" + LadderRenderer.legend + "\n"
+            if let summary = outcome.wireSummary { text += LadderRenderer.wireLegend + "\n" + summary + "\n" }
+            text += "\nStates each socket passed through ((…) = inferred):\n"
             text += LadderRenderer.sequences(outcome.events).map { "  " + $0 }.joined(separator: "\n")
             text += "\n\nThe client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
                 + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way.\n"

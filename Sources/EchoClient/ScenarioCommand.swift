@@ -3,7 +3,7 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-/// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
+/// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N] [--wire auto|on|off] [--pcap FILE]`.
 enum ScenarioCommand {
     static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace) throws -> Int32 {
         if name == "list" {
@@ -19,18 +19,22 @@ enum ScenarioCommand {
         let mode: SlowMotionMode = try arguments.choice("--slow-motion", default: .auto)
         let runs = try arguments.integer("--repeat", range: 1...1000) ?? 1
         let status = try slowMotion(mode)
+        let wire = try WireOption.parse(arguments, defaultMode: .auto)
+            .resolve(command: "EchoClient", arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: true)
         let live = options.format == .text && isatty(2) == 1
         let progress: (String) -> Void = { text in
             guard options.format == .text else { return }
             SignalSafeOutput.line("… \(text)")
         }
         if runs == 1 {
-            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, progress: progress)
+            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
+                                             progress: progress)
             switch options.format {
             case .json:
                 ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).forEach { print($0) }
             case .text:
-                print(ScenarioReport.text(outcome, scenario: scenario, slowMotionLine: status.line(rttMicros: outcome.rttMicros),
+                print(ScenarioReport.text(outcome, scenario: scenario,
+                                          slowMotionLine: status.line(rttMicros: outcome.rttMicros) + "\n" + wire.line,
                                           color: options.color && isatty(1) == 1), terminator: "")
             case .off:
                 print(ScenarioReport.verdictText(outcome, scenario: scenario), terminator: "")
@@ -40,7 +44,8 @@ enum ScenarioCommand {
         var table = FidelityTable(scenario: scenario.name)
         var rtt: UInt32?
         for run in 1...runs {
-            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, progress: live ? progress : nil)
+            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
+                                             progress: live ? progress : nil)
             table.add(outcome)
             rtt = rtt ?? outcome.rttMicros
             if options.format == .json { print(ScenarioReport.summaryJSON(outcome, scenario: scenario, slowMotion: status)) }
@@ -50,6 +55,7 @@ enum ScenarioCommand {
             print(table.json(slowMotion: status))
         } else {
             print(status.line(rttMicros: rtt))
+            print(wire.line)
             print(table.text(), terminator: "")
         }
         return table.matched == table.runs ? 0 : 1

@@ -20,6 +20,19 @@ public struct LadderRenderer: Sendable {
     }
 
     public static let legend = "● tcp_info (read from the fd)   ◆ sock_diag (kernel socket table)   ▲ tracepoint   ○ inferred (RFC 9293: must have happened, not seen)"
+    public static let wireLegend = "──▶ ◀── a segment captured on the wire (AF_PACKET), seq/ack relative to each side's ISN; \"segment #N\" names the one that caused a state"
+
+    /// A segment as an arrow across both columns, the classic diagram's label on it:
+    /// `─── SYN+ACK seq=0 ack=1 win=65483 ───▶` (client to server) or `◀── … ───` back.
+    static func arrow(_ segment: WireSegment) -> String {
+        let width = 2 * cellWidth + 1
+        let label = " " + segment.label() + " "
+        let rightward = segment.sender != .server
+        let body = max(0, width - label.count - 2)
+        let left = body / 2, right = body - left
+        let dash = { (n: Int) in String(repeating: "─", count: n) }
+        return rightward ? dash(left + 1) + label + dash(right) + "▶" : "◀" + dash(left) + label + dash(right + 1)
+    }
 
     public func render(_ events: [TraceEvent]) -> [String] {
         let sorted = events.enumerated().sorted {
@@ -29,6 +42,13 @@ public struct LadderRenderer: Sendable {
         var lines = [TextTraceRenderer.pad("time", 10, left: true) + "  "
             + TextTraceRenderer.pad("CLIENT", Self.cellWidth) + " " + TextTraceRenderer.pad("SERVER", Self.cellWidth) + " what happened"]
         for event in sorted {
+            let time = TextTraceRenderer.pad(TextTraceRenderer.seconds(event.timestampNs - base), 10, left: true)
+            if event.kind == .segment, let segment = event.wire {
+                var why = "#\(segment.id)"
+                if !segment.options.isEmpty { why += " <\(segment.options.summary)>" }
+                lines.append(time + "  " + paint(Self.arrow(segment), "1") + " " + paint(why, "2"))
+                continue
+            }
             let cell: String
             switch event.kind {
             case .state:
@@ -37,18 +57,18 @@ public struct LadderRenderer: Sendable {
             case .warning: cell = "⚠ #\(event.conn) warning"
             case .error: cell = "✗ #\(event.conn) \(event.errno.map { Errno.name($0) } ?? "error")"
             case .info: cell = "· #\(event.conn) note"
-            case .data, .syscall: cell = "  #\(event.conn) \(event.kind.rawValue)"
+            case .data, .syscall, .segment: cell = "  #\(event.conn) \(event.kind.rawValue)"
             }
             let padded = TextTraceRenderer.pad(cell, Self.cellWidth)
             let columns = event.side == .client
                 ? padded + " " + String(repeating: " ", count: Self.cellWidth)
                 : String(repeating: " ", count: Self.cellWidth) + " " + padded
             var why = event.cause
+            if let id = event.segmentID, event.kind == .state { why = "segment #\(id): " + why }
             if let timer = event.timerMs { why += " (timer \(TextTraceRenderer.duration(UInt64(timer) * 1_000_000)) left)" }
             if event.kind == .state, let ns = event.inStateNs, let from = event.from {
                 why += " [\(TextTraceRenderer.duration(ns)) in \(from.name)]"
             }
-            let time = TextTraceRenderer.pad(TextTraceRenderer.seconds(event.timestampNs - base), 10, left: true)
             lines.append(time + "  " + paint(columns, code(event)) + " " + paint(why, "2"))
         }
         return lines

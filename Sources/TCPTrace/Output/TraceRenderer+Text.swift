@@ -25,6 +25,7 @@ public struct TextTraceRenderer: Sendable {
             line += paint(transition, e.source == .inferred ? "2" : (e.unexpected ? "31" : stateColor(e.to)))
             line += " " + e.cause
             var notes: [String] = [e.source?.rawValue ?? "?"]
+            if let id = e.segmentID { notes.append("segment #\(id)") }
             if let ns = e.inStateNs, let from = e.from { notes.append("\(Self.duration(ns)) in \(from.name)") }
             if let ms = e.timerMs { notes.append("timer \(Self.duration(UInt64(ms) * 1_000_000)) left") }
             if e.unexpected { notes.append("NOT ALLOWED BY RFC 9293") }
@@ -41,6 +42,11 @@ public struct TextTraceRenderer: Sendable {
             if let bytes = e.bytes { line += " \"" + ByteEscaping.escape(bytes, limit: 80) + "\"" }
         case .syscall, .info:
             line += e.cause
+        case .segment:
+            line += paint((e.wire?.sender == .server ? "◀── " : "──▶ ") + e.cause, "1")
+            var notes = ["wire #\(e.segmentID ?? 0)"]
+            if let options = e.wire?.options, !options.isEmpty { notes.append(options.summary) }
+            line += "  " + paint("[" + notes.joined(separator: ", ") + "]", "2")
         }
         return line
     }

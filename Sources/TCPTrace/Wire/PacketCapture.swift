@@ -40,6 +40,9 @@ public final class PacketCapture: @unchecked Sendable {
     private var buffer: [UInt8]
     private var control = [UInt8](repeating: 0, count: Int(CSocketKit_TIMESTAMP_CONTROL_SPACE) + 16)
     private var totals = CaptureStatistics()
+    /// Whether the kernel was seen stamping packets on arrival (see KernelTimestampWarmUp);
+    /// false means timestamps may be read times.
+    public private(set) var timestampsOnArrival = false
 
     /// Opens the socket, attaches the filter for `ports`, then binds to the interface: no frame
     /// reaches the socket before its filter (protocol 0 receives nothing until the final bind).
@@ -62,6 +65,7 @@ public final class PacketCapture: @unchecked Sendable {
             }
             try attach(ports: ports)
             try setOption(SOL_SOCKET, CSocketKit_SO_TIMESTAMPNS, Int32(1), "setsockopt(SO_TIMESTAMPNS)")
+            timestampsOnArrival = KernelTimestampWarmUp.ensure()
             // Best effort: the kernel caps it at net.core.rmem_max; drops are counted either way.
             _ = try? setOption(SOL_SOCKET, SO_RCVBUF, receiveBuffer, "setsockopt(SO_RCVBUF)")
             _ = try Self.bind(fd, interfaceIndex: interfaceIndex, protocol: UInt16(CSocketKit_ETH_P_ALL))

@@ -92,6 +92,50 @@ public struct WireEndpoint: Sendable, Hashable, CustomStringConvertible {
 
     public var isIPv6: Bool { address.count == 16 }
 
+    /// Parses the trace's notation back: `127.0.0.1:7007` or `[::1]:7007` (for `--merge`).
+    public init?(text: String) {
+        if text.hasPrefix("["), let close = text.lastIndex(of: "]") {
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            guard let port = UInt16(text[text.index(after: close)...].dropFirst()), let bytes = Self.parseIPv6(host) else { return nil }
+            self.init(address: bytes, port: port)
+            return
+        }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else { return nil }
+        let octets = parts[0].split(separator: ".").compactMap { UInt8($0) }
+        guard octets.count == 4 else { return nil }
+        self.init(address: octets, port: port)
+    }
+
+    /// inet_pton(AF_INET6) without Glibc: hex groups with at most one `::`, an IPv4 tail allowed.
+    static func parseIPv6(_ text: String) -> [UInt8]? {
+        func groups(_ part: Substring) -> [UInt16]? {
+            if part.isEmpty { return [] }
+            var result: [UInt16] = []
+            for piece in part.split(separator: ":", omittingEmptySubsequences: false) {
+                if piece.contains(".") {
+                    let octets = piece.split(separator: ".").compactMap { UInt8($0) }
+                    guard octets.count == 4 else { return nil }
+                    result += [UInt16(octets[0]) << 8 | UInt16(octets[1]), UInt16(octets[2]) << 8 | UInt16(octets[3])]
+                } else {
+                    guard piece.count <= 4, let value = UInt16(piece, radix: 16) else { return nil }
+                    result.append(value)
+                }
+            }
+            return result
+        }
+        let gap = text.firstRange(of: "::")
+        let halves: [Substring] = gap.map { [text[..<$0.lowerBound], text[$0.upperBound...]] } ?? [text[...]]
+        guard let head = groups(halves[0]) else { return nil }
+        var all = head
+        if halves.count == 2 {
+            guard !halves[1].contains("::"), let tail = groups(halves[1]), head.count + tail.count < 8 else { return nil }
+            all = head + [UInt16](repeating: 0, count: 8 - head.count - tail.count) + tail
+        }
+        guard all.count == 8 else { return nil }
+        return all.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+    }
+
     /// `127.0.0.1:7007` or `[::1]:7007`, the trace's address notation.
     public var description: String {
         isIPv6 ? "[\(WireEndpoint.ipv6Text(address))]:\(port)" : "\(address.map(String.init).joined(separator: ".")):\(port)"
@@ -130,6 +174,20 @@ public struct TCPFlags: OptionSet, Sendable, Hashable, CustomStringConvertible {
     public static let urg = TCPFlags(rawValue: 0x20)
     public static let ece = TCPFlags(rawValue: 0x40)
     public static let cwr = TCPFlags(rawValue: 0x80)
+
+    /// Parses `SYN+ACK`-style text back (`none` is empty).
+    public init?(text: String) {
+        let table: [String: TCPFlags] = ["SYN": .syn, "FIN": .fin, "RST": .rst, "PSH": .psh, "ACK": .ack,
+                                         "URG": .urg, "ECE": .ece, "CWR": .cwr]
+        var flags = TCPFlags()
+        if text != "none" {
+            for name in text.split(separator: "+") {
+                guard let flag = table[String(name)] else { return nil }
+                flags.insert(flag)
+            }
+        }
+        self = flags
+    }
 
     /// Textbook order, joined by `+`: `SYN+ACK`, `FIN+ACK`, `RST+ACK`, `PSH+ACK`; `none` for 0.
     public var description: String {
