@@ -51,7 +51,7 @@ extension TraceEvent {
             seq: UInt32(truncatingIfNeeded: seq), ack: UInt32(truncatingIfNeeded: f["ack_abs"]?.uint64 ?? 0),
             relativeSeq: UInt32(truncatingIfNeeded: relativeSeq), relativeAck: f["ack"]?.uint64.map(UInt32.init(truncatingIfNeeded:)),
             length: length, rawWindow: UInt16(truncatingIfNeeded: rawWindow),
-            scaledWindow: (f["win_scaled"]?.bool ?? false) ? UInt32(truncatingIfNeeded: window) : nil, options: options)
+            scaledWindow: (f["win_exact"]?.bool ?? false) ? UInt32(truncatingIfNeeded: window) : nil, options: options)
     }
 
     /// Every event of a JSON Lines file, skipping lines that are not events. C: `open`/`read`.

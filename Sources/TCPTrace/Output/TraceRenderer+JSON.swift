@@ -68,7 +68,7 @@ public enum JSONTraceRenderer {
         field(&out, "len", String(w.length))
         field(&out, "win", String(w.window))
         field(&out, "win_raw", String(w.rawWindow))
-        field(&out, "win_scaled", w.scaledWindow == nil ? "false" : "true")
+        field(&out, "win_exact", w.scaledWindow == nil ? "false" : "true")
         field(&out, "options", quoted(w.options.summary))
         field(&out, "mss", w.options.mss.map { String($0) } ?? "null")
         field(&out, "sack_permitted", w.options.sackPermitted ? "true" : "false")
