@@ -6,10 +6,12 @@ import TCPTrace
 /// The client's modes, wired from parsed options to SocketKit.
 enum ClientCommands {
     static func echo(config: EchoClientConfiguration, messages: [String], options: CommandLineTrace,
-                     interruption: ClientInterruption? = nil) throws -> Int32 {
+                     wire: WireOption, interruption: ClientInterruption? = nil) throws -> Int32 {
         // Resolve first: a bad name is one line on stderr, before any trace starts.
         let addresses = try HostResolver.resolve(config.host, port: config.port)
         let sink = try options.makeSink()
+        let live = try wire.startLive(command: "EchoClient", side: .client, serverPort: config.port, sink: sink,
+                                      local: addresses.first.flatMap(WireInterface.sourceAddress(toward:)), peer: addresses.first)
         let kernel = options.makeKernelSource(command: "EchoClient", sink: sink, side: .client)
         let tracer = StateTracer(sink: sink, side: .client, verbose: options.verbose, kernel: kernel)
         let client = EchoClient(configuration: config, tracer: options.format == .off ? nil : tracer)
@@ -18,6 +20,7 @@ enum ClientCommands {
             tracer.follower.settle(timeoutSeconds: 0.2)
             tracer.follower.finish()
             kernel?.stop()
+            if let live { sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: 0, kind: .info, cause: live.stop())) }
             sink.flush()
         }
         try client.connect(toFirstOf: addresses)
@@ -90,9 +93,11 @@ enum ClientCommands {
                 throw SystemCallError(call: "open", errno: ENOENT, subject: path)
             }
         }
+        events = WireMerge.join(events)
         let lines = LadderRenderer(color: options.color).render(events)
         print(lines.joined(separator: "\n"))
         print("\n" + LadderRenderer.legend)
+        if events.contains(where: { $0.kind == .segment }) { print(LadderRenderer.wireLegend) }
         return 0
     }
 }

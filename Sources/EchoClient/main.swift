@@ -60,7 +60,8 @@ do {
     let signals = TerminationSignals()
     signals.install(command: command) { interruption.interrupt(signal: $0) }
     exit(try withExtendedLifetime(signals) {
-        try ClientCommands.echo(config: config, messages: arguments.positionals, options: options, interruption: interruption)
+        try ClientCommands.echo(config: config, messages: arguments.positionals, options: options,
+                                wire: try WireOption.parse(arguments, defaultMode: .off), interruption: interruption)
     })
 } catch {
     SysExits.fail(command, "\(error)", code: SysExits.code(for: error))

@@ -117,4 +117,39 @@ import TestSupport
         let finalACK = try #require(segments.last)
         #expect(finalACK.timestampNs <= lastAck.timestampNs && lastAck.segmentID == finalACK.id)
     }
+
+    /// The long-running programs with `--wire on` (root): each side writes the segments it
+    /// captured; `--merge` folds the two captures into one and stamps both sides' states.
+    @Test(.enabled(if: WireTracer.probe() == nil, "needs CAP_NET_RAW on the host (root)"))
+    func serverAndClient_wireOn_mergeIntoOneLadderWithCauses() throws {
+        let serverFile = "/tmp/socketkit-wire-server-\(getpid()).jsonl"
+        let clientFile = "/tmp/socketkit-wire-client-\(getpid()).jsonl"
+        defer { unlink(serverFile); unlink(clientFile) }
+        let server = try ServerProcess(["--wire", "on"], traceFile: serverFile)
+        let client = try ChildProcess("EchoClient", ["--port", String(server.port), "--trace", "json", "--trace-file", clientFile,
+                                                     "--wire", "on", "hello"])
+        #expect(client.wait() == 0, "\(client.stderrText)")
+        usleep(200_000)                                        // the server's close and its capture's last read
+        #expect(server.stop() == 0)
+        let serverEvents = try TraceEvent.read(jsonLinesAt: serverFile)
+        let clientEvents = try TraceEvent.read(jsonLinesAt: clientFile)
+        let serverSegments = serverEvents.compactMap(\.wire), clientSegments = clientEvents.compactMap(\.wire)
+        #expect(serverSegments.count >= 9 && clientSegments.count == serverSegments.count)
+        #expect(serverEvents.contains { $0.kind == .info && $0.cause.hasPrefix("wire: \(serverSegments.count) segments captured on lo, none dropped") })
+        let merged = WireMerge.join(serverEvents + clientEvents)
+        let segments = merged.compactMap(\.wire)
+        #expect(segments.count == serverSegments.count, "the two captures fold into one")
+        #expect(segments.first?.flags == .syn && segments.first?.sender == .client)
+        let closeWait = try #require(merged.first { $0.side == .server && $0.to == .closeWait })
+        let fin = try #require(segments.first { $0.flags.contains(.fin) && $0.sender == .client })
+        #expect(closeWait.segmentID == fin.id && closeWait.timestampNs >= fin.timestampNs)
+    }
+
+    @Test(.enabled(if: UnprivilegedTests.canDropPrivileges, "needs root to switch to nobody with setpriv"))
+    func server_wireOn_withoutPrivilege_isOneLineAndExit77() throws {
+        let child = try ChildProcess(UnprivilegedTests.setpriv!, ["--reuid=65534", "--regid=65534", "--clear-groups",
+                                                                  Executables.url("EchoServer").path, "--port", "0", "--wire", "on"])
+        #expect(child.wait() == 77)
+        #expect(child.stderrText.contains("--wire on: capturing needs CAP_NET_RAW"), "\(child.stderrText)")
+    }
 }

@@ -62,4 +62,24 @@ public struct WireOption: Sendable {
     }
 
     public var line: String { "Wire: \(note)" }
+
+    /// The long-running server and client: capture on the host only (a private namespace would
+    /// hide them from their peers), so without CAP_NET_RAW `--wire on` is one line and exit 77.
+    /// Emits what it chose as an `info` event. nil with `--wire off`.
+    public func startLive(command: String, side: TraceSide, serverPort: UInt16, sink: TraceSink,
+                          local: SocketAddress?, peer: SocketAddress?) throws -> LiveWire? {
+        guard mode != .off else { return nil }
+        if let reason = WireTracer.probe() {
+            let note = "\(reason); on the host that means root (the demo and the lab capture unprivileged inside a namespace)"
+            if mode == .on { SysExits.fail(command, "--wire on: \(note)", code: SysExits.noPermission) }
+            sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .info, cause: "wire off: \(note)"))
+            return nil
+        }
+        let (interface, why) = WireInterface.carrying(local: local, peer: peer)
+        let live = try LiveWire.start(interface: interface, serverPort: serverPort, sink: sink, pcapPath: pcapPath)
+        var cause = "wire on: AF_PACKET on \(interface), TCP port \(serverPort); segments as they arrive (states are stamped with their segment by --merge)"
+        if let why { cause += "; \(why)" }
+        sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .info, cause: cause))
+        return live
+    }
 }
