@@ -44,40 +44,30 @@ do {
     SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
 }
 
-let sink: TraceWriter
-do {
-    sink = try trace.makeSink()
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.cantCreate)
-}
-// The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
-// emitted only once bind() succeeded (a busy port stays a one-line error).
-let (kernel, kernelNote) = trace.openKernelSource(command: command, sink: sink, side: .server)
-let tracer = StateTracer(sink: sink, side: .server, verbose: trace.verbose,
-                         closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
-let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
-do {
+// The one way out: CommandExit finishes the trace session (followers, kernel source, sink)
+// before the last stderr line and exit(), whether the run ends in a summary or an error.
+CommandExit.run(command) {
+    let session = TraceSession(sink: try trace.makeSink())
+    session.makeCurrent()
+    // The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
+    // emitted only once bind() succeeded (a busy port stays a one-line error).
+    let (kernel, kernelNote) = try trace.openKernelSource(command: command, sink: session.sink, side: .server)
+    session.attach(kernel)
+    let tracer = StateTracer(sink: session.sink, side: .server, verbose: trace.verbose,
+                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
+    session.add(tracer)
+    let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
     let address = try server.bind()
-    if let kernelNote { sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
+    if let kernelNote { session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
     if trace.format == .off || trace.path != nil {
         SignalSafeOutput.line("\(command): listening on \(address) (\(config.threads) threads)")
     }
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
+    // Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
+    // second one exits at once (the session's exit handler still writes the trace out).
+    let signals = TerminationSignals()
+    signals.install(command: command) { _ in server.stop() }
+    try withExtendedLifetime(signals) { try server.run() }
+    session.finish()
+    SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
+    return 0
 }
-
-// Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
-// second one exits at once.
-let signals = TerminationSignals()
-signals.install(command: command) { _ in server.stop() }
-
-do {
-    try server.run()
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
-}
-tracer.follower.finish()
-kernel?.stop()
-sink.flush()
-SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
-exit(0)

@@ -16,9 +16,9 @@ public enum EchoDemo {
 
     /// Runs the exchange and returns every trace event of both sides. Echoes go to `output`.
     /// `kernel`: the tracepoint source (`--kernel-trace`), shared by both sides; nil: unprivileged.
-    public static func run(host: String = "127.0.0.1", kernel: TracepointSource? = nil,
+    /// `collector`: where both sides' events go (the caller's, to show them even on failure).
+    public static func run(host: String = "127.0.0.1", kernel: TracepointSource? = nil, collector: TraceCollector = TraceCollector(),
                            output: ([UInt8]) -> Void) throws -> Outcome {
-        let collector = TraceCollector()
         let pair = try InProcessEcho(sink: collector, host: host, kernel: kernel)
         defer { pair.stopServer() }
         var result = EchoClient.ExchangeResult()

@@ -26,23 +26,20 @@ public struct CommandLineTrace: Sendable {
     }
 
     /// Resolves `--kernel-trace` once at start and says what it chose in one `info` event on
-    /// `sink` (with the reason when falling back). `on` and impossible: one line, exit 77 or 69.
-    public func makeKernelSource(command: String, sink: TraceSink, side: TraceSide) -> TracepointSource? {
-        let (source, note) = openKernelSource(command: command, sink: sink, side: side)
+    /// `sink` (with the reason when falling back). `on` and impossible: throws
+    /// `KernelTraceUnavailable` (one line, exit 77 or 69).
+    public func makeKernelSource(command: String, sink: TraceSink, side: TraceSide) throws -> TracepointSource? {
+        let (source, note) = try openKernelSource(command: command, sink: sink, side: side)
         if let note { sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .info, cause: note)) }
         return source
     }
 
     /// Like `makeKernelSource` but returns the one-line note instead of emitting it, so a
     /// program can first do what may fail (bind) and keep a failure to a single stderr line.
-    public func openKernelSource(command: String, sink: TraceSink, side: TraceSide) -> (TracepointSource?, String?) {
+    public func openKernelSource(command: String, sink: TraceSink, side: TraceSide) throws -> (TracepointSource?, String?) {
         guard format != .off else { return (nil, nil) }
-        do {
-            let (source, note) = try TracepointSource.make(mode: kernelTrace, sink: sink, side: side)
-            return (source, note)
-        } catch {
-            SysExits.fail(command, error.description, code: error.needsPrivilege ? SysExits.noPermission : SysExits.unavailable)
-        }
+        let (source, note) = try TracepointSource.make(mode: kernelTrace, sink: sink, side: side)
+        return (source, note)
     }
 
     /// stderr (flushed per event on a terminal) or the trace file.
