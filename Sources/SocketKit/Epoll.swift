@@ -12,7 +12,6 @@ public struct EpollEvents: OptionSet, Sendable {
     public static let readHangup = EpollEvents(rawValue: EPOLLRDHUP.rawValue)
     public static let hangup = EpollEvents(rawValue: EPOLLHUP.rawValue)
     public static let error = EpollEvents(rawValue: EPOLLERR.rawValue)
-    public static let edgeTriggered = EpollEvents(rawValue: EPOLLET.rawValue)
 }
 
 /// An epoll instance; user data is a 64-bit token (a connection slot), never a pointer.

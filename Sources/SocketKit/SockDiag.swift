@@ -125,7 +125,8 @@ public final class SockDiag: @unchecked Sendable {
     private func parse(count: Int, into entries: inout [SockDiagEntry]) throws -> Bool {
         try buffer.withUnsafeBytes { bytes in
             var remaining = count
-            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(bytes.baseAddress!.assumingMemoryBound(to: nlmsghdr.self))
+            guard let base = bytes.baseAddress, count >= MemoryLayout<nlmsghdr>.size else { return false }
+            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(base.assumingMemoryBound(to: nlmsghdr.self))
             while let current = header, CSocketKit_NLMSG_OK(current, remaining) != 0 {
                 defer { header = CSocketKit_NLMSG_NEXT(current, &remaining) }
                 guard current.pointee.nlmsg_seq == sequence else { continue }
@@ -133,7 +134,10 @@ public final class SockDiag: @unchecked Sendable {
                 case NLMSG_DONE:
                     return true
                 case NLMSG_ERROR:
-                    let code = -CSocketKit_NLMSG_DATA(current)!.load(as: Int32.self)
+                    // A truncated error message reads as "no answer", not a crash.
+                    guard Int(current.pointee.nlmsg_len) >= CSocketKit_NLMSG_LENGTH(MemoryLayout<Int32>.size),
+                          let payload = CSocketKit_NLMSG_DATA(current) else { return true }
+                    let code = -payload.loadUnaligned(as: Int32.self)
                     // ENOENT: no such socket; ESTALE: the tuple matched a different socket.
                     if code == 0 || code == ENOENT || code == ESTALE { return true }
                     throw SystemCallError(call: "sock_diag", errno: code)
@@ -148,7 +152,7 @@ public final class SockDiag: @unchecked Sendable {
     private static func entry(_ header: UnsafePointer<nlmsghdr>) -> SockDiagEntry? {
         let messageSize = MemoryLayout<inet_diag_msg>.size
         guard Int(header.pointee.nlmsg_len) >= CSocketKit_NLMSG_LENGTH(messageSize) else { return nil }
-        let raw = CSocketKit_NLMSG_DATA(header)!
+        guard let raw = CSocketKit_NLMSG_DATA(header) else { return nil }
         let message = raw.loadUnaligned(as: inet_diag_msg.self)
         let family = Int32(message.idiag_family)
         guard let local = address(family: family, bytes: message.id.idiag_src, port: message.id.idiag_sport),

@@ -23,7 +23,10 @@ public final class Socket: @unchecked Sendable {
     }
 
     deinit {
-        // Leaking a descriptor is worse than closing it late; owners should call close().
+        // Every owner must call close(): a socket reaching deinit open is a bug (a path that
+        // forgot it), so debug builds stop here, as swift-nio's BaseSocket does. Release builds
+        // still close it, because leaking a descriptor is worse than closing it late.
+        assert(fd < 0, "leak of open Socket (fd \(fd)): call close() before dropping it")
         if fd >= 0 { Glibc.close(fd) }
     }
 

@@ -106,7 +106,6 @@ int CSocketKit_ppoll(struct pollfd *fds, unsigned long nfds, const struct timesp
 
 // NLMSG_* are function-like macros Swift cannot import.
 static inline size_t CSocketKit_NLMSG_ALIGN(size_t len) { return NLMSG_ALIGN(len); }
-static inline size_t CSocketKit_NLMSG_HDRLEN(void) { return NLMSG_HDRLEN; }
 static inline size_t CSocketKit_NLMSG_LENGTH(size_t len) { return NLMSG_LENGTH(len); }
 static inline int CSocketKit_NLMSG_OK(const struct nlmsghdr *nlh, long len) { return NLMSG_OK(nlh, len); }
 static inline const struct nlmsghdr *CSocketKit_NLMSG_NEXT(const struct nlmsghdr *nlh, long *len) {

@@ -170,10 +170,7 @@ public final class EchoClient: @unchecked Sendable {
     /// Half-close: our FIN goes out, the fd stays open to read the rest. C: `shutdown(SHUT_WR)`.
     public func halfClose() throws {
         guard let socket else { return }
-        tracker?.willSendFIN()
-        try socket.shutdown(.write)
-        tracker?.noteOurFIN()
-        tracker?.observe(socket, cause: "shutdown(SHUT_WR): our FIN sent")
+        try socket.sendFIN(tracedBy: tracker, cause: "shutdown(SHUT_WR): our FIN sent")
     }
 
     /// Records a failure against the trace, reading the state it left behind.
