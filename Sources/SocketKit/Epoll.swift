@@ -3,7 +3,9 @@ import Glibc
 
 /// epoll readiness bits, translated here and nowhere else.
 public struct EpollEvents: OptionSet, Sendable {
+    /// The EPOLL* bits, as epoll_event.events carries them.
     public let rawValue: UInt32
+    /// Wraps raw EPOLL* bits.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     public static let readable = EpollEvents(rawValue: EPOLLIN.rawValue)

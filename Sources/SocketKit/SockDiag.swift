@@ -3,18 +3,26 @@ import Glibc
 
 /// One socket as the kernel's socket table (inet_diag) reports it.
 public struct SockDiagEntry: Sendable, Equatable {
+    /// The socket's state in the kernel table (TIME_WAIT included).
     public var state: TCPState
+    /// Local address and port.
     public var local: SocketAddress
+    /// Peer address and port (unspecified for a listener).
     public var peer: SocketAddress
+    /// SO_COOKIE: the same value the fd reported, for as long as the socket lives.
     public var cookie: UInt64
     /// 0 for sockets no process holds (TIME_WAIT mini-sockets, orphans after close()).
     public var inode: UInt32
     /// Which timer runs (1 retransmit, 2 keepalive, 3 TIME_WAIT, 4 zero-window probe) and
     /// milliseconds until it fires: for TIME_WAIT, the time left before the socket is gone.
     public var timer: UInt8
+    /// Milliseconds left on the active timer (TIME_WAIT's 60 s).
     public var expiresMs: UInt32
+    /// Bytes waiting to be read (Recv-Q).
     public var receiveQueue: UInt32
+    /// Bytes not yet acknowledged by the peer (Send-Q).
     public var sendQueue: UInt32
+    /// The owner's user id.
     public var uid: UInt32
     /// Full sockets only; TIME_WAIT and request sockets carry none.
     public var info: TCPInfo?

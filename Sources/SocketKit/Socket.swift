@@ -5,7 +5,9 @@ import Glibc
 ///
 /// Not thread-safe by design: each socket belongs to one event loop or one client thread.
 public final class Socket: @unchecked Sendable {
+    /// The descriptor, or -1 once closed.
     public private(set) var fd: Int32
+    /// AF_INET or AF_INET6.
     public let family: Int32
 
     /// Takes ownership of `fd`; it will be closed by `close()` or, failing that, on deinit.
@@ -30,6 +32,7 @@ public final class Socket: @unchecked Sendable {
         if fd >= 0 { Glibc.close(fd) }
     }
 
+    /// False once `close()` ran.
     public var isOpen: Bool { fd >= 0 }
 
     /// Closes the descriptor once. EINTR counts as closed: Linux has released the fd already,

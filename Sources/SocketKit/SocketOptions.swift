@@ -3,8 +3,11 @@ import Glibc
 
 /// A socket option with its level, name and C spelling (for error messages).
 public struct SocketOption: Sendable {
+    /// SOL_SOCKET, IPPROTO_TCP...
     public let level: Int32
+    /// SO_*, TCP_*...
     public let name: Int32
+    /// The C spelling, for error messages (`setsockopt(SO_LINGER)`).
     public let label: String
 
     public static let reuseAddress = SocketOption(level: SOL_SOCKET, name: SO_REUSEADDR, label: "SO_REUSEADDR")
@@ -50,6 +53,7 @@ extension Socket {
         }
     }
 
+    /// An int-valued option. C: `getsockopt(2)`.
     public func getOption(_ option: SocketOption) throws -> Int32 {
         try getOption(option, initial: Int32(0)).0
     }

@@ -12,6 +12,7 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
         self = KernelTCPState(rawValue: value)?.rfcState ?? .unknown(value)
     }
 
+    /// The eleven RFC 9293 states, in the RFC's order.
     public static let all: [TCPState] = [
         .closed, .listen, .synSent, .synReceived, .established, .finWait1, .finWait2,
         .closeWait, .closing, .lastAck, .timeWait,
@@ -23,6 +24,7 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
         self = match
     }
 
+    /// The RFC 9293 name printed everywhere (`FIN_WAIT_1`, `CLOSED`).
     public var name: String {
         switch self {
         case .closed: return "CLOSED"
@@ -40,6 +42,7 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Same as `name`.
     public var description: String { name }
 
     /// States that normally last microseconds: worth sampling quickly while in them.
