@@ -11,7 +11,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
 ] + OptionSpec.traceOptions(verboseHelp: "also trace syscalls and the bytes echoed (escaped)") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
-    OptionSpec("--threads", value: "N", help: "event loops, one SO_REUSEPORT listener each (default: number of cores)"),
+    OptionSpec("--threads", value: "N", help: "event loops (default: one per CPU this process may use: affinity mask, cgroup quota)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
     OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
     OptionSpec("--idle-timeout", value: "SECONDS", help: "close connections idle this long (default: never)"),
@@ -35,7 +35,7 @@ do {
     trace = try CommandLineTrace.options(arguments)
     config.host = arguments.string("--host") ?? "127.0.0.1"
     config.port = try arguments.port(default: 7007)
-    config.threads = try arguments.integer("--threads", range: 1...256) ?? config.threads
+    if let threads = try arguments.integer("--threads", range: 1...256) { config.setThreads(threads) }
     config.backlog = Int32(try arguments.integer("--backlog", range: 0...65535) ?? Int(config.backlog))
     config.maxConnections = try arguments.integer("--max-connections", range: 1...10_000_000) ?? config.maxConnections
     config.idleTimeoutSeconds = try arguments.seconds("--idle-timeout")
@@ -60,7 +60,7 @@ CommandExit.run(command) {
     let address = try server.bind()
     if let kernelNote { session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
     if trace.format == .off || trace.path != nil {
-        SignalSafeOutput.line("\(command): listening on \(address) (\(config.threads) threads)")
+        SignalSafeOutput.line("\(command): listening on \(address) (\(config.loopSizing))")
     }
     // Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
     // second one exits at once (the session's exit handler still writes the trace out).

@@ -174,10 +174,7 @@ public final class EchoClient: @unchecked Sendable {
         // read the state first, or the close would be inferred as ours (FIN_WAIT_1...) when it
         // is the passive one (CLOSE_WAIT → LAST_ACK).
         if tracker?.observe(socket, cause: "read before shutdown(SHUT_WR)") == .closeWait { tracker?.notePeerFIN() }
-        tracker?.willSendFIN()
-        try socket.shutdown(.write)
-        tracker?.noteOurFIN()
-        tracker?.observe(socket, cause: "shutdown(SHUT_WR): our FIN sent")
+        try socket.sendFIN(tracedBy: tracker, cause: "shutdown(SHUT_WR): our FIN sent")
     }
 
     /// Records a failure against the trace, reading the state it left behind.

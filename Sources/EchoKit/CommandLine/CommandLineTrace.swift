@@ -18,7 +18,7 @@ public struct CommandLineTrace: Sendable {
         let path = arguments.string("--trace-file")
         // Color only for a terminal, never with NO_COLOR (https://no-color.org) or --no-color.
         let color = path == nil && isatty(2) == 1 && getenv("NO_COLOR") == nil && !arguments.has("--no-color")
-            && String(cString: getenv("TERM") ?? strdup("dumb")) != "dumb"
+            && getenv("TERM").map { String(cString: $0) } != "dumb"
         var options = CommandLineTrace(format: format, path: path, verbose: arguments.has("--trace-verbose"), color: color,
                                        closeWaitWarnSeconds: try arguments.seconds("--close-wait-warn") ?? 5)
         options.kernelTrace = try arguments.choice("--kernel-trace", default: .auto)
@@ -53,7 +53,13 @@ public struct CommandLineTrace: Sendable {
     /// Writes plain text to where the trace goes.
     public func write(_ text: String) {
         var fd: Int32 = 2
-        if let path { fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC) }
+        // The trace file was created by makeSink(); if it cannot be opened now, stderr still
+        // gets the text rather than losing it.
+        if let path {
+            let opened = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+            if opened >= 0 { fd = opened }
+        }
+        // Best effort: this is the last line of a failing run, with nowhere else to report to.
         _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
         if fd != 2 { close(fd) }
     }
