@@ -3,44 +3,48 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-/// The client's modes, wired from parsed options to SocketKit.
+/// `--expect echo|any`: what the client requires of the peer's reply.
+enum ExpectMode: String, CaseIterable {
+    /// The reply must be the exact echo; anything else exits 1 with a verdict.
+    case echo
+    /// Any request/response peer: send, half-close, print what comes back (escaped) to EOF.
+    case any
+}
+
+/// The client's modes, wired from parsed options to SocketKit. Nothing here exits: results and
+/// errors go back to `CommandExit.run` in main, which finishes the trace session first.
 enum ClientCommands {
-    static func echo(config: EchoClientConfiguration, messages: [String], options: CommandLineTrace,
+    static func echo(config: EchoClientConfiguration, messages: [String], expect: ExpectMode, options: CommandLineTrace,
                      wire: WireOption, interruption: ClientInterruption? = nil) throws -> Int32 {
         // Resolve first: a bad name is one line on stderr, before any trace starts.
         let addresses = try HostResolver.resolve(config.host, port: config.port)
-        let sink = try options.makeSink()
-        let live = try wire.startLive(command: "EchoClient", side: .client, serverPort: config.port, sink: sink,
-                                      local: addresses.first.flatMap(WireInterface.sourceAddress(toward:)), peer: addresses.first)
-        let kernel = options.makeKernelSource(command: "EchoClient", sink: sink, side: .client)
-        let tracer = StateTracer(sink: sink, side: .client, verbose: options.verbose, kernel: kernel)
+        let session = TraceSession(sink: try options.makeSink())
+        session.makeCurrent()
+        let kernel = try options.makeKernelSource(command: "EchoClient", sink: session.sink, side: .client)
+        session.attach(kernel)
+        let tracer = StateTracer(sink: session.sink, side: .client, verbose: options.verbose, kernel: kernel)
+        session.add(tracer)
+        // Started before connect(): the SYN must pass a filter that already names the port.
+        session.attach(try wire.startLive(command: "EchoClient", side: .client, serverPort: config.port, sink: session.sink,
+                                          local: addresses.first.flatMap(WireInterface.sourceAddress(toward:)), peer: addresses.first),
+                       side: .client)
         let client = EchoClient(configuration: config, tracer: options.format == .off ? nil : tracer)
         client.interruption = interruption
-        defer {
-            tracer.follower.settle(timeoutSeconds: 0.2)
-            tracer.follower.finish()
-            kernel?.stop()
-            if let live { sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: 0, kind: .info, cause: live.stop())) }
-            sink.flush()
-        }
         try client.connect(toFirstOf: addresses)
+        let comparison: EchoComparison
         do {
             if messages.isEmpty {
-                let result = try client.stream(input: 0, output: 1)
-                if !result.matched {
-                    tracer.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: client.tracker?.conn ?? 1,
-                                                kind: .warning, cause: "echo differs: sent \(result.bytesSent) bytes, received \(result.bytesReceived)"))
-                    return 1
-                }
-                return 0
+                comparison = try client.stream(input: 0, output: 1, expectEcho: expect == .echo).comparison
+            } else if expect == .echo {
+                comparison = try client.exchange(messages: messages) { writeOut($0) }.comparison
+            } else {
+                var last: UInt8?
+                comparison = try client.request(messages: messages) { bytes in
+                    writeOut(Array(ByteEscaping.escapeKeepingLines(bytes).utf8))
+                    last = bytes.last ?? last
+                }.comparison
+                if let last, last != UInt8(ascii: "\n") { writeOut([UInt8(ascii: "\n")]) }
             }
-            let result = try client.exchange(messages: messages) { line in
-                _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-            }
-            if !result.matched {
-                SysExits.fail("EchoClient", "echo differs: sent \(result.bytesSent) bytes, received \(result.bytesReceived)", code: 1)
-            }
-            return 0
         } catch let error as ClientInterrupted {
             // SIGINT/SIGTERM: a clean close (our FIN, then close()), traced like any other.
             client.tracker?.info("\(error): closing the connection")
@@ -52,35 +56,72 @@ enum ClientCommands {
             client.close()
             throw error
         }
+        let verdict = comparison.verdict(expectEcho: expect == .echo)
+        let text = comparison.describe(verdict)
+        var event = client.tracker?.makeEvent(.verdict, cause: text)
+            ?? TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: 1, kind: .verdict, cause: text)
+        event.verdict = verdict
+        event.bytes = Array(comparison.firstBytesReceived)
+        event.byteCount = comparison.received
+        session.conclude(with: event)
+        if !verdict.ok { throw EchoMismatch(verdict: verdict, description: text) }
+        return 0
+    }
+
+    /// stdout carries data only (a failed write there has nowhere better to be reported).
+    private static func writeOut(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
     }
 
     static func demo(host: String, options: CommandLineTrace, wire: WireOption) throws -> Int32 {
+        let sink = try options.makeSink()
+        let session = TraceSession(sink: sink)
+        session.makeCurrent()
         // The note goes with the demo's own events (the timeline is printed at the end).
         let collector = TraceCollector()
-        let kernel = options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
-        defer { kernel?.stop() }
+        let kernel = try options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
+        session.attach(kernel)
         if let note = collector.events.first?.cause, options.format == .text { options.write("EchoClient --demo: \(note)\n") }
         if options.format == .text { options.write("EchoClient --demo: \(wire.line)\n") }
-        let outcome = try EchoDemo.run(host: host, kernel: kernel, wire: wire.active, pcapPath: wire.pcapPath) { line in
-            _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        let notes = collector.events.count
+        let outcome: EchoDemo.Outcome
+        do {
+            outcome = try EchoDemo.run(host: host, kernel: kernel, collector: collector, wire: wire.active,
+                                       pcapPath: wire.pcapPath) { writeOut($0) }
+        } catch {
+            // The timeline so far is what explains the failure: show it before the error line.
+            present(collector.events, notes: notes, sink: sink, options: options)
+            throw error
         }
-        let sink = try options.makeSink()
+        // With the wire, the outcome's events hold the segments too, states stamped with them.
+        present(outcome.wireSummary == nil ? collector.events : outcome.events, notes: notes, sink: sink, options: options,
+                wireSummary: outcome.wireSummary)
+        if options.format == .text {
+            options.write("\nThe client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
+                + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way.\n")
+        }
+        return outcome.matched ? 0 : 1
+    }
+
+    /// The demo's timeline: JSON events in time order, or the ladder with its state sequences
+    /// (without the first `notes` events, already printed as text).
+    private static func present(_ all: [TraceEvent], notes: Int, sink: TraceSink, options: CommandLineTrace,
+                                wireSummary: String? = nil) {
+        // The notes are stamped before the demo starts: first in time, also after the wire's join.
+        let events = options.format == .json ? all : Array(all.dropFirst(notes))
         if options.format == .json {
-            for event in (collector.events + outcome.events).sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
+            for event in events.sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
             sink.flush()
         } else if options.format == .text {
             let renderer = LadderRenderer(color: options.color)
             var text = "\nBoth sides of one connection, in time order:\n\n"
-            text += renderer.render(outcome.events).joined(separator: "\n")
+            text += renderer.render(events).joined(separator: "\n")
             text += "\n\n" + LadderRenderer.legend + "\n"
-            if let summary = outcome.wireSummary { text += LadderRenderer.wireLegend + "\n" + summary + "\n" }
+            if let wireSummary { text += LadderRenderer.wireLegend + "\n" + wireSummary + "\n" }
             text += "\nStates each socket passed through ((…) = inferred):\n"
-            text += LadderRenderer.sequences(outcome.events).map { "  " + $0 }.joined(separator: "\n")
-            text += "\n\nThe client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
-                + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way.\n"
+            text += LadderRenderer.sequences(events).map { "  " + $0 }.joined(separator: "\n") + "\n"
             options.write(text)
         }
-        return outcome.matched ? 0 : 1
     }
 
     static func merge(paths: [String], options: CommandLineTrace) throws -> Int32 {

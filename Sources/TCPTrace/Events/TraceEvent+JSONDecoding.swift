@@ -29,6 +29,11 @@ extension TraceEvent {
         if kind == .segment, let nested = object["wire"]?.nestedText, let fields = FlatJSON.parseObject(nested[...]) {
             wire = Self.segment(fields, id: segmentID ?? 0, timestampNs: ts, local: local, peer: peer)
         }
+        byteCount = object["bytes"]?.int
+        if let outcome = object["verdict"]?.string.flatMap(ExchangeVerdict.Outcome.init(rawValue:)) {
+            verdict = ExchangeVerdict(outcome: outcome, sent: object["sent"]?.int ?? 0, received: object["received"]?.int ?? 0,
+                                      firstDifference: object["first_difference"]?.int)
+        }
     }
 
     /// A `wire` object back into a segment (header fields and the options `--merge` draws).

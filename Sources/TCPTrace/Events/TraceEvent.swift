@@ -24,6 +24,8 @@ public struct TraceEvent: Sendable, Equatable {
         case state, warning, error, syscall, data, info
         /// A TCP segment captured on the wire (`--wire`): `wire` holds it.
         case segment
+        /// The last event of a client exchange: what went out, what came back (`verdict`).
+        case verdict
     }
 
     /// CLOCK_MONOTONIC ns: when it was observed (or, for tracepoint events, when the kernel did it).
@@ -58,6 +60,9 @@ public struct TraceEvent: Sendable, Equatable {
     public var segmentID: Int?
     /// Segment events: the segment itself.
     public var wire: WireSegment?
+    /// Verdict events: sent/received counts, first difference, outcome. `bytes` then holds the
+    /// first bytes that came back.
+    public var verdict: ExchangeVerdict?
 
     public init(
         timestampNs: UInt64, wallNs: Int64 = MonotonicClock.wallNow(), side: TraceSide,

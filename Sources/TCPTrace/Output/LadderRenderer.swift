@@ -57,6 +57,7 @@ public struct LadderRenderer: Sendable {
             case .warning: cell = "⚠ #\(event.conn) warning"
             case .error: cell = "✗ #\(event.conn) \(event.errno.map { Errno.name($0) } ?? "error")"
             case .info: cell = "· #\(event.conn) note"
+            case .verdict: cell = "= #\(event.conn) \(event.verdict?.outcome.rawValue ?? "verdict")"
             case .data, .syscall, .segment: cell = "  #\(event.conn) \(event.kind.rawValue)"
             }
             let padded = TextTraceRenderer.pad(cell, Self.cellWidth)

@@ -40,6 +40,8 @@ public struct TextTraceRenderer: Sendable {
         case .data:
             line += paint("DATA ", "36") + e.cause
             if let bytes = e.bytes { line += " \"" + ByteEscaping.escape(bytes, limit: 80) + "\"" }
+        case .verdict:
+            line += paint("VERDICT " + e.cause, e.verdict?.ok == true ? "32" : "31")
         case .syscall, .info:
             line += e.cause
         case .segment:

@@ -1,3 +1,4 @@
+import CSocketKit
 import Glibc
 import SocketKit
 import Synchronization
