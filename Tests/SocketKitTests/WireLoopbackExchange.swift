@@ -1,3 +1,4 @@
+import CSocketKit
 import Glibc
 import SocketKit
 @testable import TCPTrace
@@ -12,7 +13,8 @@ struct LoopbackExchange {
     var port: UInt16 = 0
 
     /// tcpi_segs_out / tcpi_segs_in offsets in the kernel's struct tcp_info (Linux ≥ 4.2).
-    static let segsOutOffset = 136, segsInOffset = 140
+    static let segsOutOffset = MemoryLayout<CSocketKit_tcp_info>.offset(of: \.tcpi_segs_out) ?? 136
+    static let segsInOffset = MemoryLayout<CSocketKit_tcp_info>.offset(of: \.tcpi_segs_in) ?? 140
 
     init(family: Int32) throws {
         self.family = family
