@@ -51,7 +51,7 @@ enum ClientCommands {
         }
     }
 
-    static func demo(host: String, options: CommandLineTrace) throws -> Int32 {
+    static func demo(host: String, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         // The note goes with the demo's own events (the timeline is printed at the end).
         let collector = TraceCollector()
         let kernel = options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
@@ -74,10 +74,15 @@ enum ClientCommands {
                 + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way.\n"
             options.write(text)
         }
+        let verdict: LadderPicture.Verdict = outcome.matched
+            ? .matched("every echo came back; \(outcome.bytesAfterOurFIN) bytes arrived after the client's FIN")
+            : .differs("the echo differed")
+        try writePictures(pictures, LadderPicture(title: "EchoClient --demo: one connection, the client half-closes first",
+                                                  verdict: verdict, events: outcome.events), options: options)
         return outcome.matched ? 0 : 1
     }
 
-    static func merge(paths: [String], options: CommandLineTrace) throws -> Int32 {
+    static func merge(paths: [String], options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         guard !paths.isEmpty else { throw UsageError("--merge needs one or more JSON trace files") }
         var events: [TraceEvent] = []
         for path in paths {
@@ -90,6 +95,16 @@ enum ClientCommands {
         let lines = LadderRenderer(color: options.color).render(events)
         print(lines.joined(separator: "\n"))
         print("\n" + LadderRenderer.legend)
+        try writePictures(pictures, LadderPicture(title: "Merged trace: " + paths.joined(separator: " + "), events: events),
+                          options: options)
         return 0
+    }
+
+    /// `--picture` / `--state-diagram`; says where they went unless the trace is JSON (every
+    /// line of a JSON trace stays JSON).
+    static func writePictures(_ pictures: PictureOptions, _ picture: LadderPicture, options: CommandLineTrace) throws {
+        for line in try pictures.write(picture) where options.format != .json {
+            options.write("EchoClient: \(line)\n")
+        }
     }
 }

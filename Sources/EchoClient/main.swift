@@ -16,9 +16,9 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
     OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
-] + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
+] + PictureOptions.specs + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
@@ -33,6 +33,10 @@ signal(SIGPIPE, SIG_IGN)
 
 do {
     let options = try CommandLineTrace.options(arguments)
+    let pictures = try PictureOptions.options(arguments)
+    if !pictures.isEmpty && !(arguments.has("--demo") || arguments.has("--merge") || arguments.string("--scenario") != nil) {
+        throw UsageError("--picture and --state-diagram go with --demo, --scenario or --merge")
+    }
     var config = EchoClientConfiguration()
     config.host = arguments.string("--host") ?? "127.0.0.1"
     config.port = try arguments.port(default: 7007)
@@ -41,16 +45,16 @@ do {
         config.ioTimeoutSeconds = timeout
     }
     if let name = arguments.string("--scenario") {
-        exit(try ScenarioCommand.run(name: name, arguments: arguments, options: options))
+        exit(try ScenarioCommand.run(name: name, arguments: arguments, options: options, pictures: pictures))
     }
     if arguments.has("--load") {
         exit(try LoadCommand.run(arguments, host: config.host, port: config.port))
     }
     if arguments.has("--merge") {
-        exit(try ClientCommands.merge(paths: arguments.positionals, options: options))
+        exit(try ClientCommands.merge(paths: arguments.positionals, options: options, pictures: pictures))
     }
     if arguments.has("--demo") {
-        exit(try ClientCommands.demo(host: config.host, options: options))
+        exit(try ClientCommands.demo(host: config.host, options: options, pictures: pictures))
     }
     // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
     // 128 + signal. A second signal exits at once.
