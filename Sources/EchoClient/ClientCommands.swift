@@ -65,13 +65,15 @@ enum ClientCommands {
             for event in (collector.events + outcome.events).sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
             sink.flush()
         } else if options.format == .text {
-            let renderer = LadderRenderer(color: options.color)
+            let width = options.path == nil ? TerminalWidth.columns(fd: 2) : nil
+            let renderer = LadderRenderer(color: options.color, width: width)
             var text = "\nBoth sides of one connection, in time order:\n\n"
             text += renderer.render(outcome.events).joined(separator: "\n")
-            text += "\n\n" + LadderRenderer.legend + "\n\nStates each socket passed through ((…) = inferred):\n"
+            text += "\n\n" + LadderRenderer.legend(width: width) + "\n\nStates each socket passed through ((…) = inferred):\n"
             text += LadderRenderer.sequences(outcome.events).map { "  " + $0 }.joined(separator: "\n")
-            text += "\n\nThe client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
-                + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way.\n"
+            let closing = "The client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
+                + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way."
+            text += "\n\n" + (width.map { TextWrap.paragraph(closing, width: $0) } ?? closing) + "\n"
             options.write(text)
         }
         let verdict: LadderPicture.Verdict = outcome.matched
@@ -92,9 +94,9 @@ enum ClientCommands {
                 throw SystemCallError(call: "open", errno: ENOENT, subject: path)
             }
         }
-        let lines = LadderRenderer(color: options.color).render(events)
+        let lines = LadderRenderer(color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)).render(events)
         print(lines.joined(separator: "\n"))
-        print("\n" + LadderRenderer.legend)
+        print("\n" + LadderRenderer.legend(width: TerminalWidth.columns(fd: 1)))
         try writePictures(pictures, LadderPicture(title: "Merged trace: " + paths.joined(separator: " + "), events: events),
                           options: options)
         return 0

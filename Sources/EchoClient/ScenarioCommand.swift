@@ -31,7 +31,7 @@ enum ScenarioCommand {
                 ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).forEach { print($0) }
             case .text:
                 print(ScenarioReport.text(outcome, scenario: scenario, slowMotionLine: status.line(rttMicros: outcome.rttMicros),
-                                          color: options.color && isatty(1) == 1), terminator: "")
+                                          color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)), terminator: "")
             case .off:
                 print(ScenarioReport.verdictText(outcome, scenario: scenario), terminator: "")
             }
