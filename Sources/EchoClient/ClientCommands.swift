@@ -51,13 +51,13 @@ enum ClientCommands {
         }
     }
 
-    static func demo(host: String, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
+    static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         // The note goes with the demo's own events (the timeline is printed at the end).
         let collector = TraceCollector()
         let kernel = options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
         defer { kernel?.stop() }
         if let note = collector.events.first?.cause, options.format == .text { options.write("EchoClient --demo: \(note)\n") }
-        let outcome = try EchoDemo.run(host: host, kernel: kernel) { line in
+        let outcome = try EchoDemo.run(host: host, port: port, kernel: kernel) { line in
             _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
         }
         let sink = try options.makeSink()

@@ -54,7 +54,7 @@ do {
         exit(try ClientCommands.merge(paths: arguments.positionals, options: options, pictures: pictures))
     }
     if arguments.has("--demo") {
-        exit(try ClientCommands.demo(host: config.host, options: options, pictures: pictures))
+        exit(try ClientCommands.demo(host: config.host, port: arguments.string("--port") == nil ? 0 : config.port, options: options, pictures: pictures))
     }
     // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
     // 128 + signal. A second signal exits at once.

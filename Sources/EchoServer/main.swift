@@ -62,6 +62,9 @@ do {
     if trace.format == .off || trace.path != nil {
         SignalSafeOutput.line("\(command): listening on \(address) (\(config.threads) threads)")
     }
+} catch let error as SystemCallError where error.call == "bind" && error.errno == EACCES && config.port < 1024 {
+    SysExits.fail(command, "\(error) (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --port 7007)",
+                  code: SysExits.code(for: error))
 } catch {
     SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
 }
@@ -69,7 +72,25 @@ do {
 // Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
 // second one exits at once.
 let signals = TerminationSignals()
-signals.install(command: command) { _ in server.stop() }
+let drainSeconds = config.drainTimeoutSeconds
+let traceFormat = trace.format
+signals.install(command: command) { _ in
+    // The terminal echoed `^C` without a newline: end that line before anything else prints.
+    if isatty(2) == 1 { SignalSafeOutput.line("") }
+    let open = server.stats.snapshot.open
+    if open > 0 {
+        let drain = drainSeconds
+        let seconds = drain == drain.rounded() ? String(Int(drain)) : String(drain)
+        let message = "draining \(open) connection\(open == 1 ? "" : "s"), up to \(seconds) s; Ctrl-C again to quit"
+        if traceFormat == .json {
+            sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: message))
+            sink.flush()
+        } else {
+            SignalSafeOutput.line("\(command): \(message)")
+        }
+    }
+    server.stop()
+}
 
 do {
     try server.run()
@@ -78,6 +99,14 @@ do {
 }
 tracer.follower.finish()
 kernel?.stop()
-sink.flush()
-SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
+// In JSON mode every line of the trace stream is JSON: the summary is an event there.
+if trace.format == .json {
+    sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info,
+                         cause: "stopped: \(server.stats.snapshot)"))
+    sink.flush()
+    if trace.path != nil { SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)") }
+} else {
+    sink.flush()
+    SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
+}
 exit(0)

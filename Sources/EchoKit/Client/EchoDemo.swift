@@ -16,10 +16,11 @@ public enum EchoDemo {
 
     /// Runs the exchange and returns every trace event of both sides. Echoes go to `output`.
     /// `kernel`: the tracepoint source (`--kernel-trace`), shared by both sides; nil: unprivileged.
-    public static func run(host: String = "127.0.0.1", kernel: TracepointSource? = nil,
+    /// `port`: the server's port (`--demo --port N`); 0 picks a free one.
+    public static func run(host: String = "127.0.0.1", port: UInt16 = 0, kernel: TracepointSource? = nil,
                            output: ([UInt8]) -> Void) throws -> Outcome {
         let collector = TraceCollector()
-        let pair = try InProcessEcho(sink: collector, host: host, kernel: kernel)
+        let pair = try InProcessEcho(sink: collector, host: host, kernel: kernel) { $0.port = port }
         defer { pair.stopServer() }
         var result = EchoClient.ExchangeResult()
         do {
