@@ -3,41 +3,44 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-/// The client's modes, wired from parsed options to SocketKit.
+/// `--expect echo|any`: what the client requires of the peer's reply.
+enum ExpectMode: String, CaseIterable {
+    /// The reply must be the exact echo; anything else exits 1 with a verdict.
+    case echo
+    /// Any request/response peer: send, half-close, print what comes back (escaped) to EOF.
+    case any
+}
+
+/// The client's modes, wired from parsed options to SocketKit. Nothing here exits: results and
+/// errors go back to `CommandExit.run` in main, which finishes the trace session first.
 enum ClientCommands {
-    static func echo(config: EchoClientConfiguration, messages: [String], options: CommandLineTrace,
+    static func echo(config: EchoClientConfiguration, messages: [String], expect: ExpectMode, options: CommandLineTrace,
                      interruption: ClientInterruption? = nil) throws -> Int32 {
         // Resolve first: a bad name is one line on stderr, before any trace starts.
         let addresses = try HostResolver.resolve(config.host, port: config.port)
-        let sink = try options.makeSink()
-        let kernel = options.makeKernelSource(command: "EchoClient", sink: sink, side: .client)
-        let tracer = StateTracer(sink: sink, side: .client, verbose: options.verbose, kernel: kernel)
+        let session = TraceSession(sink: try options.makeSink())
+        session.makeCurrent()
+        let kernel = try options.makeKernelSource(command: "EchoClient", sink: session.sink, side: .client)
+        session.attach(kernel)
+        let tracer = StateTracer(sink: session.sink, side: .client, verbose: options.verbose, kernel: kernel)
+        session.add(tracer)
         let client = EchoClient(configuration: config, tracer: options.format == .off ? nil : tracer)
         client.interruption = interruption
-        defer {
-            tracer.follower.settle(timeoutSeconds: 0.2)
-            tracer.follower.finish()
-            kernel?.stop()
-            sink.flush()
-        }
         try client.connect(toFirstOf: addresses)
+        let comparison: EchoComparison
         do {
             if messages.isEmpty {
-                let result = try client.stream(input: 0, output: 1)
-                if !result.matched {
-                    tracer.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: client.tracker?.conn ?? 1,
-                                                kind: .warning, cause: "echo differs: sent \(result.bytesSent) bytes, received \(result.bytesReceived)"))
-                    return 1
-                }
-                return 0
+                comparison = try client.stream(input: 0, output: 1, expectEcho: expect == .echo).comparison
+            } else if expect == .echo {
+                comparison = try client.exchange(messages: messages) { writeOut($0) }.comparison
+            } else {
+                var last: UInt8?
+                comparison = try client.request(messages: messages) { bytes in
+                    writeOut(Array(ByteEscaping.escapeKeepingLines(bytes).utf8))
+                    last = bytes.last ?? last
+                }.comparison
+                if let last, last != UInt8(ascii: "\n") { writeOut([UInt8(ascii: "\n")]) }
             }
-            let result = try client.exchange(messages: messages) { line in
-                _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-            }
-            if !result.matched {
-                SysExits.fail("EchoClient", "echo differs: sent \(result.bytesSent) bytes, received \(result.bytesReceived)", code: 1)
-            }
-            return 0
         } catch let error as ClientInterrupted {
             // SIGINT/SIGTERM: a clean close (our FIN, then close()), traced like any other.
             client.tracker?.info("\(error): closing the connection")
@@ -49,39 +52,72 @@ enum ClientCommands {
             client.close()
             throw error
         }
+        let verdict = comparison.verdict(expectEcho: expect == .echo)
+        let text = comparison.describe(verdict)
+        var event = client.tracker?.makeEvent(.verdict, cause: text)
+            ?? TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: 1, kind: .verdict, cause: text)
+        event.verdict = verdict
+        event.bytes = Array(comparison.firstBytesReceived)
+        event.byteCount = comparison.received
+        session.conclude(with: event)
+        if !verdict.ok { throw EchoMismatch(verdict: verdict, description: text) }
+        return 0
+    }
+
+    /// stdout carries data only (a failed write there has nowhere better to be reported).
+    private static func writeOut(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
     }
 
     static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
+        let sink = try options.makeSink()
+        let session = TraceSession(sink: sink)
+        session.makeCurrent()
         // The note goes with the demo's own events (the timeline is printed at the end).
         let collector = TraceCollector()
-        let kernel = options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
-        defer { kernel?.stop() }
+        let kernel = try options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
+        session.attach(kernel)
         if let note = collector.events.first?.cause, options.format == .text { options.write("EchoClient --demo: \(note)\n") }
-        let outcome = try EchoDemo.run(host: host, port: port, kernel: kernel) { line in
-            _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        let notes = collector.events.count
+        let outcome: EchoDemo.Outcome
+        do {
+            outcome = try EchoDemo.run(host: host, port: port, kernel: kernel, collector: collector) { writeOut($0) }
+        } catch {
+            // The timeline so far is what explains the failure: show it before the error line.
+            present(collector.events, notes: notes, sink: sink, options: options)
+            throw error
         }
-        let sink = try options.makeSink()
-        if options.format == .json {
-            for event in (collector.events + outcome.events).sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
-            sink.flush()
-        } else if options.format == .text {
-            let width = options.path == nil ? TerminalWidth.columns(fd: 2) : nil
-            let renderer = LadderRenderer(color: options.color, width: width)
-            var text = "\nBoth sides of one connection, in time order:\n\n"
-            text += renderer.render(outcome.events).joined(separator: "\n")
-            text += "\n\n" + LadderRenderer.legend(width: width) + "\n\nStates each socket passed through ((…) = inferred):\n"
-            text += LadderRenderer.sequences(outcome.events).map { "  " + $0 }.joined(separator: "\n")
+        present(collector.events, notes: notes, sink: sink, options: options)
+        if options.format == .text {
             let closing = "The client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
                 + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way."
-            text += "\n\n" + (width.map { TextWrap.paragraph(closing, width: $0) } ?? closing) + "\n"
-            options.write(text)
+            let width = options.path == nil ? TerminalWidth.columns(fd: 2) : nil
+            options.write("\n" + (width.map { TextWrap.paragraph(closing, width: $0) } ?? closing) + "\n")
         }
         let verdict: LadderPicture.Verdict = outcome.matched
             ? .matched("every echo came back; \(outcome.bytesAfterOurFIN) bytes arrived after the client's FIN")
             : .differs("the echo differed")
         try writePictures(pictures, LadderPicture(title: "EchoClient --demo: one connection, the client half-closes first",
-                                                  verdict: verdict, events: outcome.events), options: options)
+                                                  verdict: verdict, events: Array(collector.events.dropFirst(notes))), options: options)
         return outcome.matched ? 0 : 1
+    }
+
+    /// The demo's timeline: JSON events in time order, or the ladder with its state sequences
+    /// (without the first `notes` events, already printed as text).
+    private static func present(_ all: [TraceEvent], notes: Int, sink: TraceSink, options: CommandLineTrace) {
+        let events = options.format == .json ? all : Array(all.dropFirst(notes))
+        if options.format == .json {
+            for event in events.sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
+            sink.flush()
+        } else if options.format == .text {
+            let width = options.path == nil ? TerminalWidth.columns(fd: 2) : nil
+            let renderer = LadderRenderer(color: options.color, width: width)
+            var text = "\nBoth sides of one connection, in time order:\n\n"
+            text += renderer.render(events).joined(separator: "\n")
+            text += "\n\n" + LadderRenderer.legend(width: width) + "\n\nStates each socket passed through ((…) = inferred):\n"
+            text += LadderRenderer.sequences(events).map { "  " + $0 }.joined(separator: "\n") + "\n"
+            options.write(text)
+        }
     }
 
     static func merge(paths: [String], options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {

@@ -75,7 +75,7 @@ enum ScenarioCommand {
             }
         }
         if mode == .on && !status.active {
-            SysExits.fail("EchoClient", "slow motion unavailable: \(status.note) (try --slow-motion auto or off)", code: SysExits.unavailable)
+            throw CommandFailure("slow motion unavailable: \(status.note) (try --slow-motion auto or off)", exitStatus: SysExits.unavailable)
         }
         return status
     }

@@ -11,7 +11,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
 ] + OptionSpec.traceOptions(verboseHelp: "also trace syscalls and the bytes echoed (escaped)") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
-    OptionSpec("--threads", value: "N", help: "event loops, one SO_REUSEPORT listener each (default: number of cores)"),
+    OptionSpec("--threads", value: "N", help: "event loops (default: one per CPU this process may use: affinity mask, cgroup quota)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
     OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
     OptionSpec("--idle-timeout", value: "SECONDS", help: "close connections idle this long (default: never)"),
@@ -35,7 +35,7 @@ do {
     trace = try CommandLineTrace.options(arguments)
     config.host = arguments.string("--host") ?? "127.0.0.1"
     config.port = try arguments.port(default: 7007)
-    config.threads = try arguments.integer("--threads", range: 1...256) ?? config.threads
+    if let threads = try arguments.integer("--threads", range: 1...256) { config.setThreads(threads) }
     config.backlog = Int32(try arguments.integer("--backlog", range: 0...65535) ?? Int(config.backlog))
     config.maxConnections = try arguments.integer("--max-connections", range: 1...10_000_000) ?? config.maxConnections
     config.idleTimeoutSeconds = try arguments.seconds("--idle-timeout")
@@ -44,69 +44,61 @@ do {
     SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
 }
 
-let sink: TraceWriter
-do {
-    sink = try trace.makeSink()
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.cantCreate)
-}
-// The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
-// emitted only once bind() succeeded (a busy port stays a one-line error).
-let (kernel, kernelNote) = trace.openKernelSource(command: command, sink: sink, side: .server)
-let tracer = StateTracer(sink: sink, side: .server, verbose: trace.verbose,
-                         closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
-let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
-do {
-    let address = try server.bind()
-    if let kernelNote { sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
+// The one way out: CommandExit finishes the trace session (followers, kernel source, sink)
+// before the last stderr line and exit(), whether the run ends in a summary or an error.
+CommandExit.run(command) {
+    let session = TraceSession(sink: try trace.makeSink())
+    session.makeCurrent()
+    // The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
+    // emitted only once bind() succeeded (a busy port stays a one-line error).
+    let (kernel, kernelNote) = try trace.openKernelSource(command: command, sink: session.sink, side: .server)
+    session.attach(kernel)
+    let tracer = StateTracer(sink: session.sink, side: .server, verbose: trace.verbose,
+                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
+    session.add(tracer)
+    let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
+    let address: SocketAddress
+    do {
+        address = try server.bind()
+    } catch let error as SystemCallError where error.call == "bind" && error.errno == EACCES && config.port < 1024 {
+        SysExits.fail(command, "\(error) (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --port 7007)",
+                      code: SysExits.code(for: error))
+    }
+    if let kernelNote { session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
     if trace.format == .off || trace.path != nil {
-        SignalSafeOutput.line("\(command): listening on \(address) (\(config.threads) threads)")
+        SignalSafeOutput.line("\(command): listening on \(address) (\(config.loopSizing))")
     }
-} catch let error as SystemCallError where error.call == "bind" && error.errno == EACCES && config.port < 1024 {
-    SysExits.fail(command, "\(error) (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --port 7007)",
-                  code: SysExits.code(for: error))
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
-}
-
-// Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
-// second one exits at once.
-let signals = TerminationSignals()
-let drainSeconds = config.drainTimeoutSeconds
-let traceFormat = trace.format
-signals.install(command: command) { _ in
-    // The terminal echoed `^C` without a newline: end that line before anything else prints.
-    if isatty(2) == 1 { SignalSafeOutput.line("") }
-    let open = server.stats.snapshot.open
-    if open > 0 {
-        let drain = drainSeconds
-        let seconds = drain == drain.rounded() ? String(Int(drain)) : String(drain)
-        let message = "draining \(open) connection\(open == 1 ? "" : "s"), up to \(seconds) s; Ctrl-C again to quit"
-        if traceFormat == .json {
-            sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: message))
-            sink.flush()
-        } else {
-            SignalSafeOutput.line("\(command): \(message)")
+    // Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
+    // second one exits at once (the session's exit handler still writes the trace out).
+    let signals = TerminationSignals()
+    let drainSeconds = config.drainTimeoutSeconds
+    let traceFormat = trace.format
+    let sink = session.sink
+    signals.install(command: command) { _ in
+        // The terminal echoed `^C` without a newline: end that line before anything else prints.
+        if isatty(2) == 1 { SignalSafeOutput.line("") }
+        let open = server.stats.snapshot.open
+        if open > 0 {
+            let seconds = drainSeconds == drainSeconds.rounded() ? String(Int(drainSeconds)) : String(drainSeconds)
+            let message = "draining \(open) connection\(open == 1 ? "" : "s"), up to \(seconds) s; Ctrl-C again to quit"
+            if traceFormat == .json {
+                sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: message))
+                sink.flush()
+            } else {
+                SignalSafeOutput.line("\(command): \(message)")
+            }
         }
+        server.stop()
     }
-    server.stop()
+    try withExtendedLifetime(signals) { try server.run() }
+    // In JSON mode every line of the trace stream is JSON: the summary is an event there.
+    if trace.format == .json {
+        session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info,
+                                     cause: "stopped: \(server.stats.snapshot)"))
+    }
+    session.finish()
+    if trace.format != .json || trace.path != nil {
+        SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
+    }
+    return 0
 }
-
-do {
-    try server.run()
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
-}
-tracer.follower.finish()
-kernel?.stop()
-// In JSON mode every line of the trace stream is JSON: the summary is an event there.
-if trace.format == .json {
-    sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info,
-                         cause: "stopped: \(server.stats.snapshot)"))
-    sink.flush()
-    if trace.path != nil { SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)") }
-} else {
-    sink.flush()
-    SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
-}
-exit(0)

@@ -170,10 +170,11 @@ public final class EchoClient: @unchecked Sendable {
     /// Half-close: our FIN goes out, the fd stays open to read the rest. C: `shutdown(SHUT_WR)`.
     public func halfClose() throws {
         guard let socket else { return }
-        tracker?.willSendFIN()
-        try socket.shutdown(.write)
-        tracker?.noteOurFIN()
-        tracker?.observe(socket, cause: "shutdown(SHUT_WR): our FIN sent")
+        // A peer that replies and closes (not an echo server) may have its FIN queued unread:
+        // read the state first, or the close would be inferred as ours (FIN_WAIT_1...) when it
+        // is the passive one (CLOSE_WAIT → LAST_ACK).
+        if tracker?.observe(socket, cause: "read before shutdown(SHUT_WR)") == .closeWait { tracker?.notePeerFIN() }
+        try socket.sendFIN(tracedBy: tracker, cause: "shutdown(SHUT_WR): our FIN sent")
     }
 
     /// Records a failure against the trace, reading the state it left behind.

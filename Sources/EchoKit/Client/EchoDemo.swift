@@ -16,10 +16,10 @@ public enum EchoDemo {
 
     /// Runs the exchange and returns every trace event of both sides. Echoes go to `output`.
     /// `kernel`: the tracepoint source (`--kernel-trace`), shared by both sides; nil: unprivileged.
+    /// `collector`: where both sides' events go (the caller's, to show them even on failure).
     /// `port`: the server's port (`--demo --port N`); 0 picks a free one.
     public static func run(host: String = "127.0.0.1", port: UInt16 = 0, kernel: TracepointSource? = nil,
-                           output: ([UInt8]) -> Void) throws -> Outcome {
-        let collector = TraceCollector()
+                           collector: TraceCollector = TraceCollector(), output: ([UInt8]) -> Void) throws -> Outcome {
         let pair = try InProcessEcho(sink: collector, host: host, kernel: kernel) { $0.port = port }
         defer { pair.stopServer() }
         var result = EchoClient.ExchangeResult()

@@ -196,10 +196,8 @@ public final class LabRun {
 
     public func shutdownWrite(_ endpoint: LabEndpoint) throws {
         notePendingFIN(endpoint)
-        endpoint.tracker.noteOurFIN()
-        try endpoint.socket.shutdown(.write)
         endpoint.tracker.info("shutdown(SHUT_WR) sends a FIN")
-        endpoint.tracker.observe(endpoint.socket, cause: "after shutdown(SHUT_WR)")
+        try endpoint.socket.sendFIN(tracedBy: endpoint.tracker, cause: "after shutdown(SHUT_WR)")
     }
 
     /// Reads the state just before our FIN: if the peer's FIN is already in (CLOSE_WAIT), the

@@ -25,6 +25,11 @@ extension TraceEvent {
         unexpected = object["unexpected"]?.bool ?? false
         timerMs = object["timer_ms"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
         errno = object["errno"]?.int.map(Int32.init(truncatingIfNeeded:))
+        byteCount = object["bytes"]?.int
+        if let outcome = object["verdict"]?.string.flatMap(ExchangeVerdict.Outcome.init(rawValue:)) {
+            verdict = ExchangeVerdict(outcome: outcome, sent: object["sent"]?.int ?? 0, received: object["received"]?.int ?? 0,
+                                      firstDifference: object["first_difference"]?.int)
+        }
     }
 
     /// Every event of a JSON Lines file, skipping lines that are not events. C: `open`/`read`.

@@ -22,6 +22,8 @@ public enum TraceSide: String, Sendable, Codable {
 public struct TraceEvent: Sendable, Equatable {
     public enum Kind: String, Sendable, Codable {
         case state, warning, error, syscall, data, info
+        /// The last event of a client exchange: what went out, what came back (`verdict`).
+        case verdict
     }
 
     /// CLOCK_MONOTONIC ns: when it was observed (or, for tracepoint events, when the kernel did it).
@@ -51,6 +53,9 @@ public struct TraceEvent: Sendable, Equatable {
     /// Data events: the bytes (escaped when rendered) and their count.
     public var bytes: [UInt8]?
     public var byteCount: Int?
+    /// Verdict events: sent/received counts, first difference, outcome. `bytes` then holds the
+    /// first bytes that came back.
+    public var verdict: ExchangeVerdict?
 
     public init(
         timestampNs: UInt64, wallNs: Int64 = MonotonicClock.wallNow(), side: TraceSide,

@@ -86,6 +86,7 @@ public struct LadderRenderer: Sendable {
         case .warning: return "⚠ #\(event.conn) warning"
         case .error: return "✗ #\(event.conn) \(event.errno.map { Errno.name($0) } ?? "error")"
         case .info: return "· #\(event.conn) note"
+        case .verdict: return "= #\(event.conn) \(event.verdict?.outcome.rawValue ?? "verdict")"
         case .data, .syscall: return "  #\(event.conn) \(event.kind.rawValue)"
         }
     }

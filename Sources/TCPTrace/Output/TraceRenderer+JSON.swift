@@ -28,6 +28,10 @@ public enum JSONTraceRenderer {
         field(&out, "bytes", e.byteCount.map { String($0) } ?? "null")
         field(&out, "data", e.bytes.map { quoted(ByteEscaping.escape($0, limit: 256)) } ?? "null")
         field(&out, "tcp_info", e.info.map(info) ?? "null")
+        field(&out, "verdict", e.verdict.map { quoted($0.outcome.rawValue) } ?? "null")
+        field(&out, "sent", e.verdict.map { String($0.sent) } ?? "null")
+        field(&out, "received", e.verdict.map { String($0.received) } ?? "null")
+        field(&out, "first_difference", e.verdict?.firstDifference.map { String($0) } ?? "null")
         out += "}"
         return out
     }

@@ -92,6 +92,7 @@ public struct TextTraceRenderer: Sendable {
         switch e.kind {
         case .warning: return TextWrap.words("WARNING " + e.cause, "33")
         case .error: return TextWrap.words(Self.errorText(e), "31")
+        case .verdict: return TextWrap.words("VERDICT " + e.cause, e.verdict?.ok == true ? "32" : "31")
         case .data:
             var words = [TextWrap.Word("DATA", "36")] + TextWrap.words(e.cause)
             if let bytes = e.bytes { words.append(TextWrap.Word("\"" + ByteEscaping.escape(bytes, limit: 80) + "\"")) }
@@ -132,6 +133,8 @@ public struct TextTraceRenderer: Sendable {
         case .data:
             line += paint("DATA ", "36") + e.cause
             if let bytes = e.bytes { line += " \"" + ByteEscaping.escape(bytes, limit: 80) + "\"" }
+        case .verdict:
+            line += paint("VERDICT " + e.cause, e.verdict?.ok == true ? "32" : "31")
         case .syscall, .info:
             line += e.cause
         }
