@@ -73,7 +73,7 @@ enum ClientCommands {
         _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
     }
 
-    static func demo(host: String, options: CommandLineTrace, wire: WireOption) throws -> Int32 {
+    static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions, wire: WireOption) throws -> Int32 {
         let sink = try options.makeSink()
         let session = TraceSession(sink: sink)
         session.makeCurrent()
@@ -86,7 +86,7 @@ enum ClientCommands {
         let notes = collector.events.count
         let outcome: EchoDemo.Outcome
         do {
-            outcome = try EchoDemo.run(host: host, kernel: kernel, collector: collector, wire: wire.active,
+            outcome = try EchoDemo.run(host: host, port: port, kernel: kernel, collector: collector, wire: wire.active,
                                        pcapPath: wire.pcapPath) { writeOut($0) }
         } catch {
             // The timeline so far is what explains the failure: show it before the error line.
@@ -94,12 +94,20 @@ enum ClientCommands {
             throw error
         }
         // With the wire, the outcome's events hold the segments too, states stamped with them.
-        present(outcome.wireSummary == nil ? collector.events : outcome.events, notes: notes, sink: sink, options: options,
-                wireSummary: outcome.wireSummary)
+        // The notes are stamped before the demo starts: still first after the wire's join.
+        let timeline = outcome.wireSummary == nil ? collector.events : outcome.events
+        present(timeline, notes: notes, sink: sink, options: options, wireSummary: outcome.wireSummary)
         if options.format == .text {
-            options.write("\nThe client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
-                + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way.\n")
+            let closing = "The client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
+                + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way."
+            let width = options.path == nil ? TerminalWidth.columns(fd: 2) : nil
+            options.write("\n" + (width.map { TextWrap.paragraph(closing, width: $0) } ?? closing) + "\n")
         }
+        let verdict: LadderPicture.Verdict = outcome.matched
+            ? .matched("every echo came back; \(outcome.bytesAfterOurFIN) bytes arrived after the client's FIN")
+            : .differs("the echo differed")
+        try writePictures(pictures, LadderPicture(title: "EchoClient --demo: one connection, the client half-closes first",
+                                                  verdict: verdict, timeline: Array(timeline.dropFirst(notes))), options: options)
         return outcome.matched ? 0 : 1
     }
 
@@ -107,16 +115,16 @@ enum ClientCommands {
     /// (without the first `notes` events, already printed as text).
     private static func present(_ all: [TraceEvent], notes: Int, sink: TraceSink, options: CommandLineTrace,
                                 wireSummary: String? = nil) {
-        // The notes are stamped before the demo starts: first in time, also after the wire's join.
         let events = options.format == .json ? all : Array(all.dropFirst(notes))
         if options.format == .json {
             for event in events.sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
             sink.flush()
         } else if options.format == .text {
-            let renderer = LadderRenderer(color: options.color)
+            let width = options.path == nil ? TerminalWidth.columns(fd: 2) : nil
+            let renderer = LadderRenderer(color: options.color, width: width)
             var text = "\nBoth sides of one connection, in time order:\n\n"
             text += renderer.render(events).joined(separator: "\n")
-            text += "\n\n" + LadderRenderer.legend + "\n"
+            text += "\n\n" + LadderRenderer.legend(width: width) + "\n"
             if let wireSummary { text += LadderRenderer.wireLegend + "\n" + wireSummary + "\n" }
             text += "\nStates each socket passed through ((…) = inferred):\n"
             text += LadderRenderer.sequences(events).map { "  " + $0 }.joined(separator: "\n") + "\n"
@@ -124,7 +132,7 @@ enum ClientCommands {
         }
     }
 
-    static func merge(paths: [String], options: CommandLineTrace) throws -> Int32 {
+    static func merge(paths: [String], options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         guard !paths.isEmpty else { throw UsageError("--merge needs one or more JSON trace files") }
         var events: [TraceEvent] = []
         for path in paths {
@@ -135,10 +143,20 @@ enum ClientCommands {
             }
         }
         events = WireMerge.join(events)
-        let lines = LadderRenderer(color: options.color).render(events)
+        let lines = LadderRenderer(color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)).render(events)
         print(lines.joined(separator: "\n"))
-        print("\n" + LadderRenderer.legend)
+        print("\n" + LadderRenderer.legend(width: TerminalWidth.columns(fd: 1)))
         if events.contains(where: { $0.kind == .segment }) { print(LadderRenderer.wireLegend) }
+        try writePictures(pictures, LadderPicture(title: "Merged trace: " + paths.joined(separator: " + "), timeline: events),
+                          options: options)
         return 0
+    }
+
+    /// `--picture` / `--state-diagram`; says where they went unless the trace is JSON (every
+    /// line of a JSON trace stays JSON).
+    static func writePictures(_ pictures: PictureOptions, _ picture: LadderPicture, options: CommandLineTrace) throws {
+        for line in try pictures.write(picture) where options.format != .json {
+            options.write("EchoClient: \(line)\n")
+        }
     }
 }

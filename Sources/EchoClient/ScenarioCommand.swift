@@ -3,9 +3,9 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-/// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N] [--wire auto|on|off] [--pcap FILE]`.
+/// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
 enum ScenarioCommand {
-    static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace) throws -> Int32 {
+    static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         if name == "list" {
             let width = ScenarioCatalog.names.map(\.count).max() ?? 0
             for scenario in ScenarioCatalog.all {
@@ -33,14 +33,19 @@ enum ScenarioCommand {
             case .json:
                 ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).forEach { print($0) }
             case .text:
-                print(ScenarioReport.text(outcome, scenario: scenario,
-                                          slowMotionLine: status.line(rttMicros: outcome.rttMicros) + "\n" + wire.line,
-                                          color: options.color && isatty(1) == 1), terminator: "")
+                print(ScenarioReport.text(outcome, scenario: scenario, slowMotionLine: status.line(rttMicros: outcome.rttMicros) + "\n" + wire.line,
+                                          color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)), terminator: "")
             case .off:
                 print(ScenarioReport.verdictText(outcome, scenario: scenario), terminator: "")
             }
+            let tries = "\(outcome.tries) \(outcome.tries == 1 ? "try" : "tries")"
+            let verdict: LadderPicture.Verdict = outcome.verdict.ok ? .matched("MATCHED after \(tries)")
+                : .differs("DID NOT MATCH after \(tries)")
+            let picture = LadderPicture(title: "Scenario \(scenario.name): \(scenario.summary)", verdict: verdict, timeline: outcome.events)
+            try ClientCommands.writePictures(pictures, picture, options: options)
             return outcome.verdict.ok ? 0 : 1
         }
+        if !pictures.isEmpty { throw UsageError("--picture and --state-diagram draw one run: leave out --repeat") }
         var table = FidelityTable(scenario: scenario.name)
         var rtt: UInt32?
         for run in 1...runs {

@@ -17,9 +17,9 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
     OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
-] + WireOption.options + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
+] + PictureOptions.specs + WireOption.options + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--wire auto|on|off] [--pcap FILE] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--wire auto|on|off] [--pcap FILE] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
@@ -39,6 +39,10 @@ signal(SIGPIPE, SIG_IGN)
 // session (sink, kernel source, followers, verdict) before the last line and exit().
 CommandExit.run(command, settleSeconds: 0.2) {
     let options = try CommandLineTrace.options(arguments)
+    let pictures = try PictureOptions.options(arguments)
+    if !pictures.isEmpty && !(arguments.has("--demo") || arguments.has("--merge") || arguments.string("--scenario") != nil) {
+        throw UsageError("--picture and --state-diagram go with --demo, --scenario or --merge")
+    }
     var config = EchoClientConfiguration()
     config.host = arguments.string("--host") ?? "127.0.0.1"
     config.port = try arguments.port(default: 7007)
@@ -48,18 +52,19 @@ CommandExit.run(command, settleSeconds: 0.2) {
     }
     let expect: ExpectMode = try arguments.choice("--expect", default: .echo)
     if let name = arguments.string("--scenario") {
-        return try ScenarioCommand.run(name: name, arguments: arguments, options: options)
+        return try ScenarioCommand.run(name: name, arguments: arguments, options: options, pictures: pictures)
     }
     if arguments.has("--load") {
         return try LoadCommand.run(arguments, host: config.host, port: config.port)
     }
     if arguments.has("--merge") {
-        return try ClientCommands.merge(paths: arguments.positionals, options: options)
+        return try ClientCommands.merge(paths: arguments.positionals, options: options, pictures: pictures)
     }
     if arguments.has("--demo") {
         let wire = try WireOption.parse(arguments, defaultMode: .auto)
             .resolve(command: command, arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: false)
-        return try ClientCommands.demo(host: config.host, options: options, wire: wire)
+        return try ClientCommands.demo(host: config.host, port: arguments.string("--port") == nil ? 0 : config.port, options: options,
+                                       pictures: pictures, wire: wire)
     }
     // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
     // 128 + signal. A second signal exits at once (the session's exit handler still flushes).

@@ -60,7 +60,13 @@ CommandExit.run(command) {
                              closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
     session.add(tracer)
     let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
-    let address = try server.bind()
+    let address: SocketAddress
+    do {
+        address = try server.bind()
+    } catch let error as SystemCallError where error.call == "bind" && error.errno == EACCES && config.port < 1024 {
+        SysExits.fail(command, "\(error) (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --port 7007)",
+                      code: SysExits.code(for: error))
+    }
     if let kernelNote { session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
     session.attach(try wire.startLive(command: command, side: .server, serverPort: address.port, sink: session.sink,
                                       local: address, peer: nil), side: .server)
@@ -70,9 +76,34 @@ CommandExit.run(command) {
     // Signals arrive on a dispatch queue, never in a handler: the first stops gracefully, a
     // second one exits at once (the session's exit handler still writes the trace out).
     let signals = TerminationSignals()
-    signals.install(command: command) { _ in server.stop() }
+    let drainSeconds = config.drainTimeoutSeconds
+    let traceFormat = trace.format
+    let sink = session.sink
+    signals.install(command: command) { _ in
+        // The terminal echoed `^C` without a newline: end that line before anything else prints.
+        if isatty(2) == 1 { SignalSafeOutput.line("") }
+        let open = server.stats.snapshot.open
+        if open > 0 {
+            let seconds = drainSeconds == drainSeconds.rounded() ? String(Int(drainSeconds)) : String(drainSeconds)
+            let message = "draining \(open) connection\(open == 1 ? "" : "s"), up to \(seconds) s; Ctrl-C again to quit"
+            if traceFormat == .json {
+                sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: message))
+                sink.flush()
+            } else {
+                SignalSafeOutput.line("\(command): \(message)")
+            }
+        }
+        server.stop()
+    }
     try withExtendedLifetime(signals) { try server.run() }
+    // In JSON mode every line of the trace stream is JSON: the summary is an event there.
+    if trace.format == .json {
+        session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info,
+                                     cause: "stopped: \(server.stats.snapshot)"))
+    }
     session.finish()
-    SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
+    if trace.format != .json || trace.path != nil {
+        SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
+    }
     return 0
 }

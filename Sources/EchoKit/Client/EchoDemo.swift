@@ -19,10 +19,12 @@ public enum EchoDemo {
     /// Runs the exchange and returns every trace event of both sides. Echoes go to `output`.
     /// `kernel`: the tracepoint source (`--kernel-trace`), shared by both sides; nil: unprivileged.
     /// `collector`: where both sides' events go (the caller's, to show them even on failure).
+    /// `port`: the server's port (`--demo --port N`); 0 picks a free one.
     /// `wire`: capture the connection's segments (the caller checked it may); `pcapPath`: write them.
-    public static func run(host: String = "127.0.0.1", kernel: TracepointSource? = nil, collector: TraceCollector = TraceCollector(),
-                           wire: Bool = false, pcapPath: String? = nil, output: ([UInt8]) -> Void) throws -> Outcome {
-        let pair = try InProcessEcho(sink: collector, host: host, kernel: kernel)
+    public static func run(host: String = "127.0.0.1", port: UInt16 = 0, kernel: TracepointSource? = nil,
+                           collector: TraceCollector = TraceCollector(), wire: Bool = false, pcapPath: String? = nil,
+                           output: ([UInt8]) -> Void) throws -> Outcome {
+        let pair = try InProcessEcho(sink: collector, host: host, kernel: kernel) { $0.port = port }
         defer { pair.stopServer() }
         // Opened before connect(): the SYN must not pass before the filter names the port.
         let capture = wire ? try WireTracer(ports: [pair.client.configuration.port]) : nil

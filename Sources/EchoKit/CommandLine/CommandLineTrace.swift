@@ -47,7 +47,7 @@ public struct CommandLineTrace: Sendable {
         if let path {
             return try TraceWriter.file(path: path, format: format)
         }
-        return TraceWriter(format: format, fd: 2, color: color, immediate: isatty(2) == 1)
+        return TraceWriter(format: format, fd: 2, color: color, immediate: isatty(2) == 1, width: TerminalWidth.columns(fd: 2))
     }
 
     /// Writes plain text to where the trace goes.

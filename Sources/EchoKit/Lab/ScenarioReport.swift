@@ -5,10 +5,10 @@ import TCPTrace
 /// (text), or every event as JSON Lines ending with one `scenario` object (json).
 public enum ScenarioReport {
     public static func text(_ outcome: ScenarioOutcome, scenario: any LabScenario, slowMotionLine: String,
-                            color: Bool) -> String {
+                            color: Bool, width: Int? = nil) -> String {
         var out = "Scenario \(scenario.name): \(scenario.summary)\n\(slowMotionLine)\n\n"
-        out += LadderRenderer(color: color).render(outcome.events).joined(separator: "\n")
-        out += "\n\n" + LadderRenderer.legend + "\n"
+        out += LadderRenderer(color: color, width: width).render(outcome.events).joined(separator: "\n")
+        out += "\n\n" + LadderRenderer.legend(width: width) + "\n"
         if let wire = outcome.wireSummary { out += LadderRenderer.wireLegend + "\n" + wire + "\n" }
         out += "\n" + verdictText(outcome, scenario: scenario)
         out += "\nWhat happened: " + scenario.explanation(slowMotion: outcome.slowMotion) + "\n"

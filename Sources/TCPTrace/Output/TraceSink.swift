@@ -41,13 +41,15 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
     public let format: TraceFormat
     private let core: TraceWriterCore
 
+    /// - Parameter width: the terminal's columns, to fit text lines to it; nil (pipes, files)
+    ///   keeps one full line per event. JSON ignores it.
     public init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool = false, color: Bool, immediate: Bool,
                 baseNs: UInt64 = MonotonicClock.now(), capacity: Int = 16_384, byteBudget: Int = 1 << 20,
-                flushTimeoutSeconds: Double = 5, side: TraceSide = .server) {
+                flushTimeoutSeconds: Double = 5, side: TraceSide = .server, width: Int? = nil) {
         self.format = format
         core = TraceWriterCore(format: format, fd: fd, ownsDescriptor: ownsDescriptor, color: color,
                                immediate: immediate, baseNs: baseNs, capacity: capacity, byteBudget: byteBudget,
-                               flushTimeoutSeconds: flushTimeoutSeconds, side: side)
+                               flushTimeoutSeconds: flushTimeoutSeconds, side: side, width: width)
     }
 
     /// Opens (creating or truncating) a trace file. C: `open(2)`.
@@ -106,7 +108,7 @@ final class TraceWriterCore: @unchecked Sendable {
     private var thread: ThreadHandle?
 
     init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool, color: Bool, immediate: Bool,
-         baseNs: UInt64, capacity: Int, byteBudget: Int, flushTimeoutSeconds: Double, side: TraceSide) {
+         baseNs: UInt64, capacity: Int, byteBudget: Int, flushTimeoutSeconds: Double, side: TraceSide, width: Int?) {
         self.format = format
         self.fd = fd
         self.ownsDescriptor = ownsDescriptor
@@ -115,7 +117,7 @@ final class TraceWriterCore: @unchecked Sendable {
         self.byteBudget = max(Self.footprint, byteBudget)
         self.flushTimeoutSeconds = flushTimeoutSeconds
         self.side = side
-        text = TextTraceRenderer(baseNs: baseNs, color: color)
+        text = TextTraceRenderer(baseNs: baseNs, color: color, width: width)
         pthread_mutex_init(lock, nil)
         pthread_cond_init(wake, nil)
         pthread_cond_init(done, nil)
@@ -256,7 +258,7 @@ final class TraceWriterCore: @unchecked Sendable {
     }
 
     private func render(_ event: TraceEvent) {
-        let line = format == .json ? JSONTraceRenderer.render(event) : text.render(event)
+        let line = format == .json ? JSONTraceRenderer.render(event) : text.fitted(event)
         out.append(contentsOf: line.utf8)
         out.append(UInt8(ascii: "\n"))
     }
