@@ -13,7 +13,8 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
     OptionSpec("--expect", value: "echo|any", help: "echo (default): the reply must be the echo, else exit 1 with a verdict; any: send, half-close, print what comes back (escaped) until the peer closes, exit 0"),
     OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
-    OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder"),
+    OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder: the connections seen from both ends (client and server addresses swapped), or all when none pair"),
+    OptionSpec("--merge-all", help: "with --merge: every connection in the files, paired or not (listeners too)"),
     OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
     OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
@@ -57,8 +58,9 @@ CommandExit.run(command, settleSeconds: 0.2) {
     if arguments.has("--load") {
         return try LoadCommand.run(arguments, host: config.host, port: config.port)
     }
+    if arguments.has("--merge-all") && !arguments.has("--merge") { throw UsageError("--merge-all goes with --merge") }
     if arguments.has("--merge") {
-        return try ClientCommands.merge(paths: arguments.positionals, options: options, pictures: pictures)
+        return try ClientCommands.merge(paths: arguments.positionals, all: arguments.has("--merge-all"), options: options, pictures: pictures)
     }
     if arguments.has("--demo") {
         return try ClientCommands.demo(host: config.host, port: arguments.string("--port") == nil ? 0 : config.port, options: options, pictures: pictures)
