@@ -9,7 +9,7 @@ let command = "EchoClient"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "server address: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "server port (default 7007)"),
-] + OptionSpec.traceOptions(verboseHelp: "also trace each syscall and the bytes sent/received (escaped)") + [
+] + OptionSpec.traceOptions(verboseHelp: "also trace each connect, send, recv, shutdown and close (syscall events) and the bytes sent/received (escaped)") + [
     OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
     OptionSpec("--expect", value: "echo|any", help: "echo (default): the reply must be the echo, else exit 1 with a verdict; any: send, half-close, print what comes back (escaped) until the peer closes, exit 0"),
     OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
@@ -20,7 +20,7 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
 ] + PictureOptions.specs + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--merge [--merge-all] FILE...] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--threads N] [--report text|json] [--timeout SECONDS] [--host ADDR] [--port N]"
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
