@@ -31,3 +31,8 @@ _Static_assert(offsetof(CSocketKit_tcp_info, tcpi_bytes_acked) == 120, "tcp_info
 _Static_assert(offsetof(CSocketKit_tcp_info, tcpi_snd_wnd) == 228, "tcp_info layout");
 _Static_assert(offsetof(CSocketKit_tcp_info, tcpi_total_rto_time) == 244, "tcp_info layout");
 _Static_assert(sizeof(struct epoll_event) == 12, "packed epoll_event on x86_64");
+
+// Wire capture: the classic BPF instruction and PACKET_STATISTICS layouts (linux/filter.h,
+// linux/if_packet.h) that Swift fills field by field.
+_Static_assert(sizeof(struct sock_filter) == 8, "sock_filter layout");
+_Static_assert(sizeof(struct tpacket_stats) == 8, "tpacket_stats layout");

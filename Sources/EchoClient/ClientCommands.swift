@@ -15,7 +15,7 @@ enum ExpectMode: String, CaseIterable {
 /// errors go back to `CommandExit.run` in main, which finishes the trace session first.
 enum ClientCommands {
     static func echo(config: EchoClientConfiguration, messages: [String], expect: ExpectMode, options: CommandLineTrace,
-                     interruption: ClientInterruption? = nil) throws -> Int32 {
+                     wire: WireOption, interruption: ClientInterruption? = nil) throws -> Int32 {
         // Resolve first: a bad name is one line on stderr, before any trace starts.
         let addresses = try HostResolver.resolve(config.host, port: config.port)
         let session = TraceSession(sink: try options.makeSink())
@@ -24,6 +24,10 @@ enum ClientCommands {
         session.attach(kernel)
         let tracer = StateTracer(sink: session.sink, side: .client, verbose: options.verbose, kernel: kernel)
         session.add(tracer)
+        // Started before connect(): the SYN must pass a filter that already names the port.
+        session.attach(try wire.startLive(command: "EchoClient", side: .client, serverPort: config.port, sink: session.sink,
+                                          local: addresses.first.flatMap(WireInterface.sourceAddress(toward:)), peer: addresses.first),
+                       side: .client)
         let client = EchoClient(configuration: config, tracer: options.format == .off ? nil : tracer)
         client.interruption = interruption
         try client.connect(toFirstOf: addresses)
@@ -69,7 +73,7 @@ enum ClientCommands {
         _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
     }
 
-    static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
+    static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions, wire: WireOption) throws -> Int32 {
         let sink = try options.makeSink()
         let session = TraceSession(sink: sink)
         session.makeCurrent()
@@ -78,16 +82,21 @@ enum ClientCommands {
         let kernel = try options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
         session.attach(kernel)
         if let note = collector.events.first?.cause, options.format == .text { options.write("EchoClient --demo: \(note)\n") }
+        if options.format == .text { options.write("EchoClient --demo: \(wire.line)\n") }
         let notes = collector.events.count
         let outcome: EchoDemo.Outcome
         do {
-            outcome = try EchoDemo.run(host: host, port: port, kernel: kernel, collector: collector) { writeOut($0) }
+            outcome = try EchoDemo.run(host: host, port: port, kernel: kernel, collector: collector, wire: wire.active,
+                                       pcapPath: wire.pcapPath) { writeOut($0) }
         } catch {
             // The timeline so far is what explains the failure: show it before the error line.
             present(collector.events, notes: notes, sink: sink, options: options)
             throw error
         }
-        present(collector.events, notes: notes, sink: sink, options: options)
+        // With the wire, the outcome's events hold the segments too, states stamped with them.
+        // The notes are stamped before the demo starts: still first after the wire's join.
+        let timeline = outcome.wireSummary == nil ? collector.events : outcome.events
+        present(timeline, notes: notes, sink: sink, options: options, wireSummary: outcome.wireSummary)
         if options.format == .text {
             let closing = "The client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
                 + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way."
@@ -98,13 +107,14 @@ enum ClientCommands {
             ? .matched("every echo came back; \(outcome.bytesAfterOurFIN) bytes arrived after the client's FIN")
             : .differs("the echo differed")
         try writePictures(pictures, LadderPicture(title: "EchoClient --demo: one connection, the client half-closes first",
-                                                  verdict: verdict, events: Array(collector.events.dropFirst(notes))), options: options)
+                                                  verdict: verdict, timeline: Array(timeline.dropFirst(notes))), options: options)
         return outcome.matched ? 0 : 1
     }
 
     /// The demo's timeline: JSON events in time order, or the ladder with its state sequences
     /// (without the first `notes` events, already printed as text).
-    private static func present(_ all: [TraceEvent], notes: Int, sink: TraceSink, options: CommandLineTrace) {
+    private static func present(_ all: [TraceEvent], notes: Int, sink: TraceSink, options: CommandLineTrace,
+                                wireSummary: String? = nil) {
         let events = options.format == .json ? all : Array(all.dropFirst(notes))
         if options.format == .json {
             for event in events.sorted(by: { $0.timestampNs < $1.timestampNs }) { sink.emit(event) }
@@ -114,7 +124,9 @@ enum ClientCommands {
             let renderer = LadderRenderer(color: options.color, width: width)
             var text = "\nBoth sides of one connection, in time order:\n\n"
             text += renderer.render(events).joined(separator: "\n")
-            text += "\n\n" + LadderRenderer.legend(width: width) + "\n\nStates each socket passed through ((…) = inferred):\n"
+            text += "\n\n" + LadderRenderer.legend(width: width) + "\n"
+            if let wireSummary { text += LadderRenderer.wireLegend + "\n" + wireSummary + "\n" }
+            text += "\nStates each socket passed through ((…) = inferred):\n"
             text += LadderRenderer.sequences(events).map { "  " + $0 }.joined(separator: "\n") + "\n"
             options.write(text)
         }
@@ -139,11 +151,12 @@ enum ClientCommands {
             let line = "EchoClient --merge: " + note
             _ = ((width.map { TextWrap.paragraph(line, width: $0) } ?? line) + "\n").withCString { write(2, $0, strlen($0)) }
         }
-        events = selection.events
+        events = WireMerge.join(selection.events)
         let lines = LadderRenderer(color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)).render(events)
         print(lines.joined(separator: "\n"))
         print("\n" + LadderRenderer.legend(width: TerminalWidth.columns(fd: 1)))
-        try writePictures(pictures, LadderPicture(title: "Merged trace: " + paths.joined(separator: " + "), events: events),
+        if events.contains(where: { $0.kind == .segment }) { print(LadderRenderer.wireLegend) }
+        try writePictures(pictures, LadderPicture(title: "Merged trace: " + paths.joined(separator: " + "), timeline: events),
                           options: options)
         return 0
     }

@@ -16,9 +16,9 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
     OptionSpec("--idle-timeout", value: "SECONDS", help: "close connections idle this long (default: never)"),
     OptionSpec("--drain-timeout", value: "SECONDS", help: "on SIGINT/SIGTERM, wait this long for connections to finish (default 5)"),
-] + OptionSpec.standardOptions, allowsPositionals: false)
+] + WireOption.options + OptionSpec.standardOptions, allowsPositionals: false)
 
-let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--no-color] [--kernel-trace auto|on|off] [--close-wait-warn SECONDS] [--threads N] [--backlog N] [--max-connections N] [--idle-timeout SECONDS] [--drain-timeout SECONDS] [--version] [--help]"
+let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--no-color] [--kernel-trace auto|on|off] [--close-wait-warn SECONDS] [--threads N] [--backlog N] [--max-connections N] [--idle-timeout SECONDS] [--drain-timeout SECONDS] [--wire auto|on|off] [--pcap FILE] [--version] [--help]"
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo server that logs every TCP state each connection passes through.", usage: usage, footer: """
@@ -30,9 +30,12 @@ let arguments = scanner.parseCommandLineOrExit(
 signal(SIGPIPE, SIG_IGN)
 
 let trace: CommandLineTrace
+let wire: WireOption
 var config = EchoServerConfiguration()
 do {
     trace = try CommandLineTrace.options(arguments)
+    // Off by default: capture copies every segment, a cost a long-running server opts into.
+    wire = try WireOption.parse(arguments, defaultMode: .off)
     config.host = arguments.string("--host") ?? "127.0.0.1"
     config.port = try arguments.port(default: 7007)
     if let threads = try arguments.integer("--threads", range: 1...256) { config.setThreads(threads) }
@@ -65,6 +68,8 @@ CommandExit.run(command) {
                       code: SysExits.code(for: error))
     }
     if let kernelNote { session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
+    session.attach(try wire.startLive(command: command, side: .server, serverPort: address.port, sink: session.sink,
+                                      local: address, peer: nil), side: .server)
     if trace.format == .off || trace.path != nil {
         SignalSafeOutput.line("\(command): listening on \(address) (\(config.loopSizing))")
     }

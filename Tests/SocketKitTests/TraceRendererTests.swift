@@ -8,7 +8,7 @@ import Testing
     static let schemaKeys: Set<String> = [
         "ts_ns", "time", "side", "pid", "conn", "local", "peer", "cookie", "event", "from", "to", "source",
         "cause", "in_state_ns", "unexpected", "timer_ms", "errno", "errno_name", "bytes", "data", "tcp_info",
-        "verdict", "sent", "received", "first_difference",
+        "verdict", "sent", "received", "first_difference", "segment", "wire",
     ]
 
     @Test func json_carriesEverySchemaKeyAndParses() throws {

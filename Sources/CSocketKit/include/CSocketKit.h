@@ -124,5 +124,6 @@ static inline const void *CSocketKit_RTA_DATA(const struct rtattr *rta) { return
 static inline size_t CSocketKit_RTA_PAYLOAD(const struct rtattr *rta) { return RTA_PAYLOAD(rta); }
 
 #include "CSocketKitPerf.h"
+#include "CSocketKitPacket.h"
 
 #endif

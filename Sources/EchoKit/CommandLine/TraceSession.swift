@@ -16,6 +16,7 @@ public final class TraceSession: @unchecked Sendable {
     private let kernel = Mutex<TracepointSource?>(nil)
     private let tracers = Mutex<[StateTracer]>([])
     private let conclusion = Mutex<TraceEvent?>(nil)
+    private let wire = Mutex<(LiveWire, TraceSide)?>(nil)
     /// 0 open, 1 finishing, 2 finished.
     private let phase = Atomic<Int>(0)
 
@@ -27,6 +28,10 @@ public final class TraceSession: @unchecked Sendable {
 
     /// The kernel tracepoint source, stopped (its rings drained) when the session finishes.
     public func attach(_ source: TracepointSource?) { kernel.withLock { $0 = source } }
+
+    /// The live wire capture (`--wire on`), stopped when the session finishes; its summary
+    /// (segments, drops) becomes an `info` event of `side`.
+    public func attach(_ live: LiveWire?, side: TraceSide) { wire.withLock { $0 = live.map { ($0, side) } } }
 
     /// Follows `tracer`'s closed sockets until the session finishes.
     public func add(_ tracer: StateTracer) { tracers.withLock { $0.append(tracer) } }
@@ -48,6 +53,9 @@ public final class TraceSession: @unchecked Sendable {
         if settleSeconds > 0 { for follower in followers { follower.settle(timeoutSeconds: settleSeconds) } }
         for follower in followers { follower.finish() }
         kernel.withLock { $0 }?.stop()
+        if let (live, side) = wire.withLock({ $0 }) {
+            sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .info, cause: live.stop()))
+        }
         if var event = conclusion.withLock({ $0 }) {
             // Stamped when written: it follows every other event, in the file and in time.
             event.timestampNs = MonotonicClock.now()

@@ -19,6 +19,8 @@ public final class LabRun {
     public let client: StateTracer
     public let server: StateTracer
     public let slowMotion: Bool
+    /// The wire capture (`--wire`), told every port the scenario uses; nil when off.
+    public let wire: WireTracer?
     /// Live progress for long scenarios (time-wait); nil when nobody watches.
     public let progress: ((String) -> Void)?
     let diag: SockDiag?
@@ -35,7 +37,8 @@ public final class LabRun {
     /// Seconds to wait for one step: segments take up to ~100 ms each in slow motion.
     public var stepTimeout: Double { slowMotion ? 8 : 3 }
 
-    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, progress: ((String) -> Void)? = nil) {
+    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, wire: WireTracer? = nil, progress: ((String) -> Void)? = nil) {
+        self.wire = wire
         client = StateTracer(sink: collector, side: .client, closeWaitWarnSeconds: closeWaitWarnSeconds)
         server = StateTracer(sink: collector, side: .server, closeWaitWarnSeconds: closeWaitWarnSeconds)
         self.slowMotion = slowMotion
@@ -49,6 +52,7 @@ public final class LabRun {
     /// A listening socket on a free loopback port: server connection #0.
     public func listener(backlog: Int32 = 16) throws -> LabEndpoint {
         let socket = try Socket.listening(on: loopback, backlog: backlog)
+        if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
         let tracker = server.track(initial: .closed, conn: 0, diag: diag)
         trackers.append(tracker)
         tracker.attach(local: try socket.localAddress(), peer: nil, cookie: try? socket.cookie())
@@ -64,6 +68,7 @@ public final class LabRun {
         if let address {
             try socket.setOption(.reuseAddress, true)
             try socket.bind(to: address)
+            if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
         }
         let tracker = (side == .client ? client : server).track(initial: .closed, conn: conn, diag: diag)
         trackers.append(tracker)
@@ -75,6 +80,7 @@ public final class LabRun {
     /// fails at once (ECONNREFUSED on loopback) is recorded and rethrown.
     public func startConnect(_ endpoint: LabEndpoint, to address: SocketAddress) throws {
         endpoint.tracker.info("connect(\(address)) sends a SYN")
+        wire?.watch(port: address.port)
         do {
             try endpoint.socket.connect(to: address)
         } catch let error as SystemCallError {

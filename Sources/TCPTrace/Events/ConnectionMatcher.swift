@@ -43,6 +43,8 @@ public enum ConnectionMatcher {
         /// address, no cookie. Left out with the unpaired connections: a server's first note
         /// can be hours before the connection and would stretch the time axis.
         case note(TraceSide, Int32)
+        /// A captured segment (`--wire`): kept with the connection its addresses name.
+        case segment
     }
 
     static func isProgramNote(_ e: TraceEvent) -> Bool { e.local == nil && e.peer == nil && e.cookie == nil }
@@ -54,6 +56,7 @@ public enum ConnectionMatcher {
             if let cookie = e.cookie { cookies[.process(e.side, e.pid, e.conn)] = cookie }
         }
         func key(_ e: TraceEvent) -> Key {
+            if e.kind == .segment { return .segment }
             if isProgramNote(e) { return .note(e.side, e.pid) }
             return cookies[.process(e.side, e.pid, e.conn)].map { .cookie(e.side, $0) } ?? .process(e.side, e.pid, e.conn)
         }
@@ -64,6 +67,7 @@ public enum ConnectionMatcher {
             let k = key(e)
             keys.append(k)
             if case .note = k { continue }
+            if case .segment = k { continue }
             if let old = list[k] {
                 list[k] = Connection(side: old.side, pid: old.pid, conn: old.conn, cookie: old.cookie,
                                      local: e.local ?? old.local, peer: e.peer ?? old.peer,
@@ -126,7 +130,13 @@ public enum ConnectionMatcher {
             return Selection(events: unique, pairs: pairs, hidden: [], note: note)
         }
         let keep = Set(paired)
-        let kept = zip(unique, keys).filter { keep.contains($0.1) }.map(\.0)
+        // Segments go with the pair whose addresses they carry, in either direction.
+        let tuples = Set(pairs.compactMap { pair in pair.client.local.flatMap { l in pair.client.peer.map { l + " " + $0 } } }
+            + pairs.compactMap { pair in pair.server.local.flatMap { l in pair.server.peer.map { l + " " + $0 } } })
+        let kept = zip(unique, keys).filter { event, key in
+            if case .segment = key { return tuples.contains((event.local ?? "") + " " + (event.peer ?? "")) }
+            return keep.contains(key)
+        }.map(\.0)
         let note = hidden.isEmpty ? nil
             : "showing the \(pairs.count) connection\(pairs.count == 1 ? "" : "s") seen from both ends (\(pairText)); "
             + "\(hidden.count) more seen from one end only (\(describe(hidden))) hidden: --merge-all shows them"

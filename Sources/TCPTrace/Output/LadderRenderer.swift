@@ -32,6 +32,19 @@ public struct LadderRenderer: Sendable {
 
     static let legendParts = ["● tcp_info (read from the fd)", "◆ sock_diag (kernel socket table)", "▲ tracepoint", "○ inferred (RFC 9293: must have happened, not seen)"]
     public static let legend = legendParts.joined(separator: "   ")
+    public static let wireLegend = "──▶ ◀── a segment captured on the wire (AF_PACKET), seq/ack relative to each side's ISN; \"segment #N\" names the one that caused a state"
+
+    /// A segment as an arrow across both columns, the classic diagram's label on it:
+    /// `─── SYN+ACK seq=0 ack=1 win=65483 ───▶` (client to server) or `◀── … ───` back.
+    static func arrow(_ segment: WireSegment, cellWidth: Int) -> String {
+        let width = 2 * cellWidth + 1
+        let label = " " + segment.label() + " "
+        let rightward = segment.sender != .server
+        let body = max(0, width - label.count - 2)
+        let left = body / 2, right = body - left
+        let dash = { (n: Int) in String(repeating: "─", count: n) }
+        return rightward ? dash(left + 1) + label + dash(right) + "▶" : "◀" + dash(left) + label + dash(right + 1)
+    }
 
     public func render(_ events: [TraceEvent]) -> [String] {
         let sorted = events.enumerated().sorted {
@@ -48,16 +61,30 @@ public struct LadderRenderer: Sendable {
         var lines = [TextTraceRenderer.pad("time", timeWidth, left: true) + gap
             + TextTraceRenderer.pad("CLIENT", cellWidth) + " " + (fullFits ? TextTraceRenderer.pad("SERVER", cellWidth) + " what happened" : "SERVER")]
         for (event, cellText) in zip(sorted, cells) {
+            let time = TextTraceRenderer.pad(TextTraceRenderer.seconds(event.timestampNs - base), timeWidth, left: true)
+            if event.kind == .segment, let segment = event.wire {
+                let arrow = Self.arrow(segment, cellWidth: cellWidth)
+                var why = "#\(segment.id)"
+                if !segment.options.isEmpty { why += " <\(segment.options.summary)>" }
+                guard let width else {
+                    lines.append(time + "  " + paint(arrow, "1") + " " + paint(why, "2"))
+                    continue
+                }
+                let indent = fullFits ? timeWidth + 2 + 2 * cellWidth + 2 : timeWidth + 1
+                lines.append(TextWrap.fit(time + gap + paint(arrow, "1"), firstColumns: timeWidth + gap.count + arrow.count,
+                                          words: TextWrap.words(why, "2"), width: width, indent: indent, color: color, minimumRoom: 24))
+                continue
+            }
             let padded = TextTraceRenderer.pad(cellText, cellWidth)
             let columns = event.side == .client
                 ? padded + " " + String(repeating: " ", count: cellWidth)
                 : String(repeating: " ", count: cellWidth) + " " + padded
             var why = event.cause
+            if let id = event.segmentID, event.kind == .state { why = "segment #\(id): " + why }
             if let timer = event.timerMs { why += " (timer \(TextTraceRenderer.duration(UInt64(timer) * 1_000_000)) left)" }
             if event.kind == .state, let ns = event.inStateNs, let from = event.from {
                 why += " [\(TextTraceRenderer.duration(ns)) in \(from.name)]"
             }
-            let time = TextTraceRenderer.pad(TextTraceRenderer.seconds(event.timestampNs - base), timeWidth, left: true)
             guard let width else {
                 lines.append(time + "  " + paint(columns, code(event)) + " " + paint(why, "2"))
                 continue
@@ -88,6 +115,7 @@ public struct LadderRenderer: Sendable {
         case .info: return "· #\(event.conn) note"
         case .verdict: return "= #\(event.conn) \(event.verdict?.outcome.rawValue ?? "verdict")"
         case .data, .syscall: return "  #\(event.conn) \(event.kind.rawValue)"
+        case .segment: return ""       // drawn as an arrow across both columns
         }
     }
 

@@ -32,6 +32,8 @@ public enum JSONTraceRenderer {
         field(&out, "sent", e.verdict.map { String($0.sent) } ?? "null")
         field(&out, "received", e.verdict.map { String($0.received) } ?? "null")
         field(&out, "first_difference", e.verdict?.firstDifference.map { String($0) } ?? "null")
+        field(&out, "segment", e.segmentID.map { String($0) } ?? "null")
+        field(&out, "wire", e.wire.map(wire) ?? "null")
         out += "}"
         return out
     }
@@ -49,6 +51,35 @@ public enum JSONTraceRenderer {
         field(&out, "unacked", String(i.unacked))
         field(&out, "notsent_bytes", String(i.notSentBytes))
         field(&out, "snd_wnd", i.sendWindow.map { String($0) } ?? "null")
+        return out + "}"
+    }
+
+    /// A segment's header, relative numbers by default (`seq`, `ack`) and absolute (`seq_abs`,
+    /// `ack_abs`); `ack` is null without the ACK flag. Options as tcpdump writes them, and each.
+    static func wire(_ w: WireSegment) -> String {
+        var out = "{"
+        let sender = w.sender
+        field(&out, "direction", sender.map { quoted($0 == .client ? "client→server" : "server→client") } ?? "null", first: true)
+        field(&out, "client", sender.map { quoted($0 == .client ? "sent" : "received") } ?? "null")
+        field(&out, "server", sender.map { quoted($0 == .server ? "sent" : "received") } ?? "null")
+        field(&out, "src", quoted(w.source.description))
+        field(&out, "dst", quoted(w.destination.description))
+        field(&out, "flags", quoted(w.flags.description))
+        field(&out, "seq", String(w.relativeSeq))
+        field(&out, "ack", w.flags.contains(.ack) ? (w.relativeAck.map { String($0) } ?? "null") : "null")
+        field(&out, "seq_abs", String(w.seq))
+        field(&out, "ack_abs", w.flags.contains(.ack) ? String(w.ack) : "null")
+        field(&out, "len", String(w.length))
+        field(&out, "win", String(w.window))
+        field(&out, "win_raw", String(w.rawWindow))
+        field(&out, "win_exact", w.scaledWindow == nil ? "false" : "true")
+        field(&out, "options", quoted(w.options.summary))
+        field(&out, "mss", w.options.mss.map { String($0) } ?? "null")
+        field(&out, "sack_permitted", w.options.sackPermitted ? "true" : "false")
+        field(&out, "wscale", w.options.windowScale.map { String($0) } ?? "null")
+        field(&out, "ts_val", w.options.timestamp.map { String($0.value) } ?? "null")
+        field(&out, "ts_ecr", w.options.timestamp.map { String($0.echoReply) } ?? "null")
+        field(&out, "sack", "[" + w.options.sackBlocks.map { "[\($0.left),\($0.right)]" }.joined(separator: ",") + "]")
         return out + "}"
     }
 

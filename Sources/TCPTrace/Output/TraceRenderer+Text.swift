@@ -75,6 +75,7 @@ public struct TextTraceRenderer: Sendable {
 
     private func notes(_ e: TraceEvent) -> [String] {
         var notes: [String] = [e.source?.rawValue ?? "?"]
+        if let id = e.segmentID { notes.append("segment #\(id)") }
         if let ns = e.inStateNs, let from = e.from { notes.append("\(Self.duration(ns)) in \(from.name)") }
         if let ms = e.timerMs { notes.append("timer \(Self.duration(UInt64(ms) * 1_000_000)) left") }
         if e.unexpected { notes.append("NOT ALLOWED BY RFC 9293") }
@@ -98,6 +99,12 @@ public struct TextTraceRenderer: Sendable {
             if let bytes = e.bytes { words.append(TextWrap.Word("\"" + ByteEscaping.escape(bytes, limit: 80) + "\"")) }
             return words
         case .syscall, .info, .state: return TextWrap.words(e.cause)
+        case .segment:
+            var words = [TextWrap.Word(e.wire?.sender == .server ? "◀──" : "──▶", "1")] + TextWrap.words(e.cause, "1")
+            var notes = ["wire #\(e.segmentID ?? 0)"]
+            if let options = e.wire?.options, !options.isEmpty { notes.append(options.summary) }
+            words += Self.noteWords(notes, "2")
+            return words
         }
     }
 
@@ -137,6 +144,11 @@ public struct TextTraceRenderer: Sendable {
             line += paint("VERDICT " + e.cause, e.verdict?.ok == true ? "32" : "31")
         case .syscall, .info:
             line += e.cause
+        case .segment:
+            line += paint((e.wire?.sender == .server ? "◀── " : "──▶ ") + e.cause, "1")
+            var notes = ["wire #\(e.segmentID ?? 0)"]
+            if let options = e.wire?.options, !options.isEmpty { notes.append(options.summary) }
+            line += "  " + paint("[" + notes.joined(separator: ", ") + "]", "2")
         }
         return line
     }
