@@ -63,6 +63,32 @@ import TCPTrace
         #expect(help.stdoutText.contains("--merge-all"))
     }
 
+    /// With captures (`--wire on`, root): the merge keeps the pair's segments only, folded
+    /// into one; `--merge-all` keeps every connection's.
+    @Test(.enabled(if: WireTracer.probe() == nil, "needs CAP_NET_RAW on the host (root)"))
+    func merge_keepsOnlyThePairsSegments() throws {
+        let dir = try Self.scratch("merge-wire")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let serverFile = dir.appendingPathComponent("server.jsonl").path
+        let clientFile = dir.appendingPathComponent("client.jsonl").path
+        let server = try ServerProcess(["--wire", "on"], traceFile: serverFile)
+        defer { _ = server.stop() }
+        let other = try ChildProcess("EchoClient", ["--port", "\(server.port)", "--trace", "off", "other"])
+        #expect(other.wait(timeout: 20) == 0)
+        let client = try ChildProcess("EchoClient", ["--port", "\(server.port)", "--trace", "json", "--trace-file", clientFile,
+                                                     "--wire", "on", "hello"])
+        #expect(client.wait(timeout: 20) == 0, "\(client.stderrText)")
+        usleep(200_000)                                        // the server's last close and its capture's last read
+        #expect(server.stop() == 0)
+        func syns(_ arguments: [String]) throws -> Int {
+            let merged = try ChildProcess("EchoClient", ["--merge"] + arguments + [serverFile, clientFile, "--no-color"])
+            #expect(merged.wait(timeout: 20) == 0, "\(merged.stderrText)")
+            return merged.stdoutText.components(separatedBy: " SYN seq=0 ").count - 1
+        }
+        #expect(try syns([]) == 1, "one handshake: the client's, its two captures folded")
+        #expect(try syns(["--merge-all"]) == 2, "both clients' handshakes")
+    }
+
     /// `--trace-verbose`: connect, send, recv, shutdown and close each appear as a syscall
     /// event, with messages and with stdin; without it, none.
     @Test func traceVerbose_emitsTheClientsSyscalls() throws {
