@@ -132,7 +132,9 @@ enum ClientCommands {
         }
     }
 
-    static func merge(paths: [String], options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
+    /// `--merge`: the connections seen from both ends (a server trace holds every connection
+    /// it served, a client trace one), or everything with `all` (`--merge-all`).
+    static func merge(paths: [String], all: Bool, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         guard !paths.isEmpty else { throw UsageError("--merge needs one or more JSON trace files") }
         var events: [TraceEvent] = []
         for path in paths {
@@ -142,7 +144,14 @@ enum ClientCommands {
                 throw SystemCallError(call: "open", errno: ENOENT, subject: path)
             }
         }
-        events = WireMerge.join(events)
+        let selection = ConnectionMatcher.select(events, matchedOnly: !all)
+        // On stderr: stdout is the ladder, which may be going to a file.
+        if let note = selection.note {
+            let width = TerminalWidth.columns(fd: 2)
+            let line = "EchoClient --merge: " + note
+            _ = ((width.map { TextWrap.paragraph(line, width: $0) } ?? line) + "\n").withCString { write(2, $0, strlen($0)) }
+        }
+        events = WireMerge.join(selection.events)
         let lines = LadderRenderer(color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)).render(events)
         print(lines.joined(separator: "\n"))
         print("\n" + LadderRenderer.legend(width: TerminalWidth.columns(fd: 1)))

@@ -9,17 +9,18 @@ let command = "EchoClient"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "server address: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "server port (default 7007)"),
-] + OptionSpec.traceOptions(verboseHelp: "also trace each syscall and the bytes sent/received (escaped)") + [
+] + OptionSpec.traceOptions(verboseHelp: "also trace each connect, send, recv, shutdown and close (syscall events) and the bytes sent/received (escaped)") + [
     OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
     OptionSpec("--expect", value: "echo|any", help: "echo (default): the reply must be the echo, else exit 1 with a verdict; any: send, half-close, print what comes back (escaped) until the peer closes, exit 0"),
     OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
-    OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder"),
+    OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder: the connections seen from both ends (client and server addresses swapped), or all when none pair"),
+    OptionSpec("--merge-all", help: "with --merge: every connection in the files, paired or not (listeners too)"),
     OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
     OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
 ] + PictureOptions.specs + WireOption.options + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--wire auto|on|off] [--pcap FILE] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--merge [--merge-all] FILE...] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--wire auto|on|off] [--pcap FILE] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--threads N] [--report text|json] [--timeout SECONDS] [--host ADDR] [--port N]"
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
@@ -57,8 +58,9 @@ CommandExit.run(command, settleSeconds: 0.2) {
     if arguments.has("--load") {
         return try LoadCommand.run(arguments, host: config.host, port: config.port)
     }
+    if arguments.has("--merge-all") && !arguments.has("--merge") { throw UsageError("--merge-all goes with --merge") }
     if arguments.has("--merge") {
-        return try ClientCommands.merge(paths: arguments.positionals, options: options, pictures: pictures)
+        return try ClientCommands.merge(paths: arguments.positionals, all: arguments.has("--merge-all"), options: options, pictures: pictures)
     }
     if arguments.has("--demo") {
         let wire = try WireOption.parse(arguments, defaultMode: .auto)

@@ -31,8 +31,10 @@ extension EchoClient {
             try checkInterrupted()
             // Move what we can without blocking: echo to output, input to the socket.
             var progressed = false
+            let receiveStarted = tracker?.syscallStart()
             switch try socket.receive(into: outBuffer) {
             case .processed(0):
+                tracker?.syscall("recv(fd \(socket.fd), \(size)) = 0: end of stream", startedAt: receiveStarted)
                 tracker?.notePeerFIN()
                 tracker?.observe(socket, cause: "recv()=0: server sent FIN")
                 if !expectEcho && (inputOpen || pendingStart < pendingEnd) {
@@ -51,6 +53,7 @@ extension EchoClient {
                 close()
                 return result
             case .processed(let n):
+                tracker?.syscall("recv(fd \(socket.fd), \(size)) = \(n)", startedAt: receiveStarted)
                 let chunk = UnsafeRawBufferPointer(rebasing: outBuffer[0..<n])
                 tracker?.data("received", chunk)
                 if expectEcho {
@@ -64,7 +67,9 @@ extension EchoClient {
             case .wouldBlock: break
             }
             if pendingStart < pendingEnd {
+                let sendStarted = tracker?.syscallStart()
                 if case .processed(let n) = try socket.send(UnsafeRawBufferPointer(rebasing: inBuffer[pendingStart..<pendingEnd])) {
+                    tracker?.syscall("send(fd \(socket.fd), \(pendingEnd - pendingStart) bytes) = \(n)", startedAt: sendStarted)
                     tracker?.data("sent", UnsafeRawBufferPointer(rebasing: inBuffer[pendingStart..<pendingStart + n]))
                     pendingStart += n
                     progressed = true

@@ -85,24 +85,26 @@ public final class LabRun {
             try endpoint.socket.connect(to: address)
         } catch let error as SystemCallError {
             endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
-            failed(endpoint, error, cause: "connect() failed at once", duringConnect: true)
+            failed(endpoint, error, when: "at once", duringConnect: true)
             throw error
         }
         endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
         endpoint.tracker.observe(endpoint.socket, cause: "right after connect()")
     }
 
-    /// Records a failed call: the errno, a reset in the context, and the state it left.
-    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, cause: String, duringConnect: Bool = false) {
+    /// Records a failed call: the errno, a reset in the context, and the state it left. The
+    /// error names its call once (`recv: Connection reset by peer (ECONNRESET)`); `when` adds
+    /// the moment (`at once`) without naming the call again.
+    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, when: String? = nil, duringConnect: Bool = false) {
         if [ECONNRESET, ECONNREFUSED, EPIPE].contains(error.errno) { endpoint.tracker.noteReset() }
-        endpoint.tracker.error(error, cause: "\(cause): \(error)")
+        endpoint.tracker.error(error, cause: "\(error)" + (when.map { ", \($0)" } ?? ""))
         let tracker = endpoint.tracker
         let anyState = collector.events.contains { $0.kind == .state && $0.side == tracker.tracer.side && $0.conn == tracker.conn }
         if duringConnect, tracker.state == .closed, !anyState {
             // connect() failed before any sample: the SYN went out, so SYN_SENT was crossed.
             endpoint.tracker.infer(.synSent, cause: "connect() sent a SYN before it failed")
         }
-        endpoint.tracker.observe(endpoint.socket, cause: "after \(Errno.name(error.errno)) (\(cause))")
+        endpoint.tracker.observe(endpoint.socket, cause: "after \(Errno.name(error.errno)) from \(error.call)()")
     }
 
     /// Waits until `endpoint`'s connect completes (ESTABLISHED) and checks SO_ERROR.
@@ -114,7 +116,7 @@ public final class LabRun {
         do {
             try endpoint.socket.finishConnect(to: address)
         } catch let error as SystemCallError {
-            failed(endpoint, error, cause: "connect() completed with an error", duringConnect: true)
+            failed(endpoint, error, when: "when it completed", duringConnect: true)
             throw error
         }
         guard done else { throw ScenarioError("connect() to \(address) did not complete in time") }
@@ -188,7 +190,7 @@ public final class LabRun {
                 return result.bytes.count >= count
             } catch let error as SystemCallError {
                 result.error = error
-                failed(endpoint, error, cause: "recv()")
+                failed(endpoint, error)
                 return true
             } catch {
                 return true

@@ -8,7 +8,9 @@ extension Socket {
     /// C: `shutdown(SHUT_WR)`, then `getsockopt(TCP_INFO)`.
     package func sendFIN(tracedBy tracker: SocketTracker?, cause: @autoclosure () -> String) throws {
         tracker?.willSendFIN()
+        let started = tracker?.syscallStart()
         try shutdown(.write)
+        tracker?.syscall("shutdown(fd \(fd), SHUT_WR) = 0", startedAt: started)
         tracker?.noteOurFIN()
         tracker?.observe(self, cause: cause())
     }
