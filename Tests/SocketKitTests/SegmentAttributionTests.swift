@@ -81,12 +81,37 @@ import SocketKit
         #expect(joined.first { $0.kind == .state }?.segmentID == nil)
     }
 
+    /// backlog-full: the listener's queue was full, so the kernel dropped SYN #1 and #2 (the
+    /// client sent the same SYN again); SYN #3 got the SYN+ACK #4 (ack = its seq + 1). The
+    /// server's inferred LISTEN → SYN_RECEIVED is #3's doing, dated at #3, and says so.
+    @Test func droppedSYN_isNotTheCause_theAnsweredOneIs() throws {
+        let segments = [
+            segment(1, client, server, .syn, seq: 100, at: 10),
+            segment(2, client, server, .syn, seq: 100, at: 1010),
+            segment(3, client, server, .syn, seq: 100, at: 2030),
+            segment(4, server, client, [.syn, .ack], seq: 500, ack: 101, at: 2031),
+            segment(5, client, server, .ack, seq: 101, ack: 501, at: 2032),
+        ]
+        var inferred = state(.server, .listen, .synReceived, at: 2040, .inferred, local: server, peer: client)
+        inferred.cause = "between LISTEN and ESTABLISHED: accept() returned the connection"
+        let events = [inferred, state(.server, .synReceived, .established, at: 2040, .tcpInfo, local: server, peer: client)]
+        let joined = SegmentAttribution.join(events: events, segments: segments)
+        let synReceived = try #require(joined.first { $0.kind == .state && $0.to == .synReceived })
+        #expect(synReceived.segmentID == 3)
+        #expect(synReceived.timestampNs == 2030)
+        #expect(synReceived.cause == "SYN received, answered with SYN+ACK #4; inferred between LISTEN and ESTABLISHED")
+        #expect(joined.first { $0.kind == .state && $0.to == .established }?.segmentID == 5)
+        // Without a SYN+ACK captured, only the last copy may still be the cause.
+        let unanswered = SegmentAttribution.join(events: events, segments: Array(segments.prefix(3)))
+        #expect(unanswered.first { $0.kind == .state && $0.to == .synReceived }?.segmentID == 3)
+    }
+
     @Test func segmentEvent_roundTripsThroughJSON() throws {
         var options = TCPOptions()
         options.mss = 65495; options.windowScale = 7; options.sackPermitted = true
         options.timestamp = .init(value: 5, echoReply: 6)
         var original = WireSegment(id: 3, timestampNs: 1234, wallNs: 0, source: client, destination: server, sender: .client,
-                                   flags: [.syn, .ack], seq: 4_000_000_000, ack: 77, relativeSeq: 0, relativeAck: 1, length: 0,
+                                   flags: [.syn, .ack], seq: 4_000_000_000, ack: 77, relativeSeq: 0, relativeAck: 1, ackBase: 76, length: 0,
                                    rawWindow: 65483, scaledWindow: 65483, options: options)
         let line = JSONTraceRenderer.render(TraceEvent(segment: original, conn: 1))
         #expect(line.contains("\"event\":\"segment\""))

@@ -36,6 +36,29 @@ import SocketKit
         #expect(ackSegment.label() == "ACK seq=1 ack=1 win=65536 len=0")
     }
 
+    /// A SACK block names the receiver's sequence space, as `ack` does: shown relative to the
+    /// same ISN (`sack {1001:1101}` next to `ack=1`), absolute only on request and in JSON `sack_abs`.
+    @Test func sackBlocks_areRelativeLikeAck() throws {
+        var numbering = SegmentNumbering()
+        let x: UInt32 = 3_526_358_000, y: UInt32 = 0xFFFF_FF00      // the server's ISN wraps
+        _ = numbering.number(segment(client, server, .syn, seq: x), timestampNs: 1, wallNs: 1)
+        _ = numbering.number(segment(server, client, [.syn, .ack], seq: y, ack: x &+ 1), timestampNs: 2, wallNs: 2)
+        var dup = segment(client, server, .ack, seq: x &+ 1, ack: y &+ 1)
+        dup.options.sackBlocks = [.init(left: y &+ 1001, right: y &+ 1101)]
+        let sack = numbering.number(dup, timestampNs: 3, wallNs: 3)
+        #expect(sack.relativeAck == 1)
+        #expect(sack.optionsSummary() == "sack {1001:1101}")
+        #expect(sack.optionsSummary(absolute: true) == "sack {\(y &+ 1001):\(y &+ 1101)}")
+        var event = TraceEvent(segment: sack, conn: 1)
+        event.timestampNs = 3
+        let json = JSONTraceRenderer.render(event)
+        #expect(json.contains("\"sack\":[[1001,1101]]"), "\(json)")
+        #expect(json.contains("\"sack_abs\":[[\(y &+ 1001),\(y &+ 1101)]]"), "\(json)")
+        #expect(json.contains("sack {1001:1101}"), "\(json)")
+        let back = try #require(TraceEvent(jsonLine: Substring(json))?.wire)
+        #expect(back.ackBase == y)
+    }
+
     @Test func windowScale_needsBothSYNsWithTheOption() {
         var numbering = SegmentNumbering()
         _ = numbering.number(segment(client, server, .syn, seq: 1, wscale: 7), timestampNs: 1, wallNs: 1)

@@ -63,6 +63,21 @@ import Testing
         #expect(ByteEscaping.escape(Array("é".utf8)) == "\\xc3\\xa9")
     }
 
+    /// Durations round to the nearest shown unit: TIME_WAIT measured 61.98 s reads `62 s`, not
+    /// `61 s`; the unit is picked after rounding, so 999.7 ms is `1.0 s`.
+    @Test func duration_roundsToNearest() {
+        #expect(TextTraceRenderer.duration(61_980_000_000) == "62 s")
+        #expect(TextTraceRenderer.duration(61_400_000_000) == "61 s")
+        #expect(TextTraceRenderer.duration(1_960_000_000) == "2.0 s")
+        #expect(TextTraceRenderer.duration(1_940_000_000) == "1.9 s")
+        #expect(TextTraceRenderer.duration(9_960_000_000) == "10 s")
+        #expect(TextTraceRenderer.duration(146_700_000) == "147 ms")
+        #expect(TextTraceRenderer.duration(999_700_000) == "1.0 s")
+        #expect(TextTraceRenderer.duration(1_600) == "2 µs")
+        #expect(TextTraceRenderer.duration(999_600) == "1 ms")
+        #expect(TextTraceRenderer.duration(0) == "0 µs")
+    }
+
     @Test func ladder_putsSidesInColumnsInTimeOrder() {
         let events = [
             TraceEvent(timestampNs: 200, side: .server, conn: 1, kind: .state, from: .established, to: .closeWait, source: .tcpInfo, cause: "s"),

@@ -169,7 +169,7 @@ public final class LabRun {
     }
 
     /// Reads what arrives until `count` bytes, end of stream or an error (bounded by time).
-    /// Records the peer's FIN (recv() = 0) and a reset where they happen.
+    /// Notes each recv() as it returns (bytes, the peer's FIN as recv() = 0, a reset).
     @discardableResult
     public func receive(_ endpoint: LabEndpoint, count: Int = Int.max, others: [LabEndpoint] = [],
                         timeout: Double? = nil) -> Received {
@@ -187,6 +187,9 @@ public final class LabRun {
                     return true
                 }
                 result.bytes += buffer[0..<n]
+                // One note per recv(), dated at it: a later recv() = 0 (the peer's FIN) must
+                // come after the data it followed, not before a summary written at the end.
+                endpoint.tracker.info("recv() got \(n) bytes")
                 return result.bytes.count >= count
             } catch let error as SystemCallError {
                 result.error = error
@@ -196,7 +199,6 @@ public final class LabRun {
                 return true
             }
         }
-        if !result.bytes.isEmpty { endpoint.tracker.info("recv() got \(result.bytes.count) bytes") }
         return result
     }
 
@@ -301,8 +303,9 @@ public final class LabRun {
     /// Whether `tracker`'s closed socket is still followed.
     public func isFollowing(_ tracker: SocketTracker) -> Bool { orphans.contains { $0 === tracker } }
 
-    /// Stops tracing, then resets every socket still open so no run leaves TIME_WAITs or
-    /// orphans behind for the next one.
+    /// Stops tracing and cuts the capture (the scenario's observation ends here), then resets
+    /// every socket still open so no run leaves TIME_WAITs or orphans behind for the next one:
+    /// those RSTs are the lab's cleanup, not part of the scenario, and are not shown.
     public func finish() {
         settle()
         for tracker in orphans {
@@ -316,6 +319,7 @@ public final class LabRun {
         orphans.removeAll()
         client.follower.finish()
         server.follower.finish()
+        wire?.cut(atNs: MonotonicClock.now(), reason: "when the lab stopped watching, before its cleanup reset the leftover sockets")
         for socket in leftovers where socket.isOpen {
             try? socket.setAbortiveClose()
             try? socket.close()
@@ -325,8 +329,12 @@ public final class LabRun {
 
     private func keep(_ socket: Socket) { leftovers.append(socket) }
 
-    /// The last smoothed RTT the client's connection reported, for the slow-motion line.
+    /// The last smoothed RTT the client's first connection reported, for the slow-motion line.
+    /// The first: in backlog-full a later connection's handshake crosses lo after the tbf bucket
+    /// refilled and measures ~1 ms, not the shaped round trip.
     public var measuredRTTMicros: UInt32? {
-        collector.events.last { $0.side == .client && $0.info != nil && ($0.info?.rttMicros ?? 0) > 0 }?.info?.rttMicros
+        let samples = collector.events.filter { $0.side == .client && ($0.info?.rttMicros ?? 0) > 0 }
+        guard let first = samples.map(\.conn).min() else { return nil }
+        return samples.last { $0.conn == first }?.info?.rttMicros
     }
 }

@@ -50,10 +50,17 @@ public enum SegmentExpectations {
                 continue
             }
             let third = segments.first { sameDirection($0, syn) && $0.id > synAck.id && $0.flags == .ack }
-            let ok = synAck.ack == syn.seq &+ 1 && (third.map { $0.ack == synAck.seq &+ 1 } ?? false)
+            // The SYN+ACK answers the last copy before it; earlier copies (same ISN) were dropped,
+            // as in backlog-full, and are named as such rather than as the handshake's SYN.
+            let copies = segments.filter { sameDirection($0, syn) && $0.flags == .syn && $0.seq == syn.seq && $0.id < synAck.id }
+            let answered = copies.last ?? syn
+            let dropped = copies.dropLast().map { "#\($0.id)" }
+            let ok = synAck.ack == answered.seq &+ 1 && (third.map { $0.ack == synAck.seq &+ 1 } ?? false)
             checks.append(WireCheck(
                 description: "handshake from \(syn.source): SYN+ACK ack = client ISN + 1, ACK ack = server ISN + 1", passed: ok,
-                evidence: "#\(syn.id) SYN seq=\(syn.seq), #\(synAck.id) SYN+ACK seq=\(synAck.seq) ack=\(synAck.ack)"
+                evidence: "#\(answered.id) SYN seq=\(answered.seq)"
+                    + (dropped.isEmpty ? "" : " (earlier copies \(dropped.joined(separator: ", ")) unanswered)")
+                    + ", #\(synAck.id) SYN+ACK seq=\(synAck.seq) ack=\(synAck.ack)"
                     + (third.map { ", #\($0.id) ACK ack=\($0.ack)" } ?? ", no third ACK")))
         }
         return checks

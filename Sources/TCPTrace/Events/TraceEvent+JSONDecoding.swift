@@ -51,10 +51,13 @@ extension TraceEvent {
             options.timestamp = .init(value: UInt32(truncatingIfNeeded: value), echoReply: UInt32(truncatingIfNeeded: echo))
         }
         let sender: TraceSide? = f["direction"]?.string.map { $0.hasPrefix("client") ? .client : .server }
+        let ackAbsolute = f["ack_abs"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
+        let ackRelative = f["ack"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
         return WireSegment(
             id: id, timestampNs: timestampNs, wallNs: 0, source: source, destination: destination, sender: sender, flags: flags,
-            seq: UInt32(truncatingIfNeeded: seq), ack: UInt32(truncatingIfNeeded: f["ack_abs"]?.uint64 ?? 0),
-            relativeSeq: UInt32(truncatingIfNeeded: relativeSeq), relativeAck: f["ack"]?.uint64.map(UInt32.init(truncatingIfNeeded:)),
+            seq: UInt32(truncatingIfNeeded: seq), ack: ackAbsolute ?? 0,
+            relativeSeq: UInt32(truncatingIfNeeded: relativeSeq), relativeAck: ackRelative,
+            ackBase: ackAbsolute.flatMap { absolute in ackRelative.map { absolute &- $0 } },
             length: length, rawWindow: UInt16(truncatingIfNeeded: rawWindow),
             scaledWindow: (f["win_exact"]?.bool ?? false) ? UInt32(truncatingIfNeeded: window) : nil, options: options)
     }

@@ -65,7 +65,7 @@ public struct LadderRenderer: Sendable {
             if event.kind == .segment, let segment = event.wire {
                 let arrow = Self.arrow(segment, cellWidth: cellWidth)
                 var why = "#\(segment.id)"
-                if !segment.options.isEmpty { why += " <\(segment.options.summary)>" }
+                if !segment.options.isEmpty { why += " <\(segment.optionsSummary())>" }
                 guard let width else {
                     lines.append(time + "  " + paint(arrow, "1") + " " + paint(why, "2"))
                     continue

@@ -54,8 +54,8 @@ public enum JSONTraceRenderer {
         return out + "}"
     }
 
-    /// A segment's header, relative numbers by default (`seq`, `ack`) and absolute (`seq_abs`,
-    /// `ack_abs`); `ack` is null without the ACK flag. Options as tcpdump writes them, and each.
+    /// A segment's header, relative numbers by default (`seq`, `ack`, `sack`) and absolute
+    /// (`seq_abs`, `ack_abs`, `sack_abs`); `ack` is null without the ACK flag. Options as tcpdump writes them, and each.
     static func wire(_ w: WireSegment) -> String {
         var out = "{"
         let sender = w.sender
@@ -73,13 +73,16 @@ public enum JSONTraceRenderer {
         field(&out, "win", String(w.window))
         field(&out, "win_raw", String(w.rawWindow))
         field(&out, "win_exact", w.scaledWindow == nil ? "false" : "true")
-        field(&out, "options", quoted(w.options.summary))
+        field(&out, "options", quoted(w.optionsSummary()))
         field(&out, "mss", w.options.mss.map { String($0) } ?? "null")
         field(&out, "sack_permitted", w.options.sackPermitted ? "true" : "false")
         field(&out, "wscale", w.options.windowScale.map { String($0) } ?? "null")
         field(&out, "ts_val", w.options.timestamp.map { String($0.value) } ?? "null")
         field(&out, "ts_ecr", w.options.timestamp.map { String($0.echoReply) } ?? "null")
-        field(&out, "sack", "[" + w.options.sackBlocks.map { "[\($0.left),\($0.right)]" }.joined(separator: ",") + "]")
+        // SACK blocks name the receiver's sequence space, as `ack` does: relative like it, and absolute.
+        let base = w.ackBase ?? 0
+        field(&out, "sack", "[" + w.options.sackBlocks.map { "[\($0.left &- base),\($0.right &- base)]" }.joined(separator: ",") + "]")
+        field(&out, "sack_abs", "[" + w.options.sackBlocks.map { "[\($0.left),\($0.right)]" }.joined(separator: ",") + "]")
         return out + "}"
     }
 

@@ -102,7 +102,7 @@ public struct TextTraceRenderer: Sendable {
         case .segment:
             var words = [TextWrap.Word(e.wire?.sender == .server ? "◀──" : "──▶", "1")] + TextWrap.words(e.cause, "1")
             var notes = ["wire #\(e.segmentID ?? 0)"]
-            if let options = e.wire?.options, !options.isEmpty { notes.append(options.summary) }
+            if let wire = e.wire, !wire.options.isEmpty { notes.append(wire.optionsSummary()) }
             words += Self.noteWords(notes, "2")
             return words
         }
@@ -147,7 +147,7 @@ public struct TextTraceRenderer: Sendable {
         case .segment:
             line += paint((e.wire?.sender == .server ? "◀── " : "──▶ ") + e.cause, "1")
             var notes = ["wire #\(e.segmentID ?? 0)"]
-            if let options = e.wire?.options, !options.isEmpty { notes.append(options.summary) }
+            if let wire = e.wire, !wire.options.isEmpty { notes.append(wire.optionsSummary()) }
             line += "  " + paint("[" + notes.joined(separator: ", ") + "]", "2")
         }
         return line
@@ -193,12 +193,16 @@ public struct TextTraceRenderer: Sendable {
         return "\(micros / 1_000_000)." + String(repeating: "0", count: 6 - frac.count) + frac
     }
 
-    /// A short human duration: `17 µs`, `41 ms`, `1.2 s`, `59 s`.
+    /// A short human duration: `17 µs`, `41 ms`, `1.2 s`, `59 s`, rounded to the nearest shown
+    /// unit (61.98 s is `62 s`, not `61 s`). The unit is chosen after rounding, so 999.7 ms is `1.0 s`.
     public static func duration(_ ns: UInt64) -> String {
-        if ns < 1_000_000 { return "\(ns / 1000) µs" }
-        if ns < 1_000_000_000 { return "\(ns / 1_000_000) ms" }
-        if ns < 10_000_000_000 { return "\(ns / 1_000_000_000).\((ns / 100_000_000) % 10) s" }
-        return "\(ns / 1_000_000_000) s"
+        if ns < 999_500 { return "\((ns + 500) / 1000) µs" }
+        if ns < 999_500_000 { return "\((ns + 500_000) / 1_000_000) ms" }
+        if ns < 9_950_000_000 {
+            let tenths = (ns + 50_000_000) / 100_000_000
+            return "\(tenths / 10).\(tenths % 10) s"
+        }
+        return "\(ns / 1_000_000_000 + (ns % 1_000_000_000 >= 500_000_000 ? 1 : 0)) s"
     }
 
     package static func pad(_ text: String, _ width: Int, left: Bool = false) -> String {

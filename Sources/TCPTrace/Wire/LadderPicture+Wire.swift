@@ -8,7 +8,7 @@ extension LadderPicture {
         let segments = timeline.compactMap { event -> Segment? in
             guard event.kind == .segment, let wire = event.wire, let sender = wire.sender else { return nil }
             var detail = wire.label(absolute: true)
-            if !wire.options.isEmpty { detail += " <\(wire.options.summary)>" }
+            if !wire.options.isEmpty { detail += " <\(wire.optionsSummary(absolute: true))>" }
             return Segment(id: wire.id, sentNs: wire.timestampNs, receivedNs: wire.timestampNs, sender: sender,
                            label: wire.label(), detail: detail)
         }

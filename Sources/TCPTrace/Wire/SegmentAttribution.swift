@@ -58,10 +58,17 @@ public enum SegmentAttribution {
                 if let from = event.from, let to = event.to,
                    let found = received.indices.dropFirst(cursor).first(where: {
                        received[$0].timestampNs <= limit && causes(received[$0], from: from, to: to, ourFIN: ourFIN)
+                           && !unanswered(received[$0], received: received, sent: sent)
                    }) {
                     states[index].segmentID = received[found].id
-                    // An inferred state happened when its segment arrived: that is its time.
-                    if inferred { states[index].timestampNs = received[found].timestampNs }
+                    if inferred {
+                        // An inferred state happened when its segment arrived: that is its time,
+                        // and what the segment did is its cause (the call that revealed it is not).
+                        states[index].timestampNs = received[found].timestampNs
+                        states[index].cause = effect(of: received[found], from: from, to: to, sent: sent)
+                            + (event.cause.hasPrefix("between ")
+                                ? "; inferred " + String(event.cause.prefix { $0 != ":" }) : "; inferred: " + event.cause)
+                    }
                     // The same segment may move the socket on again (Linux handles a FIN+ACK's ACK
                     // first, FIN_WAIT_1 → FIN_WAIT_2, then its FIN → TIME_WAIT).
                     cursor = found

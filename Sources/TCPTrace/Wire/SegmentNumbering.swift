@@ -68,7 +68,7 @@ public struct SegmentNumbering: Sendable {
         return WireSegment(
             id: nextID, timestampNs: timestampNs, wallNs: wallNs, source: decoded.source,
             destination: decoded.destination, flags: decoded.flags, seq: decoded.seq, ack: decoded.ack,
-            relativeSeq: decoded.seq &- sender.isn, relativeAck: relativeAck, length: decoded.payloadLength,
+            relativeSeq: decoded.seq &- sender.isn, relativeAck: relativeAck, ackBase: receiver?.isn, length: decoded.payloadLength,
             rawWindow: decoded.window, scaledWindow: scaled, options: decoded.options)
     }
 

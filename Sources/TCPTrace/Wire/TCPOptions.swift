@@ -66,14 +66,17 @@ public struct TCPOptions: Sendable, Equatable {
         return options
     }
 
-    /// tcpdump's notation: `mss 65495,sackOK,TS val 1 ecr 0,wscale 7`.
-    public var summary: String {
+    /// tcpdump's notation: `mss 65495,sackOK,TS val 1 ecr 0,wscale 7`, SACK blocks absolute.
+    public var summary: String { summary(sackBase: nil) }
+
+    /// The same, SACK blocks minus `sackBase` (the receiver's ISN, as for a relative `ack`).
+    public func summary(sackBase: UInt32?) -> String {
         var parts: [String] = []
         if let mss { parts.append("mss \(mss)") }
         if sackPermitted { parts.append("sackOK") }
         if let timestamp { parts.append("TS val \(timestamp.value) ecr \(timestamp.echoReply)") }
         if let windowScale { parts.append("wscale \(windowScale)") }
-        if !sackBlocks.isEmpty { parts.append("sack " + sackBlocks.map { "{\($0.left):\($0.right)}" }.joined()) }
+        if !sackBlocks.isEmpty { parts.append("sack " + sackBlocks.map { "{\($0.left &- (sackBase ?? 0)):\($0.right &- (sackBase ?? 0))}" }.joined()) }
         parts += otherKinds.map { "opt-\($0)" }
         if malformed { parts.append("malformed") }
         return parts.joined(separator: ",")

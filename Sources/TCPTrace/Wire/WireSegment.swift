@@ -23,6 +23,9 @@ public struct WireSegment: Sendable, Equatable {
     public var relativeSeq: UInt32
     /// `ack` minus the receiver's ISN; nil without the ACK flag or before that ISN is known.
     public var relativeAck: UInt32?
+    /// The receiver's ISN, once known: what `relativeAck` and the SACK blocks (which name the
+    /// receiver's sequence space, like `ack`) are relative to.
+    public var ackBase: UInt32?
     /// TCP payload bytes.
     public var length: Int
     /// The window field as sent (16 bits, never scaled on a SYN).
@@ -34,7 +37,8 @@ public struct WireSegment: Sendable, Equatable {
     public init(
         id: Int, timestampNs: UInt64, wallNs: Int64, source: WireEndpoint, destination: WireEndpoint,
         sender: TraceSide? = nil, flags: TCPFlags, seq: UInt32, ack: UInt32, relativeSeq: UInt32,
-        relativeAck: UInt32?, length: Int, rawWindow: UInt16, scaledWindow: UInt32?, options: TCPOptions
+        relativeAck: UInt32?, ackBase: UInt32? = nil, length: Int, rawWindow: UInt16, scaledWindow: UInt32?,
+        options: TCPOptions
     ) {
         self.id = id
         self.timestampNs = timestampNs
@@ -47,6 +51,7 @@ public struct WireSegment: Sendable, Equatable {
         self.ack = ack
         self.relativeSeq = relativeSeq
         self.relativeAck = relativeAck
+        self.ackBase = ackBase
         self.length = length
         self.rawWindow = rawWindow
         self.scaledWindow = scaledWindow
@@ -64,6 +69,12 @@ public struct WireSegment: Sendable, Equatable {
     /// Sequence space this segment occupies: its payload, plus one for a SYN and one for a FIN.
     public var sequenceLength: UInt32 {
         UInt32(truncatingIfNeeded: length) + (flags.contains(.syn) ? 1 : 0) + (flags.contains(.fin) ? 1 : 0)
+    }
+
+    /// The options in tcpdump's notation, SACK blocks relative to the receiver's ISN (as `ack`)
+    /// unless `absolute` or that ISN is unknown.
+    public func optionsSummary(absolute: Bool = false) -> String {
+        options.summary(sackBase: absolute ? nil : ackBase)
     }
 
     /// The classic diagram's arrow label: `SYN+ACK seq=0 ack=1 win=65483 len=0`, relative numbers

@@ -16,12 +16,23 @@ public struct WireRun: Sendable {
     public var statistics: CaptureStatistics
     /// Frames the filter passed that did not decode as TCP (never expected on lo).
     public var undecoded: Int
+    /// Why the capture was cut short (`cut(atNs:reason:)`), and the flags of each segment
+    /// captured after the cut, which the run leaves out.
+    public var cutReason: String? = nil
+    public var afterCut: [TCPFlags] = []
 
-    /// One line: what was captured and what was lost.
+    /// One line: what was captured, what was lost, and where the capture was cut.
     public var summary: String {
         var text = "Wire: \(segments.count) segments captured"
         text += statistics.drops == 0 ? ", none dropped" : ", \(statistics.drops) DROPPED by the kernel (socket buffer full)"
         if undecoded > 0 { text += ", \(undecoded) not decoded" }
+        if let cutReason {
+            text += "; capture cut \(cutReason)"
+            if !afterCut.isEmpty {
+                text += " (not shown: \(afterCut.count) later segment\(afterCut.count == 1 ? "" : "s"), "
+                    + afterCut.map(\.description).joined(separator: ", ") + ")"
+            }
+        }
         return text
     }
 }
@@ -38,6 +49,7 @@ public final class WireTracer: @unchecked Sendable {
     struct Captured: Sendable {
         var ports: Set<UInt16> = []
         var frames: [CapturedFrame] = []
+        var cut: (ns: UInt64, reason: String)?
     }
 
     /// Opens the capture on `interface` (default `lo`). Throws EPERM without CAP_NET_RAW.
@@ -83,6 +95,14 @@ public final class WireTracer: @unchecked Sendable {
         state.withLock { $0.frames += batch }
     }
 
+    /// Ends the run's capture at `ns` (CLOCK_MONOTONIC): segments the kernel stamped later are
+    /// left out of the run, the pcapng and the checks, and the summary says so with `reason`
+    /// ("when the lab stopped watching"). The lab's cleanup resets come after this.
+    public func cut(atNs ns: UInt64, reason: String) {
+        drain()
+        state.withLock { if $0.cut == nil { $0.cut = (ns, reason) } }
+    }
+
     /// Drains, decodes, numbers and joins the segments with `events`; closes the capture.
     /// Writes `pcapPath` when given (states as packet comments).
     public func finish(events: [TraceEvent], pcapPath: String? = nil) throws -> WireRun {
@@ -90,18 +110,22 @@ public final class WireTracer: @unchecked Sendable {
         let statistics = (try? capture.statistics()) ?? CaptureStatistics()
         let link = capture.link
         capture.close()
-        let frames = state.withLock { $0.frames }.sorted { $0.monotonicNs < $1.monotonicNs }
+        let (all, cut) = state.withLock { ($0.frames, $0.cut) }
+        let frames = all.sorted { $0.monotonicNs < $1.monotonicNs }
         var numbering = SegmentNumbering()
         var segments: [WireSegment] = []
         var kept: [CapturedFrame] = []
+        var afterCut: [TCPFlags] = []
         var undecoded = 0
         for frame in frames {
             guard let decoded = try? PacketDecoder.decode(frame.bytes, link: link) else { undecoded += 1; continue }
+            if let cut, frame.monotonicNs > cut.ns { afterCut.append(decoded.flags); continue }
             segments.append(numbering.number(decoded, timestampNs: frame.monotonicNs, wallNs: frame.wallNs))
             kept.append(frame)
         }
         let joined = SegmentAttribution.join(events: events, segments: segments)
-        let run = WireRun(events: joined, segments: joined.compactMap(\.wire), statistics: statistics, undecoded: undecoded)
+        let run = WireRun(events: joined, segments: joined.compactMap(\.wire), statistics: statistics, undecoded: undecoded,
+                          cutReason: cut?.reason, afterCut: afterCut)
         if let pcapPath {
             try WirePcapExport.write(path: pcapPath, frames: kept, segments: segments, events: joined,
                                      link: link, interfaceName: interfaceName, snapLength: UInt32(capture.snapLength))
