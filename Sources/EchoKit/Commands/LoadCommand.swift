@@ -11,7 +11,7 @@ public enum LoadCommand {
         OptionSpec("--duration", value: "SECONDS", help: "load: measured time (default 10)"),
         OptionSpec("--size", value: "BYTES", help: "load: message or stream chunk size (default 64)"),
         OptionSpec("--mode", value: "pingpong|stream|connect", help: "load: traffic pattern (default pingpong)"),
-        OptionSpec("--threads", value: "N", help: "load: worker threads (default: number of cores)"),
+        OptionSpec("--threads", value: "N", help: "load: worker threads (default: one per CPU this process may use)"),
         OptionSpec("--report", value: "text|json", help: "load: report as text lines or one JSON object (default text)"),
     ]
 
