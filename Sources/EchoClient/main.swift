@@ -3,7 +3,7 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-// EchoClient: argument parsing and wiring only; the logic lives in SocketKit.
+// EchoClient: argument parsing and wiring only; the commands live in EchoKit/Commands.
 
 let command = "EchoClient"
 let scanner = ArgumentScanner(command: command, options: [

@@ -3,7 +3,7 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-// EchoServer: argument parsing and wiring only; the logic lives in SocketKit.
+// EchoServer: argument parsing and wiring only; the engines live in EchoKit.
 
 let command = "EchoServer"
 let scanner = ArgumentScanner(command: command, options: [

@@ -41,10 +41,7 @@ public final class Socket: @unchecked Sendable {
         guard fd >= 0 else { return }
         let descriptor = fd
         fd = -1
-        if Glibc.close(descriptor) == -1 {
-            let code = errno
-            if code != EINTR { throw SystemCallError(call: "close", errno: code) }
-        }
+        try closeDescriptor(descriptor)
     }
 
     /// Runs `body` with the raw descriptor, or throws EBADF if the socket was closed.

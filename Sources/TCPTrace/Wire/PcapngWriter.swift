@@ -41,10 +41,7 @@ public final class PcapngWriter {
         guard fd >= 0 else { return }
         let descriptor = fd
         fd = -1
-        if Glibc.close(descriptor) == -1 {
-            let code = errno
-            if code != EINTR { throw SystemCallError(call: "close", errno: code, subject: path) }
-        }
+        try closeDescriptor(descriptor, subject: path)
     }
 
     private func writeAll(_ bytes: [UInt8]) throws {

@@ -1,10 +1,10 @@
-import EchoKit
+
 import Glibc
 import SocketKit
 import TCPTrace
 
 /// `--expect echo|any`: what the client requires of the peer's reply.
-enum ExpectMode: String, CaseIterable {
+public enum ExpectMode: String, CaseIterable {
     /// The reply must be the exact echo; anything else exits 1 with a verdict.
     case echo
     /// Any request/response peer: send, half-close, print what comes back (escaped) to EOF.
@@ -13,8 +13,8 @@ enum ExpectMode: String, CaseIterable {
 
 /// The client's modes, wired from parsed options to SocketKit. Nothing here exits: results and
 /// errors go back to `CommandExit.run` in main, which finishes the trace session first.
-enum ClientCommands {
-    static func echo(config: EchoClientConfiguration, messages: [String], expect: ExpectMode, options: CommandLineTrace,
+public enum ClientCommands {
+    public static func echo(config: EchoClientConfiguration, messages: [String], expect: ExpectMode, options: CommandLineTrace,
                      wire: WireOption, interruption: ClientInterruption? = nil) throws -> Int32 {
         // Resolve first: a bad name is one line on stderr, before any trace starts.
         let addresses = try HostResolver.resolve(config.host, port: config.port)
@@ -73,7 +73,7 @@ enum ClientCommands {
         _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
     }
 
-    static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions, wire: WireOption) throws -> Int32 {
+    public static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions, wire: WireOption) throws -> Int32 {
         let sink = try options.makeSink()
         let session = TraceSession(sink: sink)
         session.makeCurrent()
@@ -134,7 +134,7 @@ enum ClientCommands {
 
     /// `--merge`: the connections seen from both ends (a server trace holds every connection
     /// it served, a client trace one), or everything with `all` (`--merge-all`).
-    static func merge(paths: [String], all: Bool, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
+    public static func merge(paths: [String], all: Bool, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         guard !paths.isEmpty else { throw UsageError("--merge needs one or more JSON trace files") }
         var events: [TraceEvent] = []
         for path in paths {
@@ -163,7 +163,7 @@ enum ClientCommands {
 
     /// `--picture` / `--state-diagram`; says where they went unless the trace is JSON (every
     /// line of a JSON trace stays JSON).
-    static func writePictures(_ pictures: PictureOptions, _ picture: LadderPicture, options: CommandLineTrace) throws {
+    public static func writePictures(_ pictures: PictureOptions, _ picture: LadderPicture, options: CommandLineTrace) throws {
         for line in try pictures.write(picture) where options.format != .json {
             options.write("EchoClient: \(line)\n")
         }

@@ -1,11 +1,11 @@
-import EchoKit
+
 import Glibc
 import SocketKit
 import TCPTrace
 
 /// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
-enum ScenarioCommand {
-    static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
+public enum ScenarioCommand {
+    public static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         if name == "list" {
             let width = ScenarioCatalog.names.map(\.count).max() ?? 0
             for scenario in ScenarioCatalog.all {
@@ -67,7 +67,7 @@ enum ScenarioCommand {
     }
 
     /// Sets up slow motion: inside the re-executed child, or decides (and re-executes) here.
-    static func slowMotion(_ mode: SlowMotionMode) throws -> SlowMotionStatus {
+    public static func slowMotion(_ mode: SlowMotionMode) throws -> SlowMotionStatus {
         let status: SlowMotionStatus
         if SlowMotion.isInsideNamespace {
             status = SlowMotion.setUpInside()
