@@ -64,3 +64,8 @@ int CSocketKit_signalfd_read(int fd) {
     if (n != (ssize_t)sizeof info) { errno = EIO; return -1; }
     return (int)info.ssi_signo;
 }
+
+// Wire capture: the classic BPF instruction and PACKET_STATISTICS layouts (linux/filter.h,
+// linux/if_packet.h) that Swift fills field by field.
+_Static_assert(sizeof(struct sock_filter) == 8, "sock_filter layout");
+_Static_assert(sizeof(struct tpacket_stats) == 8, "tpacket_stats layout");

@@ -3,36 +3,47 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-// EchoClient: argument parsing and wiring only; the logic lives in SocketKit.
+// EchoClient: argument parsing and wiring only; the commands live in EchoKit/Commands.
 
 let command = "EchoClient"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "server address: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "server port (default 7007)"),
-] + OptionSpec.traceOptions(verboseHelp: "also trace each syscall and the bytes sent/received (escaped)") + [
+] + OptionSpec.traceOptions(verboseHelp: "also trace each connect, send, recv, shutdown and close (syscall events) and the bytes sent/received (escaped)") + [
     OptionSpec("--timeout", value: "SECONDS", help: "give up on connect or a silent server after SECONDS"),
+    OptionSpec("--expect", value: "echo|any", help: "echo (default): the reply must be the echo, else exit 1 with a verdict; any: send, half-close, print what comes back (escaped) until the peer closes, exit 0"),
     OptionSpec("--demo", help: "run a server and a client in-process and show both sides' states"),
-    OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder"),
+    OptionSpec("--merge", help: "merge JSON trace files given as arguments into one ladder: the connections seen from both ends (client and server addresses swapped), or all when none pair"),
+    OptionSpec("--merge-all", help: "with --merge: every connection in the files, paired or not (listeners too)"),
     OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
     OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
-] + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
+] + PictureOptions.specs + WireOption.options + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--kernel-trace auto|on|off] [--no-color] [--demo] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--report text|json] [--host ADDR] [--port N]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--merge [--merge-all] FILE...] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--wire auto|on|off] [--pcap FILE] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--threads N] [--report text|json] [--timeout SECONDS] [--host ADDR] [--port N]"
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
     With MESSAGEs: sends each (newline-terminated), prints each echo, half-closes, drains, closes.
     Without: stdin goes to the server and the echo to stdout, like nc; EOF on stdin half-closes.
-    Exit status: 0 when every byte came back identical; 1 when the echo differed; 64 usage;
+    With --expect any: the messages (or stdin) go out, then a half-close; whatever comes back is
+    printed escaped until the peer closes, for any request/response server.
+    Exit status: 0 when every byte came back identical (--expect any: the peer closed cleanly);
+    1 when the echo differed (the verdict says what came back); 64 usage;
     68 unknown host; 69 refused/unreachable/reset, or the server closed before the end of stdin;
     75 timeout; 71 other OS errors; 130 SIGINT (143 SIGTERM): closed cleanly, a second signal exits at once.
     """)
 
 signal(SIGPIPE, SIG_IGN)
 
-do {
+// The one way out: every mode returns its status or throws, and CommandExit finishes the trace
+// session (sink, kernel source, followers, verdict) before the last line and exit().
+CommandExit.run(command, settleSeconds: 0.2) {
     let options = try CommandLineTrace.options(arguments)
+    let pictures = try PictureOptions.options(arguments)
+    if !pictures.isEmpty && !(arguments.has("--demo") || arguments.has("--merge") || arguments.string("--scenario") != nil) {
+        throw UsageError("--picture and --state-diagram go with --demo, --scenario or --merge")
+    }
     var config = EchoClientConfiguration()
     config.host = arguments.string("--host") ?? "127.0.0.1"
     config.port = try arguments.port(default: 7007)
@@ -40,28 +51,33 @@ do {
         config.connectTimeoutSeconds = timeout
         config.ioTimeoutSeconds = timeout
     }
+    let expect: ExpectMode = try arguments.choice("--expect", default: .echo)
     if let name = arguments.string("--scenario") {
-        exit(try ScenarioCommand.run(name: name, arguments: arguments, options: options))
+        return try ScenarioCommand.run(name: name, arguments: arguments, options: options, pictures: pictures)
     }
     if arguments.has("--load") {
-        exit(try LoadCommand.run(arguments, host: config.host, port: config.port))
+        return try LoadCommand.run(arguments, host: config.host, port: config.port)
     }
+    if arguments.has("--merge-all") && !arguments.has("--merge") { throw UsageError("--merge-all goes with --merge") }
     if arguments.has("--merge") {
-        exit(try ClientCommands.merge(paths: arguments.positionals, options: options))
+        return try ClientCommands.merge(paths: arguments.positionals, all: arguments.has("--merge-all"), options: options, pictures: pictures)
     }
     if arguments.has("--demo") {
-        exit(try ClientCommands.demo(host: config.host, options: options))
+        let wire = try WireOption.parse(arguments, defaultMode: .auto)
+            .resolve(command: command, arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: false)
+        return try ClientCommands.demo(host: config.host, port: arguments.string("--port") == nil ? 0 : config.port, options: options,
+                                       pictures: pictures, wire: wire)
     }
     // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
-    // 128 + signal. A second signal exits at once.
+    // 128 + signal. A second signal exits at once (the session's exit handler still flushes).
     // The signalfd exists before connect(); no thread has started yet, so every later one
     // inherits the blocked mask.
     let signals = try TerminationSignals(command: command)
     let interruption = try ClientInterruption()
     try signals.start { interruption.interrupt(signal: $0) }
-    exit(try withExtendedLifetime(signals) {
-        try ClientCommands.echo(config: config, messages: arguments.positionals, options: options, interruption: interruption)
-    })
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
+    return try withExtendedLifetime(signals) {
+        try ClientCommands.echo(config: config, messages: arguments.positionals, expect: expect, options: options,
+                                wire: try WireOption.parse(arguments, defaultMode: .off),
+                                interruption: interruption)
+    }
 }

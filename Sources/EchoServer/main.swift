@@ -3,22 +3,22 @@ import Glibc
 import SocketKit
 import TCPTrace
 
-// EchoServer: argument parsing and wiring only; the logic lives in SocketKit.
+// EchoServer: argument parsing and wiring only; the engines live in EchoKit.
 
 let command = "EchoServer"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "address to listen on: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
-] + OptionSpec.traceOptions(verboseHelp: "also trace syscalls and the bytes echoed (escaped)") + [
+] + OptionSpec.traceOptions(verboseHelp: "also trace the bytes received (escaped) and each backpressure pause (syscall events)") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
-    OptionSpec("--threads", value: "N", help: "event loops sharing the one listener (default: number of cores)"),
+    OptionSpec("--threads", value: "N", help: "event loops sharing the one listener (default: one per CPU this process may use: affinity mask, cgroup quota)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
     OptionSpec("--max-connections", value: "N", help: "close connections beyond N at once, logged (default 100000)"),
     OptionSpec("--idle-timeout", value: "SECONDS", help: "close connections idle this long (default: never)"),
     OptionSpec("--drain-timeout", value: "SECONDS", help: "on SIGINT/SIGTERM, wait this long for connections to finish (default 5)"),
-] + OptionSpec.standardOptions, allowsPositionals: false)
+] + WireOption.options + OptionSpec.standardOptions, allowsPositionals: false)
 
-let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--no-color] [--kernel-trace auto|on|off] [--close-wait-warn SECONDS] [--threads N] [--backlog N] [--max-connections N] [--idle-timeout SECONDS] [--drain-timeout SECONDS] [--version] [--help]"
+let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--no-color] [--kernel-trace auto|on|off] [--close-wait-warn SECONDS] [--threads N] [--backlog N] [--max-connections N] [--idle-timeout SECONDS] [--drain-timeout SECONDS] [--wire auto|on|off] [--pcap FILE] [--version] [--help]"
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo server that logs every TCP state each connection passes through.", usage: usage, footer: """
@@ -39,12 +39,15 @@ do {
 }
 
 let trace: CommandLineTrace
+let wire: WireOption
 var config = EchoServerConfiguration()
 do {
     trace = try CommandLineTrace.options(arguments)
+    // Off by default: capture copies every segment, a cost a long-running server opts into.
+    wire = try WireOption.parse(arguments, defaultMode: .off)
     config.host = arguments.string("--host") ?? "127.0.0.1"
     config.port = try arguments.port(default: 7007)
-    config.threads = try arguments.integer("--threads", range: 1...256) ?? config.threads
+    if let threads = try arguments.integer("--threads", range: 1...256) { config.setThreads(threads) }
     config.backlog = Int32(try arguments.integer("--backlog", range: 0...65535) ?? Int(config.backlog))
     config.maxConnections = try arguments.integer("--max-connections", range: 1...10_000_000) ?? config.maxConnections
     config.idleTimeoutSeconds = try arguments.seconds("--idle-timeout")
@@ -53,43 +56,63 @@ do {
     SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
 }
 
-let sink: TraceWriter
-do {
-    sink = try trace.makeSink()
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.cantCreate)
-}
-// The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
-// emitted only once bind() succeeded (a busy port stays a one-line error).
-let (kernel, kernelNote) = trace.openKernelSource(command: command, sink: sink, side: .server)
-let tracer = StateTracer(sink: sink, side: .server, verbose: trace.verbose,
-                         closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
-let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
-do {
-    let address = try server.bind()
-    if let kernelNote { sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
-    if trace.format == .off || trace.path != nil {
-        SignalSafeOutput.line("\(command): listening on \(address) (\(config.threads) threads)")
+// The one way out: CommandExit finishes the trace session (followers, kernel source, sink)
+// before the last stderr line and exit(), whether the run ends in a summary or an error.
+CommandExit.run(command) {
+    let session = TraceSession(sink: try trace.makeSink())
+    session.makeCurrent()
+    // The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
+    // emitted only once bind() succeeded (a busy port stays a one-line error).
+    let (kernel, kernelNote) = try trace.openKernelSource(command: command, sink: session.sink, side: .server)
+    session.attach(kernel)
+    let tracer = StateTracer(sink: session.sink, side: .server, verbose: trace.verbose,
+                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
+    session.add(tracer)
+    let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
+    let address: SocketAddress
+    do {
+        address = try server.bind()
+    } catch let error as SystemCallError where error.call == "bind" && error.errno == EACCES && config.port < 1024 {
+        SysExits.fail(command, "\(error) (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --port 7007)",
+                      code: SysExits.code(for: error))
     }
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
+    if let kernelNote { session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
+    session.attach(try wire.startLive(command: command, side: .server, serverPort: address.port, sink: session.sink,
+                                      local: address, peer: nil), side: .server)
+    if trace.format == .off || trace.path != nil {
+        SignalSafeOutput.line("\(command): listening on \(address) (\(config.loopSizing))")
+    }
+    // The first signal stops gracefully, a second one exits at once (the session's exit handler
+    // still writes the trace out). Signals that arrived during start-up wait in the signalfd
+    // (created first thing above) and are read now, by our own thread.
+    let drainSeconds = config.drainTimeoutSeconds
+    let traceFormat = trace.format
+    let sink = session.sink
+    try signals.start { _ in
+        // The terminal echoed `^C` without a newline: end that line before anything else prints.
+        if isatty(2) == 1 { SignalSafeOutput.line("") }
+        let open = server.stats.snapshot.open
+        if open > 0 {
+            let seconds = drainSeconds == drainSeconds.rounded() ? String(Int(drainSeconds)) : String(drainSeconds)
+            let message = "draining \(open) connection\(open == 1 ? "" : "s"), up to \(seconds) s; Ctrl-C again to quit"
+            if traceFormat == .json {
+                sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: message))
+                sink.flush()
+            } else {
+                SignalSafeOutput.line("\(command): \(message)")
+            }
+        }
+        server.stop()
+    }
+    try withExtendedLifetime(signals) { try server.run() }
+    // In JSON mode every line of the trace stream is JSON: the summary is an event there.
+    if trace.format == .json {
+        session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info,
+                                     cause: "stopped: \(server.stats.snapshot)"))
+    }
+    session.finish()
+    if trace.format != .json || trace.path != nil {
+        SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
+    }
+    return 0
 }
-
-// The first signal stops gracefully, a second one exits at once. Signals that arrived during
-// start-up wait in the signalfd and are read now.
-do {
-    try signals.start { _ in server.stop() }
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.osError)
-}
-
-do {
-    try server.run()
-} catch {
-    SysExits.fail(command, "\(error)", code: SysExits.code(for: error))
-}
-tracer.follower.finish()
-kernel?.stop()
-sink.flush()
-SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
-exit(0)

@@ -3,7 +3,9 @@ import Glibc
 
 /// epoll readiness bits, translated here and nowhere else.
 public struct EpollEvents: OptionSet, Sendable {
+    /// The EPOLL* bits, as epoll_event.events carries them.
     public let rawValue: UInt32
+    /// Wraps raw EPOLL* bits.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     public static let readable = EpollEvents(rawValue: EPOLLIN.rawValue)
@@ -12,7 +14,6 @@ public struct EpollEvents: OptionSet, Sendable {
     public static let readHangup = EpollEvents(rawValue: EPOLLRDHUP.rawValue)
     public static let hangup = EpollEvents(rawValue: EPOLLHUP.rawValue)
     public static let error = EpollEvents(rawValue: EPOLLERR.rawValue)
-    public static let edgeTriggered = EpollEvents(rawValue: EPOLLET.rawValue)
     /// Wake only one (or a few) of the epoll instances watching a shared descriptor. ADD only.
     public static let exclusive = EpollEvents(rawValue: EPOLLEXCLUSIVE.rawValue)
 }

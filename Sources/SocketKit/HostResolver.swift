@@ -2,15 +2,19 @@ import Glibc
 
 /// A host name that could not be resolved (getaddrinfo's own error space, not errno).
 public struct ResolutionError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The name that did not resolve.
     public let host: String
+    /// The getaddrinfo(3) EAI_* code.
     public let code: Int32
 
+    /// `resolve(name): gai_strerror text`.
     public var description: String {
         let reason = gai_strerror(code).map { String(cString: $0) } ?? "error \(code)"
         return "getaddrinfo(\(host)): \(reason)"
     }
 }
 
+/// Names to addresses, numeric ones without a lookup. C: `getaddrinfo(3)`.
 public enum HostResolver {
     /// Resolves `host` (a literal, `localhost`, or a name) to socket addresses for TCP.
     /// Literals never touch the resolver. C: `getaddrinfo`.

@@ -4,6 +4,7 @@ import Glibc
 /// processes (and the kernel tracepoint, which is configured with the same clock) merge.
 public enum MonotonicClock {
     @inline(__always)
+    /// CLOCK_MONOTONIC in nanoseconds: the trace's time scale (the kernel tracepoint uses it too). C: `clock_gettime(2)`.
     public static func now() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)

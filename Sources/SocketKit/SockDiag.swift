@@ -3,18 +3,26 @@ import Glibc
 
 /// One socket as the kernel's socket table (inet_diag) reports it.
 public struct SockDiagEntry: Sendable, Equatable {
+    /// The socket's state in the kernel table (TIME_WAIT included).
     public var state: TCPState
+    /// Local address and port.
     public var local: SocketAddress
+    /// Peer address and port (unspecified for a listener).
     public var peer: SocketAddress
+    /// SO_COOKIE: the same value the fd reported, for as long as the socket lives.
     public var cookie: UInt64
     /// 0 for sockets no process holds (TIME_WAIT mini-sockets, orphans after close()).
     public var inode: UInt32
     /// Which timer runs (1 retransmit, 2 keepalive, 3 TIME_WAIT, 4 zero-window probe) and
     /// milliseconds until it fires: for TIME_WAIT, the time left before the socket is gone.
     public var timer: UInt8
+    /// Milliseconds left on the active timer (TIME_WAIT's 60 s).
     public var expiresMs: UInt32
+    /// Bytes waiting to be read (Recv-Q).
     public var receiveQueue: UInt32
+    /// Bytes not yet acknowledged by the peer (Send-Q).
     public var sendQueue: UInt32
+    /// The owner's user id.
     public var uid: UInt32
     /// Full sockets only; TIME_WAIT and request sockets carry none.
     public var info: TCPInfo?
@@ -125,7 +133,8 @@ public final class SockDiag: @unchecked Sendable {
     private func parse(count: Int, into entries: inout [SockDiagEntry]) throws -> Bool {
         try buffer.withUnsafeBytes { bytes in
             var remaining = count
-            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(bytes.baseAddress!.assumingMemoryBound(to: nlmsghdr.self))
+            guard let base = bytes.baseAddress, count >= MemoryLayout<nlmsghdr>.size else { return false }
+            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(base.assumingMemoryBound(to: nlmsghdr.self))
             while let current = header, CSocketKit_NLMSG_OK(current, remaining) != 0 {
                 defer { header = CSocketKit_NLMSG_NEXT(current, &remaining) }
                 guard current.pointee.nlmsg_seq == sequence else { continue }
@@ -133,7 +142,10 @@ public final class SockDiag: @unchecked Sendable {
                 case NLMSG_DONE:
                     return true
                 case NLMSG_ERROR:
-                    let code = -CSocketKit_NLMSG_DATA(current)!.load(as: Int32.self)
+                    // A truncated error message reads as "no answer", not a crash.
+                    guard Int(current.pointee.nlmsg_len) >= CSocketKit_NLMSG_LENGTH(MemoryLayout<Int32>.size),
+                          let payload = CSocketKit_NLMSG_DATA(current) else { return true }
+                    let code = -payload.loadUnaligned(as: Int32.self)
                     // ENOENT: no such socket; ESTALE: the tuple matched a different socket.
                     if code == 0 || code == ENOENT || code == ESTALE { return true }
                     throw SystemCallError(call: "sock_diag", errno: code)
@@ -148,7 +160,7 @@ public final class SockDiag: @unchecked Sendable {
     private static func entry(_ header: UnsafePointer<nlmsghdr>) -> SockDiagEntry? {
         let messageSize = MemoryLayout<inet_diag_msg>.size
         guard Int(header.pointee.nlmsg_len) >= CSocketKit_NLMSG_LENGTH(messageSize) else { return nil }
-        let raw = CSocketKit_NLMSG_DATA(header)!
+        guard let raw = CSocketKit_NLMSG_DATA(header) else { return nil }
         let message = raw.loadUnaligned(as: inet_diag_msg.self)
         let family = Int32(message.idiag_family)
         guard let local = address(family: family, bytes: message.id.idiag_src, port: message.id.idiag_sport),

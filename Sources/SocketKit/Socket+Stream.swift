@@ -12,6 +12,7 @@ public enum ShutdownDirection: Sendable, CustomStringConvertible {
         }
     }
 
+    /// `read` / `write` / `read and write`, as in shutdown(2)'s SHUT_* names.
     public var description: String {
         switch self {
         case .read: return "SHUT_RD"

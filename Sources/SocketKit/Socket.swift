@@ -5,7 +5,9 @@ import Glibc
 ///
 /// Not thread-safe by design: each socket belongs to one event loop or one client thread.
 public final class Socket: @unchecked Sendable {
+    /// The descriptor, or -1 once closed.
     public private(set) var fd: Int32
+    /// AF_INET or AF_INET6.
     public let family: Int32
 
     /// Takes ownership of `fd`; it will be closed by `close()` or, failing that, on deinit.
@@ -23,10 +25,14 @@ public final class Socket: @unchecked Sendable {
     }
 
     deinit {
-        // Leaking a descriptor is worse than closing it late; owners should call close().
+        // Every owner must call close(): a socket reaching deinit open is a bug (a path that
+        // forgot it), so debug builds stop here, as swift-nio's BaseSocket does. Release builds
+        // still close it, because leaking a descriptor is worse than closing it late.
+        assert(fd < 0, "leak of open Socket (fd \(fd)): call close() before dropping it")
         if fd >= 0 { Glibc.close(fd) }
     }
 
+    /// False once `close()` ran.
     public var isOpen: Bool { fd >= 0 }
 
     /// Closes the descriptor once. EINTR counts as closed: Linux has released the fd already,
@@ -35,10 +41,7 @@ public final class Socket: @unchecked Sendable {
         guard fd >= 0 else { return }
         let descriptor = fd
         fd = -1
-        if Glibc.close(descriptor) == -1 {
-            let code = errno
-            if code != EINTR { throw SystemCallError(call: "close", errno: code) }
-        }
+        try closeDescriptor(descriptor)
     }
 
     /// Runs `body` with the raw descriptor, or throws EBADF if the socket was closed.

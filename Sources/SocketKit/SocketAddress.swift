@@ -48,6 +48,7 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// AF_INET or AF_INET6.
     public var family: Int32 {
         switch self {
         case .v4: return AF_INET
@@ -55,6 +56,7 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The port in host byte order.
     public var port: UInt16 {
         get {
             switch self {
@@ -88,6 +90,7 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// 127.0.0.0/8, ::1 or an IPv4-mapped loopback address.
     public var isLoopback: Bool {
         switch self {
         case .v4: return host.hasPrefix("127.")
@@ -95,6 +98,7 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `127.0.0.1:7007` or `[::1]:7007`.
     public var description: String {
         switch self {
         case .v4: return "\(host):\(port)"
@@ -120,10 +124,12 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Same family, address and port.
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
         lhs.family == rhs.family && lhs.port == rhs.port && lhs.addressBytes == rhs.addressBytes
     }
 
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(family)
         hasher.combine(port)

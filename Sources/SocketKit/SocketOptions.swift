@@ -3,20 +3,19 @@ import Glibc
 
 /// A socket option with its level, name and C spelling (for error messages).
 public struct SocketOption: Sendable {
+    /// SOL_SOCKET, IPPROTO_TCP...
     public let level: Int32
+    /// SO_*, TCP_*...
     public let name: Int32
+    /// The C spelling, for error messages (`setsockopt(SO_LINGER)`).
     public let label: String
 
     public static let reuseAddress = SocketOption(level: SOL_SOCKET, name: SO_REUSEADDR, label: "SO_REUSEADDR")
     public static let reusePort = SocketOption(level: SOL_SOCKET, name: SO_REUSEPORT, label: "SO_REUSEPORT")
     public static let error = SocketOption(level: SOL_SOCKET, name: SO_ERROR, label: "SO_ERROR")
-    public static let receiveBuffer = SocketOption(level: SOL_SOCKET, name: SO_RCVBUF, label: "SO_RCVBUF")
-    public static let sendBuffer = SocketOption(level: SOL_SOCKET, name: SO_SNDBUF, label: "SO_SNDBUF")
     public static let cookie = SocketOption(level: SOL_SOCKET, name: CSocketKit_SO_COOKIE, label: "SO_COOKIE")
     public static let noDelay = SocketOption(level: Int32(IPPROTO_TCP), name: TCP_NODELAY, label: "TCP_NODELAY")
     public static let ipv6Only = SocketOption(level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, label: "IPV6_V6ONLY")
-    public static let deferAccept = SocketOption(level: Int32(IPPROTO_TCP), name: TCP_DEFER_ACCEPT, label: "TCP_DEFER_ACCEPT")
-    public static let quickAck = SocketOption(level: Int32(IPPROTO_TCP), name: TCP_QUICKACK, label: "TCP_QUICKACK")
     public static let linger = SocketOption(level: SOL_SOCKET, name: SO_LINGER, label: "SO_LINGER")
 }
 
@@ -54,6 +53,7 @@ extension Socket {
         }
     }
 
+    /// An int-valued option. C: `getsockopt(2)`.
     public func getOption(_ option: SocketOption) throws -> Int32 {
         try getOption(option, initial: Int32(0)).0
     }

@@ -36,3 +36,13 @@ package func nonBlockingSyscall<T: FixedWidthInteger>(
         throw SystemCallError(call: call.description, errno: code)
     }
 }
+
+/// close(2) with the one EINTR rule for it: never retried, counted as closed. Linux releases the
+/// descriptor even when close() reports EINTR (LWN 576478), so a retry could close a descriptor
+/// another thread has just been given.
+package func closeDescriptor(_ fd: Int32, subject: String? = nil) throws(SystemCallError) {
+    if Glibc.close(fd) == -1 {
+        let code = errno
+        if code != EINTR { throw SystemCallError(call: "close", errno: code, subject: subject) }
+    }
+}

@@ -5,11 +5,14 @@ import Glibc
 ///
 /// Reads like `connect(127.0.0.1:7007): Connection refused (ECONNREFUSED)`.
 public struct SystemCallError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The C call as spelled in its man page (`connect`, `epoll_ctl`).
     public let call: String
+    /// The raw errno, for `switch`ing on (ECONNREFUSED...).
     public let errno: Int32
     /// What the call was applied to (an address, an option name), shown in parentheses.
     public var subject: String?
 
+    /// `subject` names what the call was about (an address, a path).
     public init(call: String, errno: Int32, subject: String? = nil) {
         self.call = call
         self.errno = errno
@@ -23,6 +26,7 @@ public struct SystemCallError: Error, Equatable, Sendable, CustomStringConvertib
         return copy
     }
 
+    /// `connect(127.0.0.1:7007): Connection refused (ECONNREFUSED)`.
     public var description: String {
         let target = subject.map { "(\($0))" } ?? ""
         return "\(call)\(target): \(Errno.message(errno)) (\(Errno.name(errno)))"
@@ -36,6 +40,7 @@ public enum Errno {
         names[code] ?? "errno \(code)"
     }
 
+    /// strerror(3) text.
     public static func message(_ code: Int32) -> String {
         guard let text = strerror(code) else { return "errno \(code)" }
         return String(cString: text)

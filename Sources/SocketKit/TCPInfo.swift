@@ -3,19 +3,31 @@ import Glibc
 
 /// The figures of the kernel's `struct tcp_info` that the trace reports.
 public struct TCPInfo: Sendable, Equatable {
+    /// tcpi_state, mapped to the RFC 9293 name.
     public var state: TCPState
+    /// Smoothed round-trip time (tcpi_rtt), µs.
     public var rttMicros: UInt32
+    /// Its variation (tcpi_rttvar), µs.
     public var rttVarMicros: UInt32
+    /// Retransmissions of the current segment (tcpi_retransmits).
     public var retransmits: UInt8
+    /// All retransmissions of the connection (tcpi_total_retrans).
     public var totalRetrans: UInt32
+    /// Bytes the peer acknowledged (tcpi_bytes_acked).
     public var bytesAcked: UInt64
+    /// Bytes received (tcpi_bytes_received).
     public var bytesReceived: UInt64
+    /// Congestion window in segments (tcpi_snd_cwnd).
     public var sendCwnd: UInt32
+    /// Segments in flight (tcpi_unacked).
     public var unacked: UInt32
+    /// Bytes queued but not yet sent (tcpi_notsent_bytes).
     public var notSentBytes: UInt32
     /// The peer's advertised receive window (0 = the peer stopped reading); kernels ≥ 5.19.
     public var sendWindow: UInt32?
 
+    /// From the kernel struct; fields past `length` (an older kernel) read as zero, because the
+    /// buffer is zero-filled before the call, and `sendWindow` is nil when not returned.
     public init(kernel raw: CSocketKit_tcp_info, length: Int) {
         state = TCPState(kernel: raw.tcpi_state)
         rttMicros = raw.tcpi_rtt

@@ -7,26 +7,12 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
     /// A kernel value outside 1...12; printed as `UNKNOWN(n)`, never guessed.
     case unknown(UInt8)
 
-    /// Kernel numbers: 1 ESTABLISHED, 2 SYN_SENT, 3 SYN_RECV, 4 FIN_WAIT1, 5 FIN_WAIT2,
-    /// 6 TIME_WAIT, 7 CLOSE, 8 CLOSE_WAIT, 9 LAST_ACK, 10 LISTEN, 11 CLOSING, 12 NEW_SYN_RECV.
     /// NEW_SYN_RECV is Linux's request mini-socket for a half-open connection: SYN_RECEIVED.
     public init(kernel value: UInt8) {
-        switch value {
-        case 1: self = .established
-        case 2: self = .synSent
-        case 3, 12: self = .synReceived
-        case 4: self = .finWait1
-        case 5: self = .finWait2
-        case 6: self = .timeWait
-        case 7: self = .closed
-        case 8: self = .closeWait
-        case 9: self = .lastAck
-        case 10: self = .listen
-        case 11: self = .closing
-        default: self = .unknown(value)
-        }
+        self = KernelTCPState(rawValue: value)?.rfcState ?? .unknown(value)
     }
 
+    /// The eleven RFC 9293 states, in the RFC's order.
     public static let all: [TCPState] = [
         .closed, .listen, .synSent, .synReceived, .established, .finWait1, .finWait2,
         .closeWait, .closing, .lastAck, .timeWait,
@@ -38,6 +24,7 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
         self = match
     }
 
+    /// The RFC 9293 name printed everywhere (`FIN_WAIT_1`, `CLOSED`).
     public var name: String {
         switch self {
         case .closed: return "CLOSED"
@@ -55,6 +42,7 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Same as `name`.
     public var description: String { name }
 
     /// States that normally last microseconds: worth sampling quickly while in them.
@@ -67,19 +55,31 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
 
     /// Inverse of `init(kernel:)` for inet_diag state masks (SYN_RECEIVED → 3).
     public var kernelValue: UInt8? {
+        if case .unknown(let n) = self { return n }
+        return KernelTCPState.allCases.first { $0.rfcState == self }?.rawValue
+    }
+}
+
+/// The kernel's own numbering (include/net/tcp_states.h), the one table both directions of the
+/// mapping use. Kernel code compares against these names, never against bare numbers.
+public enum KernelTCPState: UInt8, CaseIterable, Sendable {
+    case established = 1, synSent, synRecv, finWait1, finWait2, timeWait, close, closeWait
+    case lastAck, listen, closing, newSynRecv
+
+    /// The RFC 9293 name; CLOSE is CLOSED and both SYN_RECV forms are SYN_RECEIVED.
+    public var rfcState: TCPState {
         switch self {
-        case .established: return 1
-        case .synSent: return 2
-        case .synReceived: return 3
-        case .finWait1: return 4
-        case .finWait2: return 5
-        case .timeWait: return 6
-        case .closed: return 7
-        case .closeWait: return 8
-        case .lastAck: return 9
-        case .listen: return 10
-        case .closing: return 11
-        case .unknown(let n): return n
+        case .established: return .established
+        case .synSent: return .synSent
+        case .synRecv, .newSynRecv: return .synReceived
+        case .finWait1: return .finWait1
+        case .finWait2: return .finWait2
+        case .timeWait: return .timeWait
+        case .close: return .closed
+        case .closeWait: return .closeWait
+        case .lastAck: return .lastAck
+        case .listen: return .listen
+        case .closing: return .closing
         }
     }
 }

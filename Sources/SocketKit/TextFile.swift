@@ -21,6 +21,23 @@ package enum TextFile {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Creates or truncates `path` (mode 0644 before umask) and writes `text`; partial writes
+    /// continue where they stopped. C: `open(O_CREAT|O_TRUNC)`, `write`.
+    package static func write(_ path: String, _ text: String) throws(SystemCallError) {
+        let fd: Int32
+        do {
+            fd = try syscall("open") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        } catch {
+            throw error.on(path)
+        }
+        defer { Glibc.close(fd) }
+        let bytes = Array(text.utf8)
+        var done = 0
+        while done < bytes.count {
+            done += try syscall("write") { bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
+        }
+    }
+
     /// nil when the file does not exist; other failures are thrown.
     package static func readIfPresent(_ path: String) throws(SystemCallError) -> String? {
         do {

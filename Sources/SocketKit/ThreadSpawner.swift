@@ -5,6 +5,7 @@ import Glibc
 public final class ThreadHandle: @unchecked Sendable {
     private var thread = pthread_t()
 
+    /// Starts a joinable thread running `body`. C: `pthread_create(3)`.
     public init(_ body: @escaping @Sendable () -> Void) throws {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         let rc = pthread_create(&thread, nil, { raw in
@@ -18,6 +19,7 @@ public final class ThreadHandle: @unchecked Sendable {
         }
     }
 
+    /// Waits for the thread to end. C: `pthread_join(3)`.
     public func join() {
         pthread_join(thread, nil)
     }

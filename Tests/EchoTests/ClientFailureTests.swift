@@ -35,7 +35,9 @@ struct ClientFailureTests {
         _ = recv(fd, &buffer, 64, 0)
         Glibc.close(fd)
         #expect(client.wait(timeout: 10) == 1)
-        #expect(client.stderrText.hasSuffix("EchoClient: echo differs: sent 6 bytes, received 0\n"), "\(client.stderrText.suffix(200))")
+        #expect(client.stderrText.hasSuffix("EchoClient: echo differs: sent 6 bytes, received 0; the peer closed after echoing 0 of 6 bytes\n"),
+                "\(client.stderrText.suffix(200))")
+        #expect(client.events.last?.verdict == ExchangeVerdict(outcome: .shortEcho, sent: 6, received: 0, firstDifference: 0))
     }
 
     @Test("a server that resets: ECONNRESET named, exit 69, the trace ends in CLOSED")

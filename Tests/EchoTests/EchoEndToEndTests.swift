@@ -196,7 +196,8 @@ import TestSupport
             }
         }, "the server traced the connection's CLOSED")
         _ = server.stop()
-        let merge = try ChildProcess("EchoClient", ["--merge", serverLog, clientLog, "--no-color"])
+        // --merge-all: the listener too (the default shows only the connection both sides saw).
+        let merge = try ChildProcess("EchoClient", ["--merge", "--merge-all", serverLog, clientLog, "--no-color"])
         #expect(merge.wait() == 0)
         let lines = merge.stdoutText.split(separator: "\n").map(String.init)
         let listen = try #require(lines.firstIndex { $0.contains("CLOSED → LISTEN") })

@@ -8,6 +8,7 @@ import Testing
     static let schemaKeys: Set<String> = [
         "ts_ns", "time", "side", "pid", "conn", "local", "peer", "cookie", "event", "from", "to", "source",
         "cause", "in_state_ns", "unexpected", "timer_ms", "errno", "errno_name", "bytes", "data", "tcp_info",
+        "verdict", "sent", "received", "first_difference", "segment", "wire",
     ]
 
     @Test func json_carriesEverySchemaKeyAndParses() throws {
@@ -23,6 +24,23 @@ import Testing
         #expect(object["data"] as? String == "\\x1b[2J\\x00\\xff")
         let back = try #require(TraceEvent(jsonLine: Substring(line)))
         #expect(back.to == .closeWait && back.from == .established && back.conn == 3 && back.timestampNs == 42)
+    }
+
+    @Test func verdict_roundTripsThroughJSON_andRendersAsText() throws {
+        var event = TraceEvent(timestampNs: 7, side: .client, conn: 1, kind: .verdict, cause: "echo differs: sent 6 bytes")
+        event.verdict = ExchangeVerdict(outcome: .notEcho, sent: 6, received: 17, firstDifference: 0)
+        event.bytes = Array("Hello\u{1b}[2J".utf8)
+        event.byteCount = 17
+        let line = JSONTraceRenderer.render(event)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["event"] as? String == "verdict")
+        #expect(object["verdict"] as? String == "not_echo")
+        #expect(object["sent"] as? Int == 6 && object["received"] as? Int == 17 && object["first_difference"] as? Int == 0)
+        #expect(object["data"] as? String == "Hello\\x1b[2J")
+        let back = try #require(TraceEvent(jsonLine: Substring(line)))
+        #expect(back.kind == .verdict && back.verdict == event.verdict && back.byteCount == 17)
+        let text = TextTraceRenderer(baseNs: 0, color: false).render(event)
+        #expect(text.hasSuffix("VERDICT echo differs: sent 6 bytes"), "\(text)")
     }
 
     @Test func text_escapesPeerBytes() {
@@ -43,6 +61,21 @@ import Testing
     @Test func escaping_passesPrintableAsciiOnly() {
         #expect(ByteEscaping.escape(Array("hi\\there\r\n".utf8)) == "hi\\\\there\\r\\n")
         #expect(ByteEscaping.escape(Array("é".utf8)) == "\\xc3\\xa9")
+    }
+
+    /// Durations round to the nearest shown unit: TIME_WAIT measured 61.98 s reads `62 s`, not
+    /// `61 s`; the unit is picked after rounding, so 999.7 ms is `1.0 s`.
+    @Test func duration_roundsToNearest() {
+        #expect(TextTraceRenderer.duration(61_980_000_000) == "62 s")
+        #expect(TextTraceRenderer.duration(61_400_000_000) == "61 s")
+        #expect(TextTraceRenderer.duration(1_960_000_000) == "2.0 s")
+        #expect(TextTraceRenderer.duration(1_940_000_000) == "1.9 s")
+        #expect(TextTraceRenderer.duration(9_960_000_000) == "10 s")
+        #expect(TextTraceRenderer.duration(146_700_000) == "147 ms")
+        #expect(TextTraceRenderer.duration(999_700_000) == "1.0 s")
+        #expect(TextTraceRenderer.duration(1_600) == "2 µs")
+        #expect(TextTraceRenderer.duration(999_600) == "1 ms")
+        #expect(TextTraceRenderer.duration(0) == "0 µs")
     }
 
     @Test func ladder_putsSidesInColumnsInTimeOrder() {

@@ -78,6 +78,27 @@ import Testing
         #expect(reported == dropped)
         #expect(events.count - notes.count + dropped == 20_000)
     }
+
+    @Test func theQueueIsBoundedInBytes_notOnlyInEvents() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]) }
+        let budget = 64 * 1024
+        let writer = TraceWriter(format: .json, fd: fds[1], ownsDescriptor: true, color: false, immediate: false,
+                                 capacity: 1_000_000, byteBudget: budget, flushTimeoutSeconds: 0.2)
+        // Nobody reads: with a 1,000,000-event capacity only the byte budget can stop the queue.
+        // Each event carries a 4 KiB cause, so at most budget / 4 KiB fit (plus what the writer
+        // already took into the full pipe).
+        let cause = String(repeating: "x", count: 4096)
+        for n in 0..<2_000 {
+            var event = Self.event(n)
+            event.cause = cause
+            writer.emit(event)
+        }
+        let dropped = writer.droppedCount
+        #expect(dropped >= 2_000 - budget / 4096 - 64, "dropped \(dropped) of 2000 with a \(budget)-byte budget")
+        #expect(dropped < 2_000)
+    }
 }
 
 final class ReaderBox: @unchecked Sendable {

@@ -111,9 +111,12 @@ struct pollfd;
 struct timespec;
 int CSocketKit_ppoll(struct pollfd *fds, unsigned long nfds, const struct timespec *timeout);
 
+// The CPUs this thread may run on (sched_getaffinity), ascending, at most `capacity` of them;
+// -1 with errno set on failure. C macros (CPU_ISSET) do the reading, hence the shim.
+int CSocketKit_allowed_cpus(int *cpus, int capacity);
+
 // NLMSG_* are function-like macros Swift cannot import.
 static inline size_t CSocketKit_NLMSG_ALIGN(size_t len) { return NLMSG_ALIGN(len); }
-static inline size_t CSocketKit_NLMSG_HDRLEN(void) { return NLMSG_HDRLEN; }
 static inline size_t CSocketKit_NLMSG_LENGTH(size_t len) { return NLMSG_LENGTH(len); }
 static inline int CSocketKit_NLMSG_OK(const struct nlmsghdr *nlh, long len) { return NLMSG_OK(nlh, len); }
 static inline const struct nlmsghdr *CSocketKit_NLMSG_NEXT(const struct nlmsghdr *nlh, long *len) {
@@ -128,5 +131,6 @@ static inline const void *CSocketKit_RTA_DATA(const struct rtattr *rta) { return
 static inline size_t CSocketKit_RTA_PAYLOAD(const struct rtattr *rta) { return RTA_PAYLOAD(rta); }
 
 #include "CSocketKitPerf.h"
+#include "CSocketKitPacket.h"
 
 #endif

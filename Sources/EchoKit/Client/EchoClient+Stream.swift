@@ -5,17 +5,18 @@ import TCPTrace
 extension EchoClient {
     /// The outcome of streaming stdin through the server.
     public struct StreamResult: Sendable {
-        public var bytesSent: UInt64 = 0
-        public var bytesReceived: UInt64 = 0
-        /// FNV-1a of each direction: equal sums and counts mean the echo was identical.
-        public var sentDigest: UInt64 = 0xcbf2_9ce4_8422_2325
-        public var receivedDigest: UInt64 = 0xcbf2_9ce4_8422_2325
-        public var matched: Bool { bytesSent == bytesReceived && sentDigest == receivedDigest }
+        public var comparison = EchoComparison()
+        public var bytesSent: UInt64 { UInt64(comparison.sent) }
+        public var bytesReceived: UInt64 { UInt64(comparison.received) }
+        public var matched: Bool { comparison.matched }
     }
 
     /// Like `nc`: bytes from `input` go to the server, the echo goes to `output`. EOF on input
     /// half-closes; the echo keeps flowing until the server closes. Binary-safe.
-    public func stream(input: Int32, output: Int32) throws -> StreamResult {
+    ///
+    /// - Parameter expectEcho: false for `--expect any`: the peer may close its side before
+    ///   the input ends (a reply, then FIN), and what came back goes to `output` escaped.
+    public func stream(input: Int32, output: Int32, expectEcho: Bool = true) throws -> StreamResult {
         guard let socket else { throw SystemCallError(call: "send", errno: EBADF) }
         var result = StreamResult()
         let size = 64 * 1024
@@ -24,34 +25,51 @@ extension EchoClient {
         defer { inBuffer.deallocate(); outBuffer.deallocate() }
         var pendingStart = 0, pendingEnd = 0
         var inputOpen = true
+        var lastByte: UInt8?
         while true {
             // A busy stream may never wait: check for SIGINT on every round too.
             try checkInterrupted()
             // Move what we can without blocking: echo to output, input to the socket.
             var progressed = false
+            let receiveStarted = tracker?.syscallStart()
             switch try socket.receive(into: outBuffer) {
             case .processed(0):
+                tracker?.syscall("recv(fd \(socket.fd), \(size)) = 0: end of stream", startedAt: receiveStarted)
                 tracker?.notePeerFIN()
                 tracker?.observe(socket, cause: "recv()=0: server sent FIN")
-                if inputOpen || pendingStart < pendingEnd {
+                if !expectEcho && (inputOpen || pendingStart < pendingEnd) {
+                    // A request/response peer answered and closed: the conversation is over.
+                    // Our FIN closes our half too; input not sent yet is said, not silently lost.
+                    tracker?.info("the peer closed before the end of the input: \(result.bytesSent) bytes read from input; "
+                                  + "\(pendingEnd - pendingStart) not sent")
+                    try halfClose()
+                } else if inputOpen || pendingStart < pendingEnd {
                     // The server went away (died, drained, idle timeout) before we were done:
                     // what we had not sent yet was never echoed. Not a success.
                     throw ClientError("the server closed the connection before the end of the input "
                                       + "(\(result.bytesSent) bytes read from input, \(result.bytesReceived) echoed)", errno: EPIPE)
                 }
+                if !expectEcho, let lastByte, lastByte != UInt8(ascii: "\n") { try writeAll(output, "\n") }
                 close()
                 return result
             case .processed(let n):
+                tracker?.syscall("recv(fd \(socket.fd), \(size)) = \(n)", startedAt: receiveStarted)
                 let chunk = UnsafeRawBufferPointer(rebasing: outBuffer[0..<n])
                 tracker?.data("received", chunk)
-                try writeAll(output, chunk)
-                result.bytesReceived += UInt64(n)
-                result.receivedDigest = fnv(result.receivedDigest, chunk)
+                if expectEcho {
+                    try writeAll(output, chunk)
+                } else {
+                    try writeAll(output, ByteEscaping.escapeKeepingLines(chunk))
+                    lastByte = chunk.last
+                }
+                result.comparison.noteReceived(chunk)
                 progressed = true
             case .wouldBlock: break
             }
             if pendingStart < pendingEnd {
+                let sendStarted = tracker?.syscallStart()
                 if case .processed(let n) = try socket.send(UnsafeRawBufferPointer(rebasing: inBuffer[pendingStart..<pendingEnd])) {
+                    tracker?.syscall("send(fd \(socket.fd), \(pendingEnd - pendingStart) bytes) = \(n)", startedAt: sendStarted)
                     tracker?.data("sent", UnsafeRawBufferPointer(rebasing: inBuffer[pendingStart..<pendingStart + n]))
                     pendingStart += n
                     progressed = true
@@ -64,9 +82,7 @@ extension EchoClient {
                         inputOpen = false
                         try halfClose()
                     } else {
-                        let chunk = UnsafeRawBufferPointer(rebasing: inBuffer[0..<n])
-                        result.bytesSent += UInt64(n)
-                        result.sentDigest = fnv(result.sentDigest, chunk)
+                        result.comparison.noteSent(UnsafeRawBufferPointer(rebasing: inBuffer[0..<n]))
                         pendingStart = 0
                         pendingEnd = n
                     }
@@ -83,20 +99,16 @@ extension EchoClient {
         }
     }
 
+    private func writeAll(_ fd: Int32, _ text: String) throws {
+        var bytes = Array(text.utf8)
+        try bytes.withUnsafeMutableBytes { try writeAll(fd, UnsafeRawBufferPointer($0)) }
+    }
+
     private func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
         var offset = 0
         while offset < bytes.count {
             let n = try syscall("write") { write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
             offset += n
         }
-    }
-
-    private func fnv(_ hash: UInt64, _ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        var h = hash
-        for byte in bytes {
-            h ^= UInt64(byte)
-            h = h &* 0x100_0000_01b3
-        }
-        return h
     }
 }

@@ -60,12 +60,16 @@ public final class EchoClient: @unchecked Sendable {
         self.tracker = tracker
         peer = address
         do {
+            let started = tracker?.syscallStart()
             let immediate = try socket.connect(to: address)
+            tracker?.syscall("connect(fd \(socket.fd), \(address)) = " + (immediate ? "0" : "-1 EINPROGRESS: waiting for POLLOUT"),
+                             startedAt: started)
             tracker?.attach(local: try? socket.localAddress(), peer: nil, cookie: nil)
             tracker?.observe(socket, cause: "connect() to \(address)")
             if !immediate {
                 try waitFor(POLLOUT, timeout: configuration.connectTimeoutSeconds, what: "connect(\(address))")
                 try socket.finishConnect(to: address)
+                tracker?.syscall("getsockopt(fd \(socket.fd), SO_ERROR) = 0: connect() completed")
                 tracker?.attach(local: try? socket.localAddress(), peer: nil, cookie: nil)
                 tracker?.observe(socket, cause: "connect() completed (SO_ERROR 0)")
             }
@@ -133,11 +137,14 @@ public final class EchoClient: @unchecked Sendable {
         guard let socket else { throw SystemCallError(call: "send", errno: EBADF) }
         var offset = 0
         while offset < bytes.count {
+            let started = tracker?.syscallStart()
             switch try socket.send(UnsafeRawBufferPointer(rebasing: bytes[offset...])) {
             case .processed(let n):
+                tracker?.syscall("send(fd \(socket.fd), \(bytes.count - offset) bytes) = \(n)", startedAt: started)
                 tracker?.data("sent", UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]))
                 offset += n
             case .wouldBlock:
+                tracker?.syscall("send(fd \(socket.fd), \(bytes.count - offset) bytes) = -1 EAGAIN: send buffer full", startedAt: started)
                 try waitFor(POLLOUT, timeout: configuration.ioTimeoutSeconds, what: "send")
             }
         }
@@ -147,8 +154,10 @@ public final class EchoClient: @unchecked Sendable {
     public func receiveSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard let socket else { throw SystemCallError(call: "recv", errno: EBADF) }
         while true {
+            let started = tracker?.syscallStart()
             switch try socket.receive(into: buffer) {
             case .processed(let n):
+                tracker?.syscall("recv(fd \(socket.fd), \(buffer.count)) = \(n)" + (n == 0 ? ": end of stream" : ""), startedAt: started)
                 if n == 0 {
                     tracker?.notePeerFIN()
                     tracker?.observe(socket, cause: "recv()=0: server sent FIN")
@@ -162,6 +171,7 @@ public final class EchoClient: @unchecked Sendable {
                 }
                 return n
             case .wouldBlock:
+                tracker?.syscall("recv(fd \(socket.fd), \(buffer.count)) = -1 EAGAIN: nothing yet", startedAt: started)
                 try waitFor(POLLIN, timeout: configuration.ioTimeoutSeconds, what: "recv")
             }
         }
@@ -170,10 +180,11 @@ public final class EchoClient: @unchecked Sendable {
     /// Half-close: our FIN goes out, the fd stays open to read the rest. C: `shutdown(SHUT_WR)`.
     public func halfClose() throws {
         guard let socket else { return }
-        tracker?.willSendFIN()
-        try socket.shutdown(.write)
-        tracker?.noteOurFIN()
-        tracker?.observe(socket, cause: "shutdown(SHUT_WR): our FIN sent")
+        // A peer that replies and closes (not an echo server) may have its FIN queued unread:
+        // read the state first, or the close would be inferred as ours (FIN_WAIT_1...) when it
+        // is the passive one (CLOSE_WAIT → LAST_ACK).
+        if tracker?.observe(socket, cause: "read before shutdown(SHUT_WR)") == .closeWait { tracker?.notePeerFIN() }
+        try socket.sendFIN(tracedBy: tracker, cause: "shutdown(SHUT_WR): our FIN sent")
     }
 
     /// Records a failure against the trace, reading the state it left behind.
@@ -192,7 +203,14 @@ public final class EchoClient: @unchecked Sendable {
     public func close() {
         guard let socket else { return }
         tracker?.willSendFIN()
-        try? socket.close()
+        let fd = socket.fd
+        let started = tracker?.syscallStart()
+        do {
+            try socket.close()
+            tracker?.syscall("close(fd \(fd)) = 0", startedAt: started)
+        } catch {
+            tracker?.syscall("close(fd \(fd)): \(error)", startedAt: started)
+        }
         tracker?.closed(cause: "close()")
         self.socket = nil
     }

@@ -46,11 +46,29 @@ public enum SysExits {
         }
     }
 
-    /// Prints `command: message` on stderr and exits with `code`.
+    /// Finishes the current trace session (so no trace line is lost and the message comes
+    /// last), prints `command: message` on stderr and exits with `code`. Prefer throwing to
+    /// `CommandExit.run`; this is for the few places that must leave before main can.
     public static func fail(_ command: String, _ message: String, code: Int32) -> Never {
+        TraceSession.finishCurrent()
         SignalSafeOutput.line("\(command): \(message)")
         exit(code)
     }
+}
+
+/// A command failure with a message and a chosen sysexits code (thrown up to `CommandExit`).
+public struct CommandFailure: Error, CustomStringConvertible, Sendable, ExitStatusProviding {
+    public let description: String
+    public let exitStatus: Int32
+    public init(_ description: String, exitStatus: Int32) {
+        self.description = description
+        self.exitStatus = exitStatus
+    }
+}
+
+/// `--kernel-trace on` impossible: 77 when it is a matter of privilege, 69 otherwise.
+extension KernelTraceUnavailable: ExitStatusProviding {
+    public var exitStatus: Int32 { needsPrivilege ? SysExits.noPermission : SysExits.unavailable }
 }
 
 public enum SocketKitVersion {

@@ -19,6 +19,8 @@ public final class LabRun {
     public let client: StateTracer
     public let server: StateTracer
     public let slowMotion: Bool
+    /// The wire capture (`--wire`), told every port the scenario uses; nil when off.
+    public let wire: WireTracer?
     /// Live progress for long scenarios (time-wait); nil when nobody watches.
     public let progress: ((String) -> Void)?
     let diag: SockDiag?
@@ -35,7 +37,8 @@ public final class LabRun {
     /// Seconds to wait for one step: segments take up to ~100 ms each in slow motion.
     public var stepTimeout: Double { slowMotion ? 8 : 3 }
 
-    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, progress: ((String) -> Void)? = nil) {
+    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, wire: WireTracer? = nil, progress: ((String) -> Void)? = nil) {
+        self.wire = wire
         client = StateTracer(sink: collector, side: .client, closeWaitWarnSeconds: closeWaitWarnSeconds)
         server = StateTracer(sink: collector, side: .server, closeWaitWarnSeconds: closeWaitWarnSeconds)
         self.slowMotion = slowMotion
@@ -49,6 +52,7 @@ public final class LabRun {
     /// A listening socket on a free loopback port: server connection #0.
     public func listener(backlog: Int32 = 16) throws -> LabEndpoint {
         let socket = try Socket.listening(on: loopback, backlog: backlog)
+        if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
         let tracker = server.track(initial: .closed, conn: 0, diag: diag)
         trackers.append(tracker)
         tracker.attach(local: try socket.localAddress(), peer: nil, cookie: try? socket.cookie())
@@ -64,6 +68,7 @@ public final class LabRun {
         if let address {
             try socket.setOption(.reuseAddress, true)
             try socket.bind(to: address)
+            if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
         }
         let tracker = (side == .client ? client : server).track(initial: .closed, conn: conn, diag: diag)
         trackers.append(tracker)
@@ -75,28 +80,31 @@ public final class LabRun {
     /// fails at once (ECONNREFUSED on loopback) is recorded and rethrown.
     public func startConnect(_ endpoint: LabEndpoint, to address: SocketAddress) throws {
         endpoint.tracker.info("connect(\(address)) sends a SYN")
+        wire?.watch(port: address.port)
         do {
             try endpoint.socket.connect(to: address)
         } catch let error as SystemCallError {
             endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
-            failed(endpoint, error, cause: "connect() failed at once", duringConnect: true)
+            failed(endpoint, error, when: "at once", duringConnect: true)
             throw error
         }
         endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
         endpoint.tracker.observe(endpoint.socket, cause: "right after connect()")
     }
 
-    /// Records a failed call: the errno, a reset in the context, and the state it left.
-    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, cause: String, duringConnect: Bool = false) {
+    /// Records a failed call: the errno, a reset in the context, and the state it left. The
+    /// error names its call once (`recv: Connection reset by peer (ECONNRESET)`); `when` adds
+    /// the moment (`at once`) without naming the call again.
+    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, when: String? = nil, duringConnect: Bool = false) {
         if [ECONNRESET, ECONNREFUSED, EPIPE].contains(error.errno) { endpoint.tracker.noteReset() }
-        endpoint.tracker.error(error, cause: "\(cause): \(error)")
+        endpoint.tracker.error(error, cause: "\(error)" + (when.map { ", \($0)" } ?? ""))
         let tracker = endpoint.tracker
         let anyState = collector.events.contains { $0.kind == .state && $0.side == tracker.tracer.side && $0.conn == tracker.conn }
         if duringConnect, tracker.state == .closed, !anyState {
             // connect() failed before any sample: the SYN went out, so SYN_SENT was crossed.
             endpoint.tracker.infer(.synSent, cause: "connect() sent a SYN before it failed")
         }
-        endpoint.tracker.observe(endpoint.socket, cause: "after \(Errno.name(error.errno)) (\(cause))")
+        endpoint.tracker.observe(endpoint.socket, cause: "after \(Errno.name(error.errno)) from \(error.call)()")
     }
 
     /// Waits until `endpoint`'s connect completes (ESTABLISHED) and checks SO_ERROR.
@@ -108,7 +116,7 @@ public final class LabRun {
         do {
             try endpoint.socket.finishConnect(to: address)
         } catch let error as SystemCallError {
-            failed(endpoint, error, cause: "connect() completed with an error", duringConnect: true)
+            failed(endpoint, error, when: "when it completed", duringConnect: true)
             throw error
         }
         guard done else { throw ScenarioError("connect() to \(address) did not complete in time") }
@@ -161,7 +169,7 @@ public final class LabRun {
     }
 
     /// Reads what arrives until `count` bytes, end of stream or an error (bounded by time).
-    /// Records the peer's FIN (recv() = 0) and a reset where they happen.
+    /// Notes each recv() as it returns (bytes, the peer's FIN as recv() = 0, a reset).
     @discardableResult
     public func receive(_ endpoint: LabEndpoint, count: Int = Int.max, others: [LabEndpoint] = [],
                         timeout: Double? = nil) -> Received {
@@ -179,16 +187,18 @@ public final class LabRun {
                     return true
                 }
                 result.bytes += buffer[0..<n]
+                // One note per recv(), dated at it: a later recv() = 0 (the peer's FIN) must
+                // come after the data it followed, not before a summary written at the end.
+                endpoint.tracker.info("recv() got \(n) bytes")
                 return result.bytes.count >= count
             } catch let error as SystemCallError {
                 result.error = error
-                failed(endpoint, error, cause: "recv()")
+                failed(endpoint, error)
                 return true
             } catch {
                 return true
             }
         }
-        if !result.bytes.isEmpty { endpoint.tracker.info("recv() got \(result.bytes.count) bytes") }
         return result
     }
 
@@ -196,10 +206,8 @@ public final class LabRun {
 
     public func shutdownWrite(_ endpoint: LabEndpoint) throws {
         notePendingFIN(endpoint)
-        endpoint.tracker.noteOurFIN()
-        try endpoint.socket.shutdown(.write)
         endpoint.tracker.info("shutdown(SHUT_WR) sends a FIN")
-        endpoint.tracker.observe(endpoint.socket, cause: "after shutdown(SHUT_WR)")
+        try endpoint.socket.sendFIN(tracedBy: endpoint.tracker, cause: "after shutdown(SHUT_WR)")
     }
 
     /// Reads the state just before our FIN: if the peer's FIN is already in (CLOSE_WAIT), the
@@ -295,8 +303,9 @@ public final class LabRun {
     /// Whether `tracker`'s closed socket is still followed.
     public func isFollowing(_ tracker: SocketTracker) -> Bool { orphans.contains { $0 === tracker } }
 
-    /// Stops tracing, then resets every socket still open so no run leaves TIME_WAITs or
-    /// orphans behind for the next one.
+    /// Stops tracing and cuts the capture (the scenario's observation ends here), then resets
+    /// every socket still open so no run leaves TIME_WAITs or orphans behind for the next one:
+    /// those RSTs are the lab's cleanup, not part of the scenario, and are not shown.
     public func finish() {
         settle()
         for tracker in orphans {
@@ -310,6 +319,7 @@ public final class LabRun {
         orphans.removeAll()
         client.follower.finish()
         server.follower.finish()
+        wire?.cut(atNs: MonotonicClock.now(), reason: "when the lab stopped watching, before its cleanup reset the leftover sockets")
         for socket in leftovers where socket.isOpen {
             try? socket.setAbortiveClose()
             try? socket.close()
@@ -319,8 +329,12 @@ public final class LabRun {
 
     private func keep(_ socket: Socket) { leftovers.append(socket) }
 
-    /// The last smoothed RTT the client's connection reported, for the slow-motion line.
+    /// The last smoothed RTT the client's first connection reported, for the slow-motion line.
+    /// The first: in backlog-full a later connection's handshake crosses lo after the tbf bucket
+    /// refilled and measures ~1 ms, not the shaped round trip.
     public var measuredRTTMicros: UInt32? {
-        collector.events.last { $0.side == .client && $0.info != nil && ($0.info?.rttMicros ?? 0) > 0 }?.info?.rttMicros
+        let samples = collector.events.filter { $0.side == .client && ($0.info?.rttMicros ?? 0) > 0 }
+        guard let first = samples.map(\.conn).min() else { return nil }
+        return samples.last { $0.conn == first }?.info?.rttMicros
     }
 }

@@ -5,11 +5,12 @@ import TCPTrace
 /// (text), or every event as JSON Lines ending with one `scenario` object (json).
 public enum ScenarioReport {
     public static func text(_ outcome: ScenarioOutcome, scenario: any LabScenario, slowMotionLine: String,
-                            color: Bool) -> String {
+                            color: Bool, width: Int? = nil) -> String {
         var out = "Scenario \(scenario.name): \(scenario.summary)\n\(slowMotionLine)\n\n"
-        out += LadderRenderer(color: color).render(outcome.events).joined(separator: "\n")
-        out += "\n\n" + LadderRenderer.legend + "\n\n"
-        out += verdictText(outcome, scenario: scenario)
+        out += LadderRenderer(color: color, width: width).render(outcome.events).joined(separator: "\n")
+        out += "\n\n" + LadderRenderer.legend(width: width) + "\n"
+        if let wire = outcome.wireSummary { out += LadderRenderer.wireLegend + "\n" + wire + "\n" }
+        out += "\n" + verdictText(outcome, scenario: scenario)
         out += "\nWhat happened: " + scenario.explanation(slowMotion: outcome.slowMotion) + "\n"
         return out
     }
@@ -31,6 +32,9 @@ public enum ScenarioReport {
             out += "  key states that must be observed: " + keys.joined(separator: ", ")
             out += verdict.unobservedKeys.isEmpty ? " — all observed\n"
                 : " — NOT observed: " + verdict.unobservedKeys.map { "\($0.side.rawValue) #\($0.conn) \($0.state.name)" }.joined(separator: ", ") + "\n"
+        }
+        for check in verdict.wireChecks ?? [] {
+            out += "  wire: \(check.description): \(check.passed ? "✓" : "✗") \(check.evidence)\n"
         }
         for claim in verdict.falseClaims { out += "  false claim: \(claim)\n" }
         if let failure = verdict.failure { out += "  stopped early: \(failure)\n" }
@@ -75,6 +79,10 @@ public enum ScenarioReport {
         out += ",\"key_states\":[\(keys.joined(separator: ","))]"
         out += ",\"false_claims\":[\(outcome.verdict.falseClaims.map(q).joined(separator: ","))]"
         out += ",\"failure\":\(outcome.verdict.failure.map(q) ?? "null")"
+        let checks = outcome.verdict.wireChecks.map { list in
+            "[" + list.map { "{\"check\":\(q($0.description)),\"ok\":\($0.passed),\"evidence\":\(q($0.evidence))}" }.joined(separator: ",") + "]"
+        }
+        out += ",\"wire\":\(checks ?? "null")"
         out += ",\"explanation\":\(q(scenario.explanation(slowMotion: outcome.slowMotion)))}"
         return out
     }

@@ -12,27 +12,51 @@ public struct ScenarioOutcome: Sendable {
     public var rttMicros: UInt32?
     /// The first try's verdict, for fidelity tables ("matched on the first try").
     public var firstTryOK: Bool
+    /// The capture's one-line summary (segments, drops), when the wire was on.
+    public var wireSummary: String?
 }
 
 public enum ScenarioRunner {
     /// Each try gets fresh sockets and a fresh collector; the last try's events are returned.
-    public static func run(_ scenario: any LabScenario, slowMotion: Bool,
+    /// - Parameters:
+    ///   - wire: capture each try's segments (`--wire`), checked as part of the verdict.
+    ///   - pcapPath: write the last try's capture there as pcapng.
+    public static func run(_ scenario: any LabScenario, slowMotion: Bool, wire: Bool = false, pcapPath: String? = nil,
                            progress: ((String) -> Void)? = nil) -> ScenarioOutcome {
         var outcome: ScenarioOutcome?
         for attempt in 1...max(1, scenario.maxTries) {
-            let lab = LabRun(slowMotion: slowMotion, progress: progress)
             var failure: String?
-            do {
-                try scenario.run(lab)
-            } catch {
-                failure = "\(error)"
+            var capture: WireTracer?
+            if wire {
+                do { capture = try WireTracer() } catch { failure = "wire capture: \(error)" }
+            }
+            let lab = LabRun(slowMotion: slowMotion, wire: capture, progress: progress)
+            if failure == nil {
+                do {
+                    try scenario.run(lab)
+                } catch {
+                    failure = "\(error)"
+                }
             }
             lab.finish()
-            let events = lab.collector.events
-            let verdict = ScenarioVerdict.judge(scenario, events: events, slowMotion: slowMotion, failure: failure)
+            var events = lab.collector.events
+            var checks: [WireCheck]?
+            var summary: String?
+            if let capture {
+                do {
+                    let run = try capture.finish(events: events, pcapPath: pcapPath)
+                    events = run.events
+                    checks = SegmentExpectations.check(scenario.name, segments: run.segments)
+                    summary = run.summary
+                    if run.statistics.drops > 0 { failure = failure ?? "the kernel dropped \(run.statistics.drops) captured segments" }
+                } catch {
+                    failure = failure ?? "--pcap: \(error)"
+                }
+            }
+            let verdict = ScenarioVerdict.judge(scenario, events: events, slowMotion: slowMotion, failure: failure, wireChecks: checks)
             outcome = ScenarioOutcome(scenario: scenario.name, events: events, verdict: verdict, tries: attempt,
                                       slowMotion: slowMotion, rttMicros: lab.measuredRTTMicros,
-                                      firstTryOK: outcome?.firstTryOK ?? verdict.ok)
+                                      firstTryOK: outcome?.firstTryOK ?? verdict.ok, wireSummary: summary)
             if verdict.ok { break }
             if attempt < scenario.maxTries { progress?("try \(attempt) did not match (\(failure ?? "sequence differs")); trying again") }
         }

@@ -44,15 +44,21 @@ public struct ScenarioVerdict: Sendable {
     public var unobservedKeys: [KeyState]
     /// Why the scenario stopped early, if it did.
     public var failure: String?
+    /// The segments the scenario must show; nil when nothing was captured (`--wire off`).
+    public var wireChecks: [WireCheck]?
 
     public var sequencesMatched: Bool { tracks.allSatisfy(\.matched) }
     public var falseClaims: [String] { tracks.flatMap(\.falseClaims) }
     /// Matched: every sequence as expected, every key state observed, nothing false, no failure.
-    public var ok: Bool { failure == nil && sequencesMatched && unobservedKeys.isEmpty && falseClaims.isEmpty }
+    /// With a capture, every required segment too.
+    public var ok: Bool {
+        failure == nil && sequencesMatched && unobservedKeys.isEmpty && falseClaims.isEmpty
+            && (wireChecks ?? []).allSatisfy(\.passed)
+    }
 
     /// Judges `events` against `scenario`'s tracks and key states.
     public static func judge(_ scenario: any LabScenario, events: [TraceEvent], slowMotion: Bool,
-                             failure: String?) -> ScenarioVerdict {
+                             failure: String?, wireChecks: [WireCheck]? = nil) -> ScenarioVerdict {
         let keys = scenario.keyStates(slowMotion: slowMotion)
         var tracks: [TrackVerdict] = []
         var unobserved: [KeyState] = []
@@ -75,6 +81,6 @@ public struct ScenarioVerdict: Sendable {
                 unobserved.append(key)
             }
         }
-        return ScenarioVerdict(tracks: tracks, keyStates: keys, unobservedKeys: unobserved, failure: failure)
+        return ScenarioVerdict(tracks: tracks, keyStates: keys, unobservedKeys: unobserved, failure: failure, wireChecks: wireChecks)
     }
 }

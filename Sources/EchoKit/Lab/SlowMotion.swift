@@ -39,8 +39,30 @@ public enum SlowMotion {
     static let marker = "SOCKETKIT_LAB_NAMESPACE"
     public static let tbf = ["qdisc", "add", "dev", "lo", "root", "tbf", "rate", "8kbit", "burst", "1600", "latency", "10s"]
 
+    /// The marker's value for a namespace at real speed (no qdisc): the wire capture's.
+    static let realSpeedValue = "real-speed"
+
     /// Whether this process is the re-executed child inside the namespace.
     public static var isInsideNamespace: Bool { getenv(marker) != nil }
+
+    /// Inside a namespace entered only to capture the wire at real speed (`--wire`, demo).
+    static var isRealSpeedNamespace: Bool {
+        getenv(marker).map { String(cString: $0) == realSpeedValue } ?? false
+    }
+
+    /// Decides whether to enter a user+net namespace at real speed, where an unprivileged
+    /// process may open AF_PACKET on its own loopback. `.realSpeed` carries why not.
+    public static func planRealSpeedNamespace() -> Plan {
+        guard let unshare = findProgram("unshare"), let ip = findProgram("ip") else {
+            return .realSpeed(SlowMotionStatus(active: false, note: "unshare/ip not found (install util-linux and iproute2)"))
+        }
+        let probe = run(unshare, ["-Urn", ip, "link", "set", "lo", "up"])
+        guard probe.status == 0 else {
+            let reason = probe.output.split(separator: "\n").first.map(String.init) ?? "exit \(probe.status)"
+            return .realSpeed(SlowMotionStatus(active: false, note: "user/network namespaces not permitted here (\(reason))"))
+        }
+        return .reexecute(unshare: unshare)
+    }
 
     public enum Plan: Sendable {
         /// Re-execute under unshare (does not return on success).
@@ -67,9 +89,9 @@ public enum SlowMotion {
     }
 
     /// Replaces this process with `unshare -Urn <this executable> <same arguments>`.
-    public static func reexecute(unshare: String, arguments: [String]) throws -> Never {
+    public static func reexecute(unshare: String, arguments: [String], realSpeed: Bool = false) throws -> Never {
         let exe = Self.ownExecutable() ?? CommandLine.arguments[0]
-        setenv(marker, "1", 1)
+        setenv(marker, realSpeed ? realSpeedValue : "1", 1)
         let argv = [unshare, "-Urn", exe] + arguments
         var cArgs = argv.map { strdup($0) } + [nil]
         execv(unshare, &cArgs)
@@ -85,6 +107,9 @@ public enum SlowMotion {
         let up = run(ip, ["link", "set", "lo", "up"])
         guard up.status == 0 else {
             return SlowMotionStatus(active: false, note: "ip link set lo up failed: \(up.output.prefix(120)); real speed")
+        }
+        if isRealSpeedNamespace {
+            return SlowMotionStatus(active: false, note: "real speed, in a private user+net namespace (for the wire capture)")
         }
         let shaped = run(tc, tbf)
         guard shaped.status == 0 else {

@@ -20,7 +20,7 @@ public struct LoadConfiguration: Sendable {
     public var connections = 100
     public var durationSeconds: Double = 10
     public var size = 64
-    /// Worker threads, each with its own epoll loop (default: cores, at most one per connection).
+    /// Worker threads, each with its own epoll loop (default: one per usable CPU, see CPUBudget; at most one per connection).
     public var threads: Int?
     /// A connection that makes no progress this long is counted as a timeout and closed; the
     /// run also ends at most this long after `durationSeconds`.
@@ -45,7 +45,7 @@ public struct LoadConfiguration: Sendable {
     }
 
     var effectiveThreads: Int {
-        max(1, min(threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), connections))
+        max(1, min(threads ?? CPUBudget.current().usableCPUs, connections))
     }
 
     /// Stream mode: bytes a connection may have sent but not yet seen echoed.

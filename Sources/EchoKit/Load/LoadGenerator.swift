@@ -30,8 +30,17 @@ public final class LoadGenerator: Sendable {
         for index in 0..<threads {
             let slots = stride(from: index, to: config.connections, by: threads).map { $0 }
             let work: @Sendable () -> Void = {
-                let worker = LoadWorker(config: config, address: address, pattern: pattern, slots: slots)
-                results.store(index, worker.run(deadline: deadline))
+                do {
+                    let worker = try LoadWorker(config: config, address: address, pattern: pattern, slots: slots)
+                    results.store(index, worker.run(deadline: deadline))
+                } catch {
+                    // This worker's connections never start: the report says why.
+                    var report = LoadReport(mode: config.mode, connections: slots.count, size: config.size,
+                                            threads: 1, elapsedSeconds: 0)
+                    report.connectErrors = slots.count
+                    report.firstError = "\(error)"
+                    results.store(index, report)
+                }
             }
             if index == threads - 1 { work() } else {
                 do { handles.append(try ThreadHandle(work)) } catch { work() }

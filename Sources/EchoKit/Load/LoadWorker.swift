@@ -38,12 +38,13 @@ final class LoadWorker {
     private var deadline: UInt64 = 0
     private var active = 0
 
-    init(config: LoadConfiguration, address: SocketAddress, pattern: LoadPattern, slots: [Int]) {
+    init(config: LoadConfiguration, address: SocketAddress, pattern: LoadPattern, slots: [Int]) throws {
         self.config = config
         self.address = address
         self.pattern = pattern
         connections = slots.map { LoadConnection(slot: $0) }
-        epoll = try! Epoll(capacity: 512)   // epoll_create1 fails only without memory or fds
+        // Fails without memory or descriptors: exactly what a load run may meet.
+        epoll = try Epoll(capacity: 512)
         buffer = .allocate(byteCount: 64 * 1024, alignment: 16)
         report = LoadReport(mode: config.mode, connections: slots.count, size: config.size, threads: 1, elapsedSeconds: 0)
     }

@@ -342,12 +342,10 @@ final class EchoEventLoop: @unchecked Sendable {
         let tracker = connection.tracker
         if !connection.shutDown {
             connection.shutDown = true
-            tracker?.willSendFIN()
-            try? connection.socket.shutdown(.write)
-            tracker?.noteOurFIN()
             var text = cause
             if connection.bytesAfterPeerFIN > 0 { text += " (\(connection.bytesAfterPeerFIN) bytes echoed after the peer's FIN)" }
-            tracker?.observe(connection.socket, cause: text)
+            // A failed shutdown (the peer reset meanwhile) needs no handling: close() follows.
+            try? connection.socket.sendFIN(tracedBy: tracker, cause: text)
         }
         release(connection, cause: "close()")
     }

@@ -6,8 +6,11 @@ import TCPTrace
 public struct EchoServerConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     public var port: UInt16 = 7007
-    /// Event loops, all accepting on the one listener; a connection goes to the least loaded.
-    public var threads: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    /// Event loops, all accepting on the one listener (a connection goes to the least loaded):
+    /// by default one per CPU this process may use (affinity, cgroup quota).
+    public var threads: Int
+    /// How `threads` was chosen, for the listening line ("1 loop: CPU 0 of 2 allowed").
+    public private(set) var loopSizing: String
     public var backlog: Int32 = 1024
     /// Connections beyond this are accepted and closed at once, with a warning in the trace.
     public var maxConnections: Int = 100_000
@@ -21,5 +24,15 @@ public struct EchoServerConfiguration: Sendable {
     /// Test hook for the CLOSE_WAIT lab: never close after the peer's FIN.
     public var withholdClose = false
 
-    public init() {}
+    public init() {
+        let budget = CPUBudget.current()
+        threads = budget.usableCPUs
+        loopSizing = budget.describe(loops: threads, overridden: false)
+    }
+
+    /// `--threads N`: the user's count wins over the CPU budget.
+    public mutating func setThreads(_ count: Int) {
+        threads = count
+        loopSizing = CPUBudget.current().describe(loops: count, overridden: true)
+    }
 }

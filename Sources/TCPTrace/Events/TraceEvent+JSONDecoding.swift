@@ -25,6 +25,41 @@ extension TraceEvent {
         unexpected = object["unexpected"]?.bool ?? false
         timerMs = object["timer_ms"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
         errno = object["errno"]?.int.map(Int32.init(truncatingIfNeeded:))
+        segmentID = object["segment"]?.int
+        if kind == .segment, let nested = object["wire"]?.nestedText, let fields = FlatJSON.parseObject(nested[...]) {
+            wire = Self.segment(fields, id: segmentID ?? 0, timestampNs: ts, local: local, peer: peer)
+        }
+        byteCount = object["bytes"]?.int
+        if let outcome = object["verdict"]?.string.flatMap(ExchangeVerdict.Outcome.init(rawValue:)) {
+            verdict = ExchangeVerdict(outcome: outcome, sent: object["sent"]?.int ?? 0, received: object["received"]?.int ?? 0,
+                                      firstDifference: object["first_difference"]?.int)
+        }
+    }
+
+    /// A `wire` object back into a segment (header fields and the options `--merge` draws).
+    static func segment(_ f: [String: FlatJSON.Value], id: Int, timestampNs: UInt64, local: String?, peer: String?) -> WireSegment? {
+        guard let source = local.flatMap(WireEndpoint.init(text:)), let destination = peer.flatMap(WireEndpoint.init(text:)),
+              let flags = f["flags"]?.string.flatMap(TCPFlags.init(text:)),
+              let seq = f["seq_abs"]?.uint64, let relativeSeq = f["seq"]?.uint64, let length = f["len"]?.int,
+              let rawWindow = f["win_raw"]?.uint64, let window = f["win"]?.uint64
+        else { return nil }
+        var options = TCPOptions()
+        options.mss = f["mss"]?.uint64.map(UInt16.init(truncatingIfNeeded:))
+        options.windowScale = f["wscale"]?.uint64.map(UInt8.init(truncatingIfNeeded:))
+        options.sackPermitted = f["sack_permitted"]?.bool ?? false
+        if let value = f["ts_val"]?.uint64, let echo = f["ts_ecr"]?.uint64 {
+            options.timestamp = .init(value: UInt32(truncatingIfNeeded: value), echoReply: UInt32(truncatingIfNeeded: echo))
+        }
+        let sender: TraceSide? = f["direction"]?.string.map { $0.hasPrefix("client") ? .client : .server }
+        let ackAbsolute = f["ack_abs"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
+        let ackRelative = f["ack"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
+        return WireSegment(
+            id: id, timestampNs: timestampNs, wallNs: 0, source: source, destination: destination, sender: sender, flags: flags,
+            seq: UInt32(truncatingIfNeeded: seq), ack: ackAbsolute ?? 0,
+            relativeSeq: UInt32(truncatingIfNeeded: relativeSeq), relativeAck: ackRelative,
+            ackBase: ackAbsolute.flatMap { absolute in ackRelative.map { absolute &- $0 } },
+            length: length, rawWindow: UInt16(truncatingIfNeeded: rawWindow),
+            scaledWindow: (f["win_exact"]?.bool ?? false) ? UInt32(truncatingIfNeeded: window) : nil, options: options)
     }
 
     /// Every event of a JSON Lines file, skipping lines that are not events. C: `open`/`read`.
@@ -38,7 +73,10 @@ extension TraceEvent {
 /// validated and skipped.
 enum FlatJSON {
     enum Value {
-        case string(String), number(Substring), bool(Bool), null, nested
+        case string(String), number(Substring), bool(Bool), null, nested(String)
+
+        /// An object or array member's own JSON text (the segment's `wire` object).
+        var nestedText: String? { if case .nested(let text) = self { return text }; return nil }
 
         var string: String? { if case .string(let s) = self { return s }; return nil }
         var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
@@ -99,7 +137,9 @@ enum FlatJSON {
             case UInt8(ascii: "t"): return literal("true") ? .bool(true) : nil
             case UInt8(ascii: "f"): return literal("false") ? .bool(false) : nil
             case UInt8(ascii: "n"): return literal("null") ? .null : nil
-            case UInt8(ascii: "{"), UInt8(ascii: "["): return skipNested() ? .nested : nil
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                let start = index
+                return skipNested() ? .nested(String(decoding: bytes[start..<index], as: UTF8.self)) : nil
             default:
                 let start = index
                 while let c = peek, c == UInt8(ascii: "-") || c == UInt8(ascii: "+") || c == UInt8(ascii: ".")

@@ -22,6 +22,10 @@ public enum TraceSide: String, Sendable, Codable {
 public struct TraceEvent: Sendable, Equatable {
     public enum Kind: String, Sendable, Codable {
         case state, warning, error, syscall, data, info
+        /// A TCP segment captured on the wire (`--wire`): `wire` holds it.
+        case segment
+        /// The last event of a client exchange: what went out, what came back (`verdict`).
+        case verdict
     }
 
     /// CLOCK_MONOTONIC ns: when it was observed (or, for tracepoint events, when the kernel did it).
@@ -51,6 +55,14 @@ public struct TraceEvent: Sendable, Equatable {
     /// Data events: the bytes (escaped when rendered) and their count.
     public var bytes: [UInt8]?
     public var byteCount: Int?
+    /// State events: the id of the captured segment that caused the transition (RFC 9293),
+    /// where one did; segment events: their own id.
+    public var segmentID: Int?
+    /// Segment events: the segment itself.
+    public var wire: WireSegment?
+    /// Verdict events: sent/received counts, first difference, outcome. `bytes` then holds the
+    /// first bytes that came back.
+    public var verdict: ExchangeVerdict?
 
     public init(
         timestampNs: UInt64, wallNs: Int64 = MonotonicClock.wallNow(), side: TraceSide,
@@ -78,4 +90,16 @@ public struct TraceEvent: Sendable, Equatable {
 
 public enum ProcessIdentity {
     public static let pid: Int32 = getpid()
+}
+
+extension TraceEvent {
+    /// The `segment` event for a captured segment: written on the sending side's behalf (the
+    /// receiver's when the sender is not traced), local = source, peer = destination.
+    public init(segment: WireSegment, conn: Int) {
+        self.init(timestampNs: segment.timestampNs, wallNs: segment.wallNs, side: segment.sender ?? .client,
+                  conn: conn, local: segment.source.description, peer: segment.destination.description,
+                  kind: .segment, cause: segment.label())
+        segmentID = segment.id
+        wire = segment
+    }
 }

@@ -111,7 +111,7 @@ struct KernelRouter<Target: AnyObject> {
             return
         }
         let tuple = KernelTuple(change)
-        if change.destinationPort == 0, change.newState == 10 {
+        if change.destinationPort == 0, change.newState == KernelTCPState.listen.rawValue {
             let key = tuple.listenerKey
             if var waiting = listeners[key], !waiting.isEmpty {
                 let target = waiting.removeFirst()
@@ -212,7 +212,7 @@ struct KernelRouter<Target: AnyObject> {
         ring.append(entry)
         pendingCount += 1
         if change.sourcePort != 0 { latestByTuple[tuple] = (change.skaddr, seq) }
-        if change.destinationPort == 0 && change.newState == 10 {
+        if change.destinationPort == 0 && change.newState == KernelTCPState.listen.rawValue {
             listens[tuple.listenerKey, default: []].append((change.skaddr, seq))
         }
         return seq
@@ -222,7 +222,7 @@ struct KernelRouter<Target: AnyObject> {
     private func diedAfter(_ listen: (skaddr: UInt64, seq: UInt64)) -> Bool {
         var seq = ring[index(listen.seq)].next
         while seq != Self.none {
-            if ring[index(seq)].change.newState == 7 { return true }
+            if ring[index(seq)].change.newState == KernelTCPState.close.rawValue { return true }
             seq = ring[index(seq)].next
         }
         return false
@@ -236,7 +236,7 @@ struct KernelRouter<Target: AnyObject> {
         var start = anchor
         while ring[index(start)].previous != Self.none {
             let earlier = ring[index(ring[index(start)].previous)].change
-            if earlier.newState == 7 || (earlier.sourcePort != 0 && earlier.sourcePort != localPort) { break }
+            if earlier.newState == KernelTCPState.close.rawValue || (earlier.sourcePort != 0 && earlier.sourcePort != localPort) { break }
             start = ring[index(start)].previous
         }
         var end = anchor
@@ -267,7 +267,7 @@ struct KernelRouter<Target: AnyObject> {
             bySkaddrPending[skaddr] = first == Self.none ? nil : (first, last)
         }
         if let latest = latestByTuple[entry.tuple], latest.seq == seq { latestByTuple[entry.tuple] = nil }
-        if entry.change.destinationPort == 0 && entry.change.newState == 10 {
+        if entry.change.destinationPort == 0 && entry.change.newState == KernelTCPState.listen.rawValue {
             let key = entry.tuple.listenerKey
             if var waiting = listens[key] {
                 waiting.removeAll { $0.seq == seq }
@@ -285,7 +285,7 @@ struct KernelRouter<Target: AnyObject> {
     /// After delivering up to `last`: the full socket is gone after a change to CLOSE (its
     /// skaddr may be reused at once), else its skaddr now routes to `target`.
     private mutating func linked(_ target: Target, last: KernelStateChange) {
-        if last.newState == 7 && last.oldState != 7 {
+        if last.newState == KernelTCPState.close.rawValue && last.oldState != KernelTCPState.close.rawValue {
             bySkaddr[last.skaddr] = nil
             update(target) { $0.skaddr = nil }
         } else {

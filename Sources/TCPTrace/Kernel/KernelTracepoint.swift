@@ -277,7 +277,7 @@ public final class KernelTracepoint: @unchecked Sendable {
         return cpus
     }
 
-    /// nil when the file does not exist (ENOENT).
+    /// The one-line reason an open failed, with the privilege hint when that is the cause.
     static func reason(for error: any Error) -> String {
         guard let error = error as? SystemCallError else { return "\(error)" }
         if error.call == "perf_event_open" && (error.errno == EACCES || error.errno == EPERM) {
@@ -285,10 +285,6 @@ public final class KernelTracepoint: @unchecked Sendable {
                 .filter { !$0.isWhitespace } ?? "?"
             return "needs root or CAP_PERFMON (perf_event_paranoid=\(paranoid))"
         }
-        // Spelled out rather than via SystemCallError.description, which traps on
-        // Errno.names' duplicate key (ENOTSUP == EOPNOTSUPP on Linux) at this commit.
-        let subject = error.subject.map { "(\($0))" } ?? ""
-        let text = "\(error.call)\(subject): \(Errno.message(error.errno)) (errno \(error.errno))"
-        return error.errno == EACCES ? "needs root: \(text)" : text
+        return error.errno == EACCES ? "needs root: \(error)" : "\(error)"
     }
 }

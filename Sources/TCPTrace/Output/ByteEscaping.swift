@@ -24,6 +24,23 @@ public enum ByteEscaping {
         return out
     }
 
+    /// Like `escape`, but a newline byte stays a real line break, so a reply made of text lines
+    /// still reads as lines (`--expect any` prints what came back this way). A newline cannot
+    /// move the cursor anywhere a terminal's user did not expect; everything else is escaped.
+    public static func escapeKeepingLines<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+        var out = ""
+        var line: [UInt8] = []
+        for byte in bytes {
+            if byte == UInt8(ascii: "\n") {
+                out += escape(line) + "\n"
+                line.removeAll(keepingCapacity: true)
+            } else {
+                line.append(byte)
+            }
+        }
+        return out + escape(line)
+    }
+
     /// Escapes a string (for JSON values) so only printable ASCII, \n etc. remain.
     public static func escape(_ text: String) -> String { escape(Array(text.utf8)) }
 }

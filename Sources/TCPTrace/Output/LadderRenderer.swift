@@ -4,9 +4,14 @@ import SocketKit
 /// right, like the sequence diagrams in TCP textbooks. Used by `--demo` and `--merge`.
 public struct LadderRenderer: Sendable {
     public var color: Bool
+    /// Terminal columns; nil (pipes, files) keeps one full line per event.
+    public var width: Int?
     static let cellWidth = 34
 
-    public init(color: Bool) { self.color = color }
+    public init(color: Bool, width: Int? = nil) {
+        self.color = color
+        self.width = width.map { max($0, 60) }
+    }
 
     /// Marks in a cell: how the state was obtained.
     static func mark(_ source: ObservationSource?) -> String {
@@ -19,39 +24,99 @@ public struct LadderRenderer: Sendable {
         }
     }
 
-    public static let legend = "● tcp_info (read from the fd)   ◆ sock_diag (kernel socket table)   ▲ tracepoint   ○ inferred (RFC 9293: must have happened, not seen)"
+    /// The legend, one line per mark when the terminal is narrow.
+    public static func legend(width: Int?) -> String {
+        guard let width, width < legend.count else { return legend }
+        return legendParts.joined(separator: "\n")
+    }
+
+    static let legendParts = ["● tcp_info (read from the fd)", "◆ sock_diag (kernel socket table)", "▲ tracepoint", "○ inferred (RFC 9293: must have happened, not seen)"]
+    public static let legend = legendParts.joined(separator: "   ")
+    public static let wireLegend = "──▶ ◀── a segment captured on the wire (AF_PACKET), seq/ack relative to each side's ISN; \"segment #N\" names the one that caused a state"
+
+    /// A segment as an arrow across both columns, the classic diagram's label on it:
+    /// `─── SYN+ACK seq=0 ack=1 win=65483 ───▶` (client to server) or `◀── … ───` back.
+    static func arrow(_ segment: WireSegment, cellWidth: Int) -> String {
+        let width = 2 * cellWidth + 1
+        let label = " " + segment.label() + " "
+        let rightward = segment.sender != .server
+        let body = max(0, width - label.count - 2)
+        let left = body / 2, right = body - left
+        let dash = { (n: Int) in String(repeating: "─", count: n) }
+        return rightward ? dash(left + 1) + label + dash(right) + "▶" : "◀" + dash(left) + label + dash(right + 1)
+    }
 
     public func render(_ events: [TraceEvent]) -> [String] {
         let sorted = events.enumerated().sorted {
             ($0.element.timestampNs, $0.offset) < ($1.element.timestampNs, $1.offset)
         }.map(\.element)
         guard let base = sorted.first?.timestampNs else { return [] }
-        var lines = [TextTraceRenderer.pad("time", 10, left: true) + "  "
-            + TextTraceRenderer.pad("CLIENT", Self.cellWidth) + " " + TextTraceRenderer.pad("SERVER", Self.cellWidth) + " what happened"]
-        for event in sorted {
-            let cell: String
-            switch event.kind {
-            case .state:
-                let transition = "\(event.from?.name ?? "—") → \(event.to?.name ?? "?")"
-                cell = "\(Self.mark(event.source)) #\(event.conn) \(transition)" + (event.unexpected ? " !" : "")
-            case .warning: cell = "⚠ #\(event.conn) warning"
-            case .error: cell = "✗ #\(event.conn) \(event.errno.map { Errno.name($0) } ?? "error")"
-            case .info: cell = "· #\(event.conn) note"
-            case .data, .syscall: cell = "  #\(event.conn) \(event.kind.rawValue)"
+        let cells = sorted.map(cell)
+        // Full columns unless a terminal is too narrow for them and a useful cause column; then
+        // each cell only as wide as the widest one, the cause on indented lines below.
+        let fullFits = width.map { $0 - (12 + 2 * Self.cellWidth + 2) >= 60 } ?? true
+        let cellWidth = fullFits ? Self.cellWidth : max(cells.map(\.count).max() ?? 0, 20)
+        let timeWidth = fullFits ? 10 : 9
+        let gap = fullFits ? "  " : " "
+        var lines = [TextTraceRenderer.pad("time", timeWidth, left: true) + gap
+            + TextTraceRenderer.pad("CLIENT", cellWidth) + " " + (fullFits ? TextTraceRenderer.pad("SERVER", cellWidth) + " what happened" : "SERVER")]
+        for (event, cellText) in zip(sorted, cells) {
+            let time = TextTraceRenderer.pad(TextTraceRenderer.seconds(event.timestampNs - base), timeWidth, left: true)
+            if event.kind == .segment, let segment = event.wire {
+                let arrow = Self.arrow(segment, cellWidth: cellWidth)
+                var why = "#\(segment.id)"
+                if !segment.options.isEmpty { why += " <\(segment.optionsSummary())>" }
+                guard let width else {
+                    lines.append(time + "  " + paint(arrow, "1") + " " + paint(why, "2"))
+                    continue
+                }
+                let indent = fullFits ? timeWidth + 2 + 2 * cellWidth + 2 : timeWidth + 1
+                lines.append(TextWrap.fit(time + gap + paint(arrow, "1"), firstColumns: timeWidth + gap.count + arrow.count,
+                                          words: TextWrap.words(why, "2"), width: width, indent: indent, color: color, minimumRoom: 24))
+                continue
             }
-            let padded = TextTraceRenderer.pad(cell, Self.cellWidth)
+            let padded = TextTraceRenderer.pad(cellText, cellWidth)
             let columns = event.side == .client
-                ? padded + " " + String(repeating: " ", count: Self.cellWidth)
-                : String(repeating: " ", count: Self.cellWidth) + " " + padded
+                ? padded + " " + String(repeating: " ", count: cellWidth)
+                : String(repeating: " ", count: cellWidth) + " " + padded
             var why = event.cause
+            if let id = event.segmentID, event.kind == .state { why = "segment #\(id): " + why }
             if let timer = event.timerMs { why += " (timer \(TextTraceRenderer.duration(UInt64(timer) * 1_000_000)) left)" }
             if event.kind == .state, let ns = event.inStateNs, let from = event.from {
                 why += " [\(TextTraceRenderer.duration(ns)) in \(from.name)]"
             }
-            let time = TextTraceRenderer.pad(TextTraceRenderer.seconds(event.timestampNs - base), 10, left: true)
-            lines.append(time + "  " + paint(columns, code(event)) + " " + paint(why, "2"))
+            guard let width else {
+                lines.append(time + "  " + paint(columns, code(event)) + " " + paint(why, "2"))
+                continue
+            }
+            // Trailing blanks of a client-only row are not printed on a terminal.
+            var head = time + gap + paint(columns, code(event))
+            var headColumns = timeWidth + gap.count + columns.count
+            if !fullFits {
+                let trimmed = event.side == .client ? padded : String(repeating: " ", count: cellWidth) + " " + cellText
+                head = time + gap + paint(trimmed, code(event))
+                headColumns = timeWidth + gap.count + trimmed.count
+            }
+            let indent = fullFits ? timeWidth + 2 + 2 * cellWidth + 2 : timeWidth + 1
+            lines.append(TextWrap.fit(head, firstColumns: headColumns, words: TextWrap.words(why, "2"), width: width,
+                                      indent: indent, color: color, minimumRoom: 24))
         }
         return lines
+    }
+
+    /// `● #1 SYN_SENT → ESTABLISHED`, `✗ #1 ECONNREFUSED`, `· #1 note`.
+    private func cell(_ event: TraceEvent) -> String {
+        switch event.kind {
+        case .state:
+            let transition = "\(event.from?.name ?? "—") → \(event.to?.name ?? "?")"
+            return "\(Self.mark(event.source)) #\(event.conn) \(transition)" + (event.unexpected ? " !" : "")
+        case .warning: return "⚠ #\(event.conn) warning"
+        case .error: return "✗ #\(event.conn) \(event.errno.map { Errno.name($0) } ?? "error")"
+        case .info: return "· #\(event.conn) note"
+        case .verdict: return "= #\(event.conn) \(event.verdict?.outcome.rawValue ?? "verdict")"
+        case .data, .syscall: return "  #\(event.conn) \(event.kind.rawValue)"
+        case .segment: return ""       // drawn as an arrow across both columns
+        }
     }
 
     private func code(_ event: TraceEvent) -> String {

@@ -28,6 +28,12 @@ public enum JSONTraceRenderer {
         field(&out, "bytes", e.byteCount.map { String($0) } ?? "null")
         field(&out, "data", e.bytes.map { quoted(ByteEscaping.escape($0, limit: 256)) } ?? "null")
         field(&out, "tcp_info", e.info.map(info) ?? "null")
+        field(&out, "verdict", e.verdict.map { quoted($0.outcome.rawValue) } ?? "null")
+        field(&out, "sent", e.verdict.map { String($0.sent) } ?? "null")
+        field(&out, "received", e.verdict.map { String($0.received) } ?? "null")
+        field(&out, "first_difference", e.verdict?.firstDifference.map { String($0) } ?? "null")
+        field(&out, "segment", e.segmentID.map { String($0) } ?? "null")
+        field(&out, "wire", e.wire.map(wire) ?? "null")
         out += "}"
         return out
     }
@@ -45,6 +51,38 @@ public enum JSONTraceRenderer {
         field(&out, "unacked", String(i.unacked))
         field(&out, "notsent_bytes", String(i.notSentBytes))
         field(&out, "snd_wnd", i.sendWindow.map { String($0) } ?? "null")
+        return out + "}"
+    }
+
+    /// A segment's header, relative numbers by default (`seq`, `ack`, `sack`) and absolute
+    /// (`seq_abs`, `ack_abs`, `sack_abs`); `ack` is null without the ACK flag. Options as tcpdump writes them, and each.
+    static func wire(_ w: WireSegment) -> String {
+        var out = "{"
+        let sender = w.sender
+        field(&out, "direction", sender.map { quoted($0 == .client ? "client→server" : "server→client") } ?? "null", first: true)
+        field(&out, "client", sender.map { quoted($0 == .client ? "sent" : "received") } ?? "null")
+        field(&out, "server", sender.map { quoted($0 == .server ? "sent" : "received") } ?? "null")
+        field(&out, "src", quoted(w.source.description))
+        field(&out, "dst", quoted(w.destination.description))
+        field(&out, "flags", quoted(w.flags.description))
+        field(&out, "seq", String(w.relativeSeq))
+        field(&out, "ack", w.flags.contains(.ack) ? (w.relativeAck.map { String($0) } ?? "null") : "null")
+        field(&out, "seq_abs", String(w.seq))
+        field(&out, "ack_abs", w.flags.contains(.ack) ? String(w.ack) : "null")
+        field(&out, "len", String(w.length))
+        field(&out, "win", String(w.window))
+        field(&out, "win_raw", String(w.rawWindow))
+        field(&out, "win_exact", w.scaledWindow == nil ? "false" : "true")
+        field(&out, "options", quoted(w.optionsSummary()))
+        field(&out, "mss", w.options.mss.map { String($0) } ?? "null")
+        field(&out, "sack_permitted", w.options.sackPermitted ? "true" : "false")
+        field(&out, "wscale", w.options.windowScale.map { String($0) } ?? "null")
+        field(&out, "ts_val", w.options.timestamp.map { String($0.value) } ?? "null")
+        field(&out, "ts_ecr", w.options.timestamp.map { String($0.echoReply) } ?? "null")
+        // SACK blocks name the receiver's sequence space, as `ack` does: relative like it, and absolute.
+        let base = w.ackBase ?? 0
+        field(&out, "sack", "[" + w.options.sackBlocks.map { "[\($0.left &- base),\($0.right &- base)]" }.joined(separator: ",") + "]")
+        field(&out, "sack_abs", "[" + w.options.sackBlocks.map { "[\($0.left),\($0.right)]" }.joined(separator: ",") + "]")
         return out + "}"
     }
 

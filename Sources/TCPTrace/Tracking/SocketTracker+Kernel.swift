@@ -68,7 +68,8 @@ extension SocketTracker: KernelChangeReceiver {
         let from = TCPState(kernel: change.oldState)
         // tcp_time_wait() hashes a TIME_WAIT mini-socket, then destroys the full socket: the
         // tracepoint reports X→CLOSE. Ask sock_diag whether a mini-socket took over.
-        if change.newState == 7, [4, 5, 11].contains(change.oldState), let entry = timeWaitMiniSocket(using: kernel.diag) {
+        if change.newState == KernelTCPState.close.rawValue,
+           [KernelTCPState.finWait1, .finWait2, .closing].contains(where: { $0.rawValue == change.oldState }), let entry = timeWaitMiniSocket(using: kernel.diag) {
             // Stamped with the kernel's time: the mini-socket was hashed just before the full
             // socket's CLOSE; sock_diag confirms it exists (and gives its timer).
             exact(from, .timeWait, source: .sockDiag,

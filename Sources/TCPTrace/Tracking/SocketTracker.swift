@@ -238,11 +238,16 @@ public final class SocketTracker: @unchecked Sendable {
         sink.emit(makeEvent(.info, cause: text))
     }
 
-    /// A syscall note, only with `--trace-verbose`.
-    public func syscall(_ text: @autoclosure () -> String) {
+    /// A syscall note, only with `--trace-verbose`: without it, one Bool test (the text is an
+    /// autoclosure, never built). `startedAt` (from `syscallStart()`) dates it when the call
+    /// began, so it sorts before the kernel's reports of what the call did.
+    public func syscall(_ text: @autoclosure () -> String, startedAt: UInt64? = nil) {
         guard tracer.verbose else { return }
-        sink.emit(makeEvent(.syscall, cause: text()))
+        sink.emit(makeEvent(.syscall, cause: text(), at: startedAt ?? MonotonicClock.now()))
     }
+
+    /// The clock before a traced syscall: read only with `--trace-verbose`, nil without.
+    public func syscallStart() -> UInt64? { tracer.verbose ? MonotonicClock.now() : nil }
 
     /// Bytes sent or received, only with `--trace-verbose`; escaped when rendered.
     public func data(_ direction: String, _ bytes: UnsafeRawBufferPointer) {

@@ -102,9 +102,10 @@ public struct BacklogFullScenario: LabScenario {
         """
         listen(fd, 0) lets Linux queue one completed connection; the first client filled it, and since nobody \
         called accept(), the kernel dropped the second client's SYN: it stayed in SYN_SENT and retransmitted \
-        the SYN after 1 s, then 2 s later (doubling, ETIMEDOUT after ~130 s with the default 6 retries). Once \
+        the SYN after 1 s. Linux 6.x keeps the first retransmissions 1 s apart (net.ipv4.tcp_syn_linear_timeouts, \
+        4 by default), then doubles the gap; older kernels double from the start (1 s, 2 s, 4 s...). Once \
         accept() made room, the next retransmission got through. A server that accepts too slowly looks, from \
-        the client, like a slow network: connects that take 1 s, 3 s, 7 s... (see nstat ListenOverflows).
+        the client, like a slow network: connects that take whole seconds (see nstat ListenOverflows).
         """
     }
 

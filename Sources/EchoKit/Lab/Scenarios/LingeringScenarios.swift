@@ -26,9 +26,10 @@ public struct CloseWaitLeakScenario: LabScenario {
         recv() returned 0 to the server (the client's FIN), but the server never called close(), so its \
         socket stays in CLOSE_WAIT for as long as the process holds the fd: the kernel never times it out. \
         The client's orphaned socket waits in FIN_WAIT_2 for the server's FIN until net.ipv4.tcp_fin_timeout \
-        (\(FinTimeout.seconds.map { "\($0) s here" } ?? "60 s by default")) and is then dropped. Many CLOSE_WAIT \
-        sockets in `ss -tan` mean an application bug: a code path that sees end-of-stream or an error and \
-        forgets to close the fd.
+        (\(FinTimeout.seconds.map { "\($0) s here" } ?? "60 s by default")) and is then dropped; this run stops \
+        watching after \(Self.holdSeconds) s, and the lab's cleanup then resets both sockets (not shown). Many \
+        CLOSE_WAIT sockets in `ss -tan` mean an application bug: a code path that sees end-of-stream or an \
+        error and forgets to close the fd.
         """
     }
 
@@ -45,7 +46,11 @@ public struct CloseWaitLeakScenario: LabScenario {
         lab.settle(timeout: 0.5)
         if let local = client.tracker.local, let peer = client.tracker.peer,
            let entry = try? lab.diag?.lookup(local: local, peer: peer, cookie: client.tracker.cookie) {
-            client.tracker.info("still \(entry.state.name) after \(Self.holdSeconds) s (orphan: no fd), dropped by tcp_fin_timeout")
+            // tcp_fin_timeout has not ended it (60 s by default): the lab's cleanup RST will, after the
+            // capture is cut; the note must not credit the timeout with it.
+            let timeout = FinTimeout.seconds.map { "\($0) s" } ?? "60 s by default"
+            client.tracker.info("still \(entry.state.name) after \(Self.holdSeconds) s (orphan: no fd); tcp_fin_timeout (\(timeout)) "
+                                + "would drop it, but the lab stops watching first and its cleanup resets the connection")
         }
     }
 }
@@ -92,7 +97,9 @@ public struct TimeWaitScenario: LabScenario {
         cannot be taken for part of a new connection with the same four-tuple, and so the final ACK can be \
         resent if the peer's FIN is retransmitted. RFC 9293 says 2×MSL (4 minutes with its 2-minute MSL); \
         Linux uses a fixed 60 s (TCP_TIMEWAIT_LEN), held in a small mini-socket that only sock_diag/ss shows \
-        (the fd reads CLOSED). The socket vanished from the kernel's table when the timer shown above reached zero.
+        (the fd reads CLOSED). The socket left the kernel's table a little after the timer shown above reached \
+        zero: the kernel files a 60 s timer in a coarse slot of its timer wheel, so TIME_WAIT ends late, by up \
+        to ~2 s at HZ=250 (512-jiffy slots) or ~4 s at HZ=1000.
         """
     }
 

@@ -1,11 +1,11 @@
-import EchoKit
+
 import Glibc
 import SocketKit
 import TCPTrace
 
 /// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
-enum ScenarioCommand {
-    static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace) throws -> Int32 {
+public enum ScenarioCommand {
+    public static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
         if name == "list" {
             let width = ScenarioCatalog.names.map(\.count).max() ?? 0
             for scenario in ScenarioCatalog.all {
@@ -19,28 +19,38 @@ enum ScenarioCommand {
         let mode: SlowMotionMode = try arguments.choice("--slow-motion", default: .auto)
         let runs = try arguments.integer("--repeat", range: 1...1000) ?? 1
         let status = try slowMotion(mode)
+        let wire = try WireOption.parse(arguments, defaultMode: .auto)
+            .resolve(command: "EchoClient", arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: true)
         let live = options.format == .text && isatty(2) == 1
         let progress: (String) -> Void = { text in
             guard options.format == .text else { return }
             SignalSafeOutput.line("… \(text)")
         }
         if runs == 1 {
-            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, progress: progress)
+            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
+                                             progress: progress)
             switch options.format {
             case .json:
                 ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).forEach { print($0) }
             case .text:
-                print(ScenarioReport.text(outcome, scenario: scenario, slowMotionLine: status.line(rttMicros: outcome.rttMicros),
-                                          color: options.color && isatty(1) == 1), terminator: "")
+                print(ScenarioReport.text(outcome, scenario: scenario, slowMotionLine: status.line(rttMicros: outcome.rttMicros) + "\n" + wire.line,
+                                          color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)), terminator: "")
             case .off:
                 print(ScenarioReport.verdictText(outcome, scenario: scenario), terminator: "")
             }
+            let tries = "\(outcome.tries) \(outcome.tries == 1 ? "try" : "tries")"
+            let verdict: LadderPicture.Verdict = outcome.verdict.ok ? .matched("MATCHED after \(tries)")
+                : .differs("DID NOT MATCH after \(tries)")
+            let picture = LadderPicture(title: "Scenario \(scenario.name): \(scenario.summary)", verdict: verdict, timeline: outcome.events)
+            try ClientCommands.writePictures(pictures, picture, options: options)
             return outcome.verdict.ok ? 0 : 1
         }
+        if !pictures.isEmpty { throw UsageError("--picture and --state-diagram draw one run: leave out --repeat") }
         var table = FidelityTable(scenario: scenario.name)
         var rtt: UInt32?
         for run in 1...runs {
-            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, progress: live ? progress : nil)
+            let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
+                                             progress: live ? progress : nil)
             table.add(outcome)
             rtt = rtt ?? outcome.rttMicros
             if options.format == .json { print(ScenarioReport.summaryJSON(outcome, scenario: scenario, slowMotion: status)) }
@@ -50,13 +60,14 @@ enum ScenarioCommand {
             print(table.json(slowMotion: status))
         } else {
             print(status.line(rttMicros: rtt))
+            print(wire.line)
             print(table.text(), terminator: "")
         }
         return table.matched == table.runs ? 0 : 1
     }
 
     /// Sets up slow motion: inside the re-executed child, or decides (and re-executes) here.
-    static func slowMotion(_ mode: SlowMotionMode) throws -> SlowMotionStatus {
+    public static func slowMotion(_ mode: SlowMotionMode) throws -> SlowMotionStatus {
         let status: SlowMotionStatus
         if SlowMotion.isInsideNamespace {
             status = SlowMotion.setUpInside()
@@ -69,7 +80,7 @@ enum ScenarioCommand {
             }
         }
         if mode == .on && !status.active {
-            SysExits.fail("EchoClient", "slow motion unavailable: \(status.note) (try --slow-motion auto or off)", code: SysExits.unavailable)
+            throw CommandFailure("slow motion unavailable: \(status.note) (try --slow-motion auto or off)", exitStatus: SysExits.unavailable)
         }
         return status
     }
