@@ -141,7 +141,8 @@ import TestSupport
             return port != nil
         }
         let busy = try #require(port, "first server's port: \(first.stderrText)")
-        #expect(first.stderrText.contains("(\(EchoServerConfiguration().threads) threads)"), "default thread count: \(first.stderrText)")
+        let loops = EchoServerConfiguration().threads
+        #expect(first.stderrText.contains("(\(loops) loop\(loops == 1 ? "" : "s"):"), "default loop count: \(first.stderrText)")
         let shown = host.contains(":") ? "[\(host)]:\(busy)" : "\(host):\(busy)"
         for extra in [[], ["--threads", "4"], ["--trace", "off"]] {
             let second = try ChildProcess("EchoServer", ["--host", host, "--port", "\(busy)"] + extra)
