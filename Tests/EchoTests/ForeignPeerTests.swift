@@ -45,8 +45,13 @@ struct ForeignPeerTests {
         #expect(verdict == ExchangeVerdict(outcome: .notEcho, sent: 6, received: 17, firstDifference: 0))
         #expect(run.events.last?.byteCount == 17)
         expectCompleteTrace(run.events, side: .client, conn: 1, startsFrom: .closed)
-        // The server closed first: the client passed CLOSE_WAIT, then LAST_ACK, to CLOSED.
-        #expect(run.events.stateEvents(side: .client, conn: 1).contains { $0.to == .closeWait })
+        // Usually the server's FIN comes with its reply (client: CLOSE_WAIT, LAST_ACK, CLOSED). The
+        // client stops at the first wrong byte, though, and may close in the microseconds between
+        // the server's send() and close() (measured 1 run in 10): then it is the active closer
+        // (FIN_WAIT_1, or CLOSING when the FINs cross). Either way the path is one RFC 9293 allows.
+        let states = run.events.stateEvents(side: .client, conn: 1).compactMap(\.to)
+        #expect(states.contains(.closeWait) || states.contains(.finWait1), "client states: \(states)")
+        #expect(!run.events.stateEvents(side: .client, conn: 1).contains { $0.unexpected }, "client states: \(states)")
         #expect(!hasCrashMarker(run.client.stderrText))
     }
 
