@@ -44,12 +44,7 @@ struct ClientFailureTests {
     func serverResets() throws {
         let listener = try TestListener()
         let client = try ChildProcess("EchoClient", ["--port", "\(listener.port)", "--trace", "json", "hello"])
-        let fd = try listener.accept()
-        var buffer = [UInt8](repeating: 0, count: 64)
-        _ = recv(fd, &buffer, 64, 0)
-        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        Glibc.close(fd)
+        try listener.acceptReadOnceAndReset()
         #expect(client.wait(timeout: 10) == 69)
         let last = client.stderrText.split(separator: "\n").last.map(String.init) ?? ""
         #expect(last.contains("Connection reset by peer (ECONNRESET)"), "\(last)")

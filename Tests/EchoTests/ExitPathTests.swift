@@ -52,12 +52,7 @@ struct ExitPathTests {
         let listener = try TestListener()
         let file = try traceDirectory() + "/client.jsonl"
         let child = try client(["--port", "\(listener.port)", "hello"], file: file)
-        let fd = try listener.accept()
-        var buffer = [UInt8](repeating: 0, count: 64)
-        _ = recv(fd, &buffer, 64, 0)
-        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        Glibc.close(fd)
+        try listener.acceptReadOnceAndReset()
         #expect(finished(child, within: 20, "EchoClient against a resetting server") == 69)
         let events = try traceEvents(file)
         #expect(events.contains { $0.kind == .error && $0.errno == ECONNRESET })

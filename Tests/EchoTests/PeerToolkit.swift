@@ -163,6 +163,17 @@ final class TestListener: @unchecked Sendable {
 
     deinit { Glibc.close(fd) }
 
+    /// Accepts one peer, reads its first bytes, then resets the connection (SO_LINGER {1, 0}
+    /// and close): the peer's next call sees ECONNRESET.
+    func acceptReadOnceAndReset() throws {
+        let fd = try accept()
+        var buffer = [UInt8](repeating: 0, count: 64)
+        _ = recv(fd, &buffer, 64, 0)
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        Glibc.close(fd)
+    }
+
     /// Blocking accept (bounded by a poll timeout).
     func accept(timeoutSeconds: Double = 10) throws -> Int32 {
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

@@ -10,29 +10,15 @@ import Testing
     /// say so, once, after the threshold.
     @Test func closeWaitWarning_firesWhenServerWithholdsClose() throws {
         let sink = TraceCollector()
-        var config = EchoServerConfiguration()
-        config.port = 0
-        config.threads = 1
-        config.withholdClose = true
-        config.drainTimeoutSeconds = 0.2
-        let tracer = StateTracer(sink: sink, side: .server, closeWaitWarnSeconds: 0.3, firstConnectionID: 0)
-        let server = EchoServer(configuration: config, tracer: tracer)
-        let address = try server.bind()
-        let thread = try server.start()
-        defer { server.stop(); thread.join() }
-
-        let client = try Socket(family: AF_INET, nonBlocking: false)
-        try client.connect(to: address)
-        try client.shutdown(.write)
-        let deadline = MonotonicClock.now() + 5_000_000_000
-        while !sink.events.contains(where: { $0.kind == .warning }) && MonotonicClock.now() < deadline { usleep(10_000) }
-        let warnings = sink.events.filter { $0.kind == .warning && $0.conn == 1 }
-        #expect(warnings.count == 1)
-        #expect(warnings.first?.cause.contains("the application has not called close()") == true)
-        #expect(warnings.first?.from == .closeWait)
-        // The peer, meanwhile, waits in FIN_WAIT_2 for a FIN that does not come.
-        #expect(try client.tcpInfo().state == .finWait2)
-        try client.close()
+        try withWithholdingServer(sink: sink, warnAfter: 0.3, waitSeconds: 5) { client in
+            let warnings = sink.events.filter { $0.kind == .warning && $0.conn == 1 }
+            #expect(warnings.count == 1)
+            #expect(warnings.first?.cause.contains("the application has not called close()") == true)
+            #expect(warnings.first?.from == .closeWait)
+            // The peer, meanwhile, waits in FIN_WAIT_2 for a FIN that does not come.
+            let state = try client.tcpInfo().state
+            #expect(state == .finWait2)
+        }
     }
 
     /// README: `--close-wait-warn SECONDS` (default 5). Parsed into CommandLineTrace and wired
@@ -47,30 +33,39 @@ import Testing
         let options = try CommandLineTrace.options(try scanner.parse(arguments))
         #expect(options.closeWaitWarnSeconds == (warns ? 0.6 : 5))
         let sink = TraceCollector()
+        try withWithholdingServer(sink: sink, warnAfter: options.closeWaitWarnSeconds, waitSeconds: 2) { _ in
+            let entered = sink.events.first { $0.side == .server && $0.to == .closeWait }
+            let warning = sink.events.first { $0.kind == .warning && $0.from == .closeWait }
+            if warns {
+                let entered = try #require(entered), warning = try #require(warning, "warned within 2 s")
+                #expect(warning.timestampNs - entered.timestampNs >= 600_000_000, "not before the threshold")
+            } else {
+                #expect(warning == nil, "the 5 s default has not fired within 2 s")
+            }
+        }
+    }
+
+    /// A one-loop server that never closes after the peer's FIN, and a client that half-closed
+    /// to it; runs `body` once a warning arrived or `waitSeconds` passed, with the server still up.
+    private func withWithholdingServer(sink: TraceCollector, warnAfter: Double, waitSeconds: Double,
+                                       _ body: (Socket) throws -> Void) throws {
         var config = EchoServerConfiguration()
         config.port = 0
         config.threads = 1
         config.withholdClose = true
         config.drainTimeoutSeconds = 0.2
-        let tracer = StateTracer(sink: sink, side: .server, closeWaitWarnSeconds: options.closeWaitWarnSeconds, firstConnectionID: 0)
+        let tracer = StateTracer(sink: sink, side: .server, closeWaitWarnSeconds: warnAfter, firstConnectionID: 0)
         let server = EchoServer(configuration: config, tracer: tracer)
         let address = try server.bind()
         let thread = try server.start()
         defer { server.stop(); thread.join() }
         let client = try Socket(family: AF_INET, nonBlocking: false)
+        defer { try? client.close() }
         try client.connect(to: address)
         try client.shutdown(.write)
-        let deadline = MonotonicClock.now() + 2_000_000_000
+        let deadline = MonotonicClock.now() + UInt64(waitSeconds * 1e9)
         while !sink.events.contains(where: { $0.kind == .warning }) && MonotonicClock.now() < deadline { usleep(10_000) }
-        let entered = sink.events.first { $0.side == .server && $0.to == .closeWait }
-        let warning = sink.events.first { $0.kind == .warning && $0.from == .closeWait }
-        if warns {
-            let entered = try #require(entered), warning = try #require(warning, "warned within 2 s")
-            #expect(warning.timestampNs - entered.timestampNs >= 600_000_000, "not before the threshold")
-        } else {
-            #expect(warning == nil, "the 5 s default has not fired within 2 s")
-        }
-        try client.close()
+        try body(client)
     }
 
     @Test func listenerReportsTheRealPortForPortZero() throws {
