@@ -24,17 +24,29 @@ package enum TextFile {
     /// Creates or truncates `path` (mode 0644 before umask) and writes `text`; partial writes
     /// continue where they stopped. C: `open(O_CREAT|O_TRUNC)`, `write`.
     package static func write(_ path: String, _ text: String) throws(SystemCallError) {
-        let fd: Int32
+        let fd = try createForWriting(path)
+        defer { Glibc.close(fd) }
+        try writeAll(fd, Array(text.utf8), subject: path)
+    }
+
+    /// Creates or truncates `path` for writing, close-on-exec. C: `open(O_WRONLY|O_CREAT|O_TRUNC)`.
+    package static func createForWriting(_ path: String) throws(SystemCallError) -> Int32 {
         do {
-            fd = try syscall("open") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+            return try syscall("open") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
         } catch {
             throw error.on(path)
         }
-        defer { Glibc.close(fd) }
-        let bytes = Array(text.utf8)
+    }
+
+    /// Writes every byte, continuing after short writes (EINTR is the syscall helper's). C: `write`.
+    package static func writeAll(_ fd: Int32, _ bytes: [UInt8], subject: String) throws(SystemCallError) {
         var done = 0
         while done < bytes.count {
-            done += try syscall("write") { bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
+            do {
+                done += try syscall("write") { bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
+            } catch {
+                throw error.on(subject)
+            }
         }
     }
 

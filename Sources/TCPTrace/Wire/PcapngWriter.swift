@@ -16,14 +16,14 @@ public final class PcapngWriter {
     /// C: `open(O_WRONLY|O_CREAT|O_TRUNC)`, `write(2)`.
     public init(path: String, link: WireLinkType, interfaceName: String, snapLength: UInt32, sectionComment: String? = nil) throws {
         self.path = path
-        fd = try syscall("open") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        fd = try TextFile.createForWriting(path)
         do {
             try writeAll(Self.sectionHeader(comment: sectionComment)
                 + Self.interfaceDescription(link: link, name: interfaceName, snapLength: snapLength))
         } catch {
             Glibc.close(fd)
             fd = -1
-            throw SystemCallError.from(error, call: "write").on(path)
+            throw error
         }
     }
 
@@ -44,15 +44,9 @@ public final class PcapngWriter {
         try closeDescriptor(descriptor, subject: path)
     }
 
-    private func writeAll(_ bytes: [UInt8]) throws {
+    private func writeAll(_ bytes: [UInt8]) throws(SystemCallError) {
         guard fd >= 0 else { throw SystemCallError(call: "write", errno: EBADF, subject: path) }
-        var done = 0
-        while done < bytes.count {
-            let count = try bytes.withUnsafeBytes { raw in
-                try syscall("write") { Glibc.write(fd, raw.baseAddress.map { $0 + done }, raw.count - done) }
-            }
-            done += count
-        }
+        try TextFile.writeAll(fd, bytes, subject: path)
     }
 
     // MARK: Blocks (pure, little-endian; readers detect the order from the byte-order magic)
@@ -123,12 +117,5 @@ public final class PcapngWriter {
 extension Array where Element == UInt8 {
     mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
-    }
-}
-
-extension SystemCallError {
-    /// `error` as a SystemCallError, or EIO under `call` when it was something else.
-    static func from(_ error: any Error, call: String) -> SystemCallError {
-        (error as? SystemCallError) ?? SystemCallError(call: call, errno: EIO)
     }
 }
