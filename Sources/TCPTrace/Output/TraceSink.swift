@@ -54,12 +54,8 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
 
     /// Opens (creating or truncating) a trace file. C: `open(2)`.
     public static func file(path: String, format: TraceFormat) throws -> TraceWriter {
-        let fd: Int32
-        do {
-            fd = try syscall("open") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-        } catch {
-            throw error.on(path)   // "open(PATH): ..." names the file, not just the call
-        }
+        // "open(PATH): ..." names the file, not just the call.
+        let fd = try TextFile.createForWriting(path)
         return TraceWriter(format: format, fd: fd, ownsDescriptor: true, color: false, immediate: false)
     }
 
