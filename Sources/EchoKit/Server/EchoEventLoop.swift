@@ -63,12 +63,9 @@ final class EchoEventLoop: @unchecked Sendable {
         try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
         try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
         listener.join()
-        if let tracer, tracesListener {
-            let socket = listener.socket
-            let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
-            tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
-            tracker.observe(socket, cause: "listen(backlog \(config.backlog))")
-            listener.setTracker(tracker)
+        if tracesListener, let traced = TracedSocket(listening: listener.socket, tracer: tracer, backlog: config.backlog,
+                                                      diag: diag, mailbox: kernelMailbox).tracker {
+            listener.setTracker(traced)
         }
     }
 
@@ -180,30 +177,25 @@ final class EchoEventLoop: @unchecked Sendable {
         var registered = false
         defer { if !registered { handoff.assigned.subtract(1, ordering: .relaxed) } }
         let now = MonotonicClock.now()
-        let tracker = tracer?.track(initial: .listen, diag: diag, mailbox: kernelMailbox)
-        if let tracker {
-            tracker.attach(socket)
-            tracker.infer(.synReceived, cause: "SYN arrived on the listener; the kernel finished the handshake before accept() returned")
-            tracker.observe(socket, cause: "accept()")
-        }
+        let socket = TracedSocket(accepted: socket, tracer: tracer, diag: diag, mailbox: kernelMailbox)
         if stats.open.load(ordering: .relaxed) >= config.maxConnections || drainDeadline != nil {
             stats.refused.add(1, ordering: .relaxed)
-            tracker?.warning(drainDeadline != nil ? "server is shutting down: closing the new connection"
-                             : "connection limit \(config.maxConnections) reached: closing the new connection")
-            closeSocket(socket, tracker: tracker, cause: "close() over the connection limit")
+            socket.warning(drainDeadline != nil ? "server is shutting down: closing the new connection"
+                           : "connection limit \(config.maxConnections) reached: closing the new connection")
+            socket.close(cause: "close() over the connection limit")
             return
         }
-        try? socket.setOption(.noDelay, true)
+        try? socket.socket.setOption(.noDelay, true)
         let slot = freeSlots.popLast() ?? { slots.append(nil); return slots.count - 1 }()
-        let connection = EchoConnection(socket: socket, tracker: tracker, slot: slot, now: now)
+        let connection = EchoConnection(socket: socket, slot: slot, now: now)
         do {
             try epoll.add(socket.fd, events: [.readable, .readHangup], token: UInt64(slot + 2))
-        } catch let error as SystemCallError {
-            tracker?.error(error)
+        } catch {
+            socket.failed(error as? SystemCallError, during: "epoll_ctl(ADD)")
             freeSlots.append(slot)
-            closeSocket(socket, tracker: tracker, cause: "close() after epoll_ctl failed")
+            socket.close(cause: "close() after epoll_ctl failed")
             return
-        } catch { return }
+        }
         slots[slot] = connection
         registered = true
         stats.accepted.add(1, ordering: .relaxed)
@@ -246,15 +238,13 @@ final class EchoEventLoop: @unchecked Sendable {
                 peerFinished(connection)
                 return
             }
-            let bytes = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
-            connection.tracker?.data("received", bytes)
-            echo(connection, bytes)
+            echo(connection, UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
             guard slots[connection.slot] != nil else { return }
             if connection.pendingCount >= config.pendingLimit {
                 // Backpressure: the peer is not reading its echo. Stop reading from it until
                 // the queue drains, so memory stays bounded by pendingLimit per connection.
                 connection.readPaused = true
-                connection.tracker?.syscall("backpressure: \(connection.pendingCount) bytes queued, pausing reads")
+                connection.socket.verboseNote("backpressure: \(connection.pendingCount) bytes queued, pausing reads")
                 updateInterest(connection)
                 return
             }
@@ -323,49 +313,34 @@ final class EchoEventLoop: @unchecked Sendable {
     /// recv() returned 0: the peer's FIN. Echo what is still queued, then close our side.
     private func peerFinished(_ connection: EchoConnection) {
         connection.peerClosed = true
-        if let tracker = connection.tracker {
-            tracker.notePeerFIN()
-            tracker.observe(connection.socket, cause: "recv()=0: peer sent FIN")
-            schedule(connection, now: MonotonicClock.now())
-        }
+        schedule(connection, now: MonotonicClock.now())
         updateInterest(connection)
         if connection.pendingCount == 0 && !config.withholdClose {
             finish(connection, cause: "shutdown(SHUT_WR): peer closed, nothing left to echo")
         } else if connection.pendingCount > 0 {
-            connection.tracker?.info("peer sent FIN with \(connection.pendingCount) echo bytes still queued: sending them first (half-close)")
+            connection.socket.info("peer sent FIN with \(connection.pendingCount) echo bytes still queued: sending them first (half-close)")
         }
     }
 
     /// Our side is done: FIN via shutdown(SHUT_WR) (the fd stays, so the state can be read
     /// once more: LAST_ACK or already CLOSED), then close().
     private func finish(_ connection: EchoConnection, cause: String) {
-        let tracker = connection.tracker
         if !connection.shutDown {
             connection.shutDown = true
             var text = cause
             if connection.bytesAfterPeerFIN > 0 { text += " (\(connection.bytesAfterPeerFIN) bytes echoed after the peer's FIN)" }
             // A failed shutdown (the peer reset meanwhile) needs no handling: close() follows.
-            try? connection.socket.sendFIN(tracedBy: tracker, cause: text)
+            try? connection.socket.sendFIN(cause: text)
         }
         release(connection, cause: "close()")
     }
 
+    /// A failed call, EPOLLERR or EPOLLHUP (`error` nil: the pending SO_ERROR): traced, closed.
     private func fail(_ connection: EchoConnection, error: SystemCallError?, cause: String) {
-        var error = error
-        if error == nil, let code = try? connection.socket.getOption(.error), code != 0 {
-            error = SystemCallError(call: cause, errno: code)
-        }
         stats.errors.add(1, ordering: .relaxed)
-        if let tracker = connection.tracker {
-            if let error {
-                if error.errno == ECONNRESET || error.errno == EPIPE { tracker.noteReset() }
-                let lost = connection.pendingCount
-                tracker.error(error, cause: "\(error)" + (lost > 0 ? "; \(lost) echo bytes could not be delivered" : ""))
-            } else {
-                tracker.warning("\(cause) without a pending socket error")
-            }
-            tracker.observe(connection.socket, cause: error.map { "\(Errno.name($0.errno)) from \(cause)" } ?? cause)
-        }
+        let lost = connection.pendingCount
+        let error = connection.socket.failed(error, during: cause,
+                                             detail: lost > 0 ? "; \(lost) echo bytes could not be delivered" : "")
         release(connection, cause: "close() after \(error.map { Errno.name($0.errno) } ?? cause)")
     }
 
@@ -376,23 +351,16 @@ final class EchoEventLoop: @unchecked Sendable {
         timed.remove(connection.slot)
         stats.open.subtract(1, ordering: .relaxed)
         stats.closed.add(1, ordering: .relaxed)
-        closeSocket(connection.socket, tracker: connection.tracker, cause: cause)
-    }
-
-    private func closeSocket(_ socket: Socket, tracker: SocketTracker?, cause: String) {
-        epoll.remove(socket.fd)
-        try? socket.close()
-        tracker?.closed(cause: cause)
+        epoll.remove(connection.socket.fd)
+        connection.socket.close(cause: cause)
     }
 
     // MARK: Timers
 
     /// Connections in a transient state or in CLOSE_WAIT get a deadline on the timer list.
     private func schedule(_ connection: EchoConnection, now: UInt64) {
-        guard let tracker = connection.tracker else { return }
-        var deadline: UInt64?
-        if let delay = tracker.nextSampleDelayNs() { deadline = now + delay }
-        if let warn = tracker.closeWaitDeadline { deadline = min(deadline ?? warn, warn) }
+        guard connection.socket.isTraced else { return }
+        let deadline = connection.socket.nextCheck(now: now)
         connection.nextSampleNs = deadline
         if deadline != nil { timed.insert(connection.slot) } else { timed.remove(connection.slot) }
     }
@@ -404,11 +372,8 @@ final class EchoEventLoop: @unchecked Sendable {
         }
         for slot in timed {
             guard let connection = slots[slot], let due = connection.nextSampleNs, now >= due else { continue }
-            if let tracker = connection.tracker {
-                tracker.observe(connection.socket, cause: "sampled while in \(tracker.state?.name ?? "?")")
-                let detail = connection.pendingCount > 0 ? "\(connection.pendingCount) echo bytes still queued for a peer that is not reading" : nil
-                tracker.checkCloseWait(now: now, detail: detail)
-            }
+            let detail = connection.pendingCount > 0 ? "\(connection.pendingCount) echo bytes still queued for a peer that is not reading" : nil
+            connection.socket.sample(cause: "sampled while in \(connection.socket.state?.name ?? "?")", now: now, closeWaitDetail: detail)
             schedule(connection, now: now)
         }
         if let idle = config.idleTimeoutSeconds, now >= nextIdleScan {
@@ -416,7 +381,7 @@ final class EchoEventLoop: @unchecked Sendable {
             nextIdleScan = now + min(1_000_000_000, max(limit / 4, 1_000_000))
             for case let connection? in slots where now - connection.lastActivityNs >= limit {
                 stats.idleClosed.add(1, ordering: .relaxed)
-                connection.tracker?.warning("idle for \(TextTraceRenderer.duration(now - connection.lastActivityNs)): closing (--idle-timeout)")
+                connection.socket.warning("idle for \(TextTraceRenderer.duration(now - connection.lastActivityNs)): closing (--idle-timeout)")
                 connection.peerClosed = true
                 finish(connection, cause: "shutdown(SHUT_WR): idle timeout")
             }
@@ -451,7 +416,7 @@ final class EchoEventLoop: @unchecked Sendable {
     private func closeAll(cause: String) {
         for case let connection? in slots {
             connection.peerClosed = true
-            connection.tracker?.warning(cause)
+            connection.socket.warning(cause)
             finish(connection, cause: "shutdown(SHUT_WR): \(cause)")
         }
     }
