@@ -82,8 +82,8 @@ CommandExit.run(command) {
     if trace.format == .off || trace.path != nil {
         SignalSafeOutput.line("\(command): listening on \(address) (\(config.loopSizing))")
     }
-    // The first signal stops gracefully, a second one exits at once (the session's exit handler
-    // still writes the trace out). Signals that arrived during start-up wait in the signalfd
+    // The first signal stops gracefully, a second one stops at once: the loops close their
+    // connections and return, and the trace is written out on this thread as after a drain. Signals that arrived during start-up wait in the signalfd
     // (created first thing above) and are read now, by our own thread.
     let drainSeconds = config.drainTimeoutSeconds
     let traceFormat = trace.format
@@ -103,6 +103,8 @@ CommandExit.run(command) {
             }
         }
         server.stop()
+    } onSecond: { signo in
+        server.abort(signal: signo)
     }
     try withExtendedLifetime(signals) { try server.run() }
     // In JSON mode every line of the trace stream is JSON: the summary is an event there.
@@ -114,5 +116,5 @@ CommandExit.run(command) {
     if trace.format != .json || trace.path != nil {
         SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
     }
-    return 0
+    return server.abortedBy.map { 128 + $0 } ?? 0
 }

@@ -99,6 +99,10 @@ final class EchoEventLoop: @unchecked Sendable {
             }
             runTimers(now: MonotonicClock.now())
             if control.stopRequested && drainDeadline == nil { beginDrain() }
+            if control.abortRequested {
+                closeAll(cause: "second signal: closed by the server")
+                break
+            }
             // Before the next sleep: trace lines must not wait for the next connection. Only a
             // request: the writer thread does the write(2), never the echo path.
             tracer?.sink.requestFlush()
@@ -301,20 +305,29 @@ final class EchoEventLoop: @unchecked Sendable {
         unreportedBytes &+= UInt64(count)
     }
 
-    private func updateInterest(_ connection: EchoConnection) {
+    /// Watches for what the connection needs next. A failed epoll_ctl(MOD) would leave it
+    /// without EPOLLOUT and its echo stalled for ever: the connection is closed, the error
+    /// traced. Returns false then.
+    @discardableResult
+    private func updateInterest(_ connection: EchoConnection) -> Bool {
         var events: EpollEvents = []
         if !connection.peerClosed && !connection.readPaused { events.insert([.readable, .readHangup]) }
         if connection.pendingCount > 0 { events.insert(.writable) }
-        let wantsWrite = events.contains(.writable)
-        try? epoll.modify(connection.socket.fd, events: events, token: UInt64(connection.slot + 2))
-        connection.wantsWrite = wantsWrite
+        do {
+            try epoll.modify(connection.socket.fd, events: events, token: UInt64(connection.slot + 2))
+        } catch {
+            fail(connection, error: error as? SystemCallError, cause: "epoll_ctl(MOD)")
+            return false
+        }
+        connection.wantsWrite = events.contains(.writable)
+        return true
     }
 
     /// recv() returned 0: the peer's FIN. Echo what is still queued, then close our side.
     private func peerFinished(_ connection: EchoConnection) {
         connection.peerClosed = true
         schedule(connection, now: MonotonicClock.now())
-        updateInterest(connection)
+        guard updateInterest(connection) else { return }
         if connection.pendingCount == 0 && !config.withholdClose {
             finish(connection, cause: "shutdown(SHUT_WR): peer closed, nothing left to echo")
         } else if connection.pendingCount > 0 {
@@ -368,7 +381,16 @@ final class EchoEventLoop: @unchecked Sendable {
     private func runTimers(now: UInt64) {
         if let until = acceptPausedUntil, now >= until, let listener {
             acceptPausedUntil = nil
-            try? epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
+            do {
+                try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
+            } catch {
+                // Not watching the listener would stop this loop accepting, silently: try again.
+                stats.errors.add(1, ordering: .relaxed)
+                let text = "\(error): the listener is not watched after the pause; retrying in 100 ms"
+                listener.withTracker { $0.warning(text) }
+                SignalSafeOutput.line("EchoServer: " + text)
+                acceptPausedUntil = now + 100_000_000
+            }
         }
         for slot in timed {
             guard let connection = slots[slot], let due = connection.nextSampleNs, now >= due else { continue }
