@@ -2,6 +2,7 @@ import CSocketKit
 import Glibc
 import SocketKit
 import Synchronization
+import TCPTrace
 
 /// SIGINT/SIGTERM owned by the program: blocked and routed to a signalfd at start-up, read by
 /// a thread of our own (never a signal handler, never libdispatch). The first calls `onFirst`
