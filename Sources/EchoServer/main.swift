@@ -9,7 +9,7 @@ let command = "EchoServer"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "address to listen on: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
-] + OptionSpec.traceOptions(verboseHelp: "also trace the bytes received (escaped) and each backpressure pause (syscall events)") + [
+] + OptionSpec.traceOptions(verboseHelp: "also trace each recv, send, shutdown and close, the bytes (escaped) and each backpressure pause") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
     OptionSpec("--threads", value: "N", help: "event loops sharing the one listener (default: one per CPU this process may use: affinity mask, cgroup quota)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
