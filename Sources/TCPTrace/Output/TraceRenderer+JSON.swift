@@ -34,6 +34,9 @@ public enum JSONTraceRenderer {
         field(&out, "first_difference", e.verdict?.firstDifference.map { String($0) } ?? "null")
         field(&out, "segment", e.segmentID.map { String($0) } ?? "null")
         field(&out, "wire", e.wire.map(wire) ?? "null")
+        if let ns = e.earliestNs { field(&out, "earliest_ns", String(ns)) }
+        if let ns = e.latestNs { field(&out, "latest_ns", String(ns)) }
+        if let attempt = e.attempt { field(&out, "try", String(attempt)) }
         out += "}"
         return out
     }
