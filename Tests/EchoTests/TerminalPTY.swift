@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import TestSupport
+import Testing
 
 /// Runs a program on a real pseudo-terminal of a given width (python3's pty module, a program
 /// nobody here wrote), optionally sends SIGINT after some seconds, and returns what the
