@@ -13,18 +13,32 @@ struct TerminalRun {
     var text: String { chunks.map(\.1).joined() }
 
     /// The lines as a terminal shows them: colour codes and erase-line codes removed, each
-    /// `\r` starting the line over (an updating status line is its last state).
-    var screenLines: [String] {
-        let plain = text.replacingOccurrences(of: "\u{1b}\\[[0-9;]*[A-Za-z]", with: "", options: .regularExpression)
-        return plain.components(separatedBy: "\n").map { line in
-            line.components(separatedBy: "\r").last(where: { !$0.isEmpty }) ?? ""
-        }
-    }
+    /// `\r` starting the line over (an updating status line shows its last state).
+    var screenLines: [String] { split().screen }
 
     /// Every visible piece between carriage returns and newlines (what was ever on a line).
-    var allPieces: [String] {
+    var allPieces: [String] { split().pieces }
+
+    /// Walks the output scalar by scalar (a terminal's CR LF is one Character in Swift).
+    private func split() -> (screen: [String], pieces: [String]) {
         let plain = text.replacingOccurrences(of: "\u{1b}\\[[0-9;]*[A-Za-z]", with: "", options: .regularExpression)
-        return plain.components(separatedBy: "\n").flatMap { $0.components(separatedBy: "\r") }
+        var screen: [String] = [], pieces: [String] = []
+        var line = "", piece = ""
+        for scalar in plain.unicodeScalars {
+            switch scalar {
+            case "\n":
+                if !piece.isEmpty { line = piece }
+                screen.append(line); pieces.append(piece)
+                line = ""; piece = ""
+            case "\r":
+                if !piece.isEmpty { line = piece; pieces.append(piece) }
+                piece = ""
+            default:
+                piece.unicodeScalars.append(scalar)
+            }
+        }
+        if !piece.isEmpty { screen.append(piece); pieces.append(piece) }
+        return (screen, pieces)
     }
 
     static let script = #"""

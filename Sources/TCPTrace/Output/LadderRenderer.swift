@@ -50,12 +50,19 @@ public struct LadderRenderer: Sendable {
     /// column; then each cell only as wide as `cellWidth`, the cause on indented lines below.
     struct Layout {
         var fullFits: Bool, cellWidth: Int, timeWidth: Int, gap: String
+        /// Where the descriptions start, and whether they have a column of their own: when the
+        /// terminal leaves 30 columns beside both cells (120 and more); below that they follow
+        /// the cell and wrap under the time.
+        var columnStart: Int { timeWidth + gap.count + 2 * cellWidth + 2 }
+        var aligned = true
     }
 
     func layout(cellWidth narrow: Int) -> Layout {
         let fullFits = width.map { $0 - (12 + 2 * Self.cellWidth + 2) >= 60 } ?? true
-        return Layout(fullFits: fullFits, cellWidth: fullFits ? Self.cellWidth : narrow, timeWidth: fullFits ? 10 : 9,
-                      gap: fullFits ? "  " : " ")
+        var l = Layout(fullFits: fullFits, cellWidth: fullFits ? Self.cellWidth : narrow, timeWidth: fullFits ? 10 : 9,
+                       gap: fullFits ? "  " : " ")
+        l.aligned = fullFits || (width.map { $0 - l.columnStart >= 30 } ?? true)
+        return l
     }
 
     public func render(_ events: [TraceEvent]) -> [String] {
@@ -71,17 +78,14 @@ public struct LadderRenderer: Sendable {
     public func header(cellWidth narrow: Int = LadderRenderer.cellWidth) -> String {
         let l = layout(cellWidth: narrow)
         return TextTraceRenderer.pad("time", l.timeWidth, left: true) + l.gap + TextTraceRenderer.pad("CLIENT", l.cellWidth) + " "
-            + (l.fullFits ? TextTraceRenderer.pad("SERVER", l.cellWidth) + " what happened" : "SERVER")
+            + (l.aligned ? TextTraceRenderer.pad("SERVER", l.cellWidth) + " what happened" : "SERVER")
     }
 
     /// The rows of `sorted` (already in time order), times relative to `base`.
     public func rows(_ sorted: [TraceEvent], base: UInt64, cellWidth narrow: Int = LadderRenderer.cellWidth) -> [String] {
         let l = layout(cellWidth: narrow)
         let (fullFits, cellWidth, timeWidth, gap) = (l.fullFits, l.cellWidth, l.timeWidth, l.gap)
-        // Descriptions in a column of their own when the terminal leaves 30 columns beside both
-        // cells (120 and more); below that they follow the cell and wrap under the time.
-        let columnStart = timeWidth + gap.count + 2 * cellWidth + 2
-        let aligned = fullFits || (width.map { $0 - columnStart >= 30 } ?? true)
+        let (columnStart, aligned) = (l.columnStart, l.aligned)
         let cells = sorted.map(cell)
         var lines: [String] = []
         for (event, cellText) in zip(sorted, cells) {
