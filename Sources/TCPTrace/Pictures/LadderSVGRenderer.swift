@@ -60,7 +60,7 @@ public struct LadderSVGRenderer {
             let top = rowY[.event(band.event)] ?? axis.y(at: band.startNs)
             let end = band.endEvent.flatMap { rowY[.event($0)] } ?? bottom - 12
             drawBand(band, events: events, lane: lanes[band.lane], x: xs[band.lane], top: top, end: end,
-                     breaks: axis.breaks.filter { $0.fromY > top && $0.toY < end }, into: &svg)
+                     breaks: band.isTerminal ? [] : axis.breaks.filter { $0.fromY > top && $0.toY < end }, into: &svg)
         }
         for (index, event) in events.enumerated() where event.kind != .state {
             guard let lane = lanes.firstIndex(where: { $0.side == event.side && $0.conn == event.conn }) else { continue }
@@ -164,8 +164,11 @@ public struct LadderSVGRenderer {
         let height = band.isTerminal ? 6 : max(end - top, 8)
         var classes = "state band-group"
         if band.inferred { classes += " inferred" }
-        svg.open("g", [("class", classes), ("data-event", String(band.event)), ("data-state", band.state.name),
-                       ("data-side", lane.side.rawValue), ("data-conn", String(lane.conn))])
+        var attributes = [("class", classes), ("data-event", String(band.event)), ("data-state", band.state.name),
+                          ("data-side", lane.side.rawValue), ("data-conn", String(lane.conn))]
+        // The segment that caused it, for tests and the page: the band starts at or below it.
+        if let id = event.segmentID { attributes.append(("data-caused-by", String(id))) }
+        svg.open("g", attributes)
         var tooltip = "\(lane.side.rawValue) #\(lane.conn): \(event.from?.name ?? "—") → \(band.state.name)\n"
         tooltip += "how: \(event.source?.rawValue ?? "inferred")\ncause: \(event.cause)"
         if let ms = event.timerMs { tooltip += "\ntimer \(TextTraceRenderer.duration(UInt64(ms) * 1_000_000)) left" }
@@ -237,7 +240,8 @@ public struct LadderSVGRenderer {
         var y2 = receivedY ?? sentY
         if segment.receivedNs == nil { x2 = (x1 + x2) / 2; y2 = sentY + 30 }
         let color = PictureStyle.sideColor(segment.sender)
-        svg.open("g", [("class", "segment" + (receivedY == nil ? " lost" : "")), ("data-segment", String(index))])
+        svg.open("g", [("class", "segment" + (receivedY == nil ? " lost" : "")), ("data-segment", String(index)),
+                       ("data-id", String(segment.id))])
         var tooltip = segment.label
         if let received = segment.receivedNs {
             tooltip += "\ntravel time: " + TextTraceRenderer.duration(received >= segment.sentNs ? received - segment.sentNs : 0)
@@ -278,7 +282,7 @@ public struct LadderSVGRenderer {
                              ("fill", PictureStyle.fill(.finWait1)), ("stroke", "#374151")])
         svg.element("text", [("x", "362"), ("y", n(top + 32))], text: "inferred state (duration unknown; ≤ = at most)")
         svg.element("text", [("x", "20"), ("y", n(top + 60))],
-                    text: segmentsShown ? "→ segment on the wire, sloped by its travel time; dashed with ✗: not seen arriving"
+                    text: segmentsShown ? "→ segment on the wire at its capture time (sloped when both ends were captured); dashed with ✗: not seen arriving"
                         : "No segments captured in this run: only the states each side observed are shown.")
         svg.element("text", [("class", "muted"), ("x", "20"), ("y", n(top + 82))],
                     text: "Time runs down. One row per transition or segment; gaps grow with the log of their length; gaps over 0.5 s are compressed and labelled.")
