@@ -98,10 +98,11 @@ public enum ScenarioCommand {
         let reason = "\(signal) after \(tenths / 10).\(tenths % 10) s, during try \(attempt)"
         switch options.format {
         case .json:
-            var out = events.map(JSONTraceRenderer.render)
-            let q = JSONTraceRenderer.quoted
-            out.append("{\"event\":\"scenario\",\"name\":\(q(scenario.name)),\"ok\":false,\"verdict\":\"interrupted\",\"try\":\(attempt),\"failure\":\(q(reason))}")
-            stream.write(out.joined(separator: "\n") + "\n")
+            // Every line stays a trace event: the last one says the run was interrupted, not judged.
+            var last = TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: 0, kind: .info,
+                                  cause: "verdict: interrupted (\(reason)): scenario \(scenario.name) was not judged")
+            last.attempt = attempt
+            stream.write((events + [last]).map(JSONTraceRenderer.render).joined(separator: "\n") + "\n")
         case .text, .off:
             var text = "\n" + wrap("Scenario \(scenario.name): interrupted (\(reason)); what was seen so far:", stream.width) + "\n\n"
             if options.format == .text, !events.isEmpty {
