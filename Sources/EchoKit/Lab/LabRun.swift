@@ -32,7 +32,7 @@ public struct LabEndpoint {
 /// Everything runs on the caller's thread except the sock_diag followers, which watch sockets
 /// after close() on their own queues.
 public final class LabRun {
-    public let collector = TraceCollector()
+    public let collector: TraceCollector
     public let client: StateTracer
     public let server: StateTracer
     public let slowMotion: Bool
@@ -54,7 +54,10 @@ public final class LabRun {
     /// Seconds to wait for one step: segments take up to ~100 ms each in slow motion.
     public var stepTimeout: Double { slowMotion ? 8 : 3 }
 
-    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, wire: WireTracer? = nil, progress: ((String) -> Void)? = nil) {
+    /// - Parameter live: also gets every event as it happens (the live lab view).
+    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, wire: WireTracer? = nil, progress: ((String) -> Void)? = nil,
+                live: TraceSink? = nil) {
+        collector = TraceCollector(forwardingTo: live)
         self.wire = wire
         client = StateTracer(sink: collector, side: .client, closeWaitWarnSeconds: closeWaitWarnSeconds)
         server = StateTracer(sink: collector, side: .server, closeWaitWarnSeconds: closeWaitWarnSeconds)

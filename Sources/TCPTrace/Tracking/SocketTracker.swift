@@ -37,12 +37,21 @@ public final class SocketTracker: @unchecked Sendable {
     public private(set) var peerFINSeen = false
     /// At least one state event went out for this socket (observed, inferred or the kernel's).
     public private(set) var hasEmittedState = false
+    /// CLOCK_MONOTONIC of the last reading (tcp_info or sock_diag): a change seen by the next
+    /// reading happened after it. nil until a reading, or a fresh socket's creation, bounds it.
+    private var lastReadingNs: UInt64?
+    /// The reading before the current one: the start of the interval a new state is dated in.
+    private var intervalStartNs: UInt64?
+    /// When the call that sends our FIN began: FIN_WAIT_1/LAST_ACK cannot be earlier.
+    private var finCallNs: UInt64?
 
     init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?, mailbox: KernelMailbox? = nil) {
         self.tracer = tracer
         self.conn = conn
         self.diag = diag
         state = initial
+        // A fresh socket (CLOSED) has no history before now; an accepted one does.
+        if initial == .closed { lastReadingNs = MonotonicClock.now() }
         kernel = tracer.kernel.map { KernelLink(source: $0, mailbox: mailbox, diag: diag) }
     }
 
@@ -75,6 +84,7 @@ public final class SocketTracker: @unchecked Sendable {
     /// the kernel's TIME_WAIT overflow count (~20 µs): on loopback the whole close can finish
     /// inside the call, so a baseline taken afterwards could already include our own overflow.
     public func willSendFIN() {
+        finCallNs = MonotonicClock.now()
         guard !sentFIN, !context.peerClosedFirst, timeWaitOverflowsAtFIN == nil else { return }
         timeWaitOverflowsAtFIN = KernelCounters.timeWaitOverflows()
     }
@@ -95,6 +105,8 @@ public final class SocketTracker: @unchecked Sendable {
     public func observe(_ socket: Socket, cause: @autoclosure () -> String) -> TCPState? {
         guard let info = try? socket.tcpInfo() else { return nil }
         let now = MonotonicClock.now()
+        intervalStartNs = lastReadingNs
+        lastReadingNs = now
         lastInfo = info
         var kernelRecordsLost = false
         if let kernel {
@@ -214,6 +226,14 @@ public final class SocketTracker: @unchecked Sendable {
         event.timerMs = timerMs
         event.unexpected = unexpected
         if stateWasObserved, let entered = enteredNs, now >= entered { event.inStateNs = now - entered }
+        // The interval it happened in: a kernel tracepoint dates it exactly; a reading says
+        // "after the previous reading (or the call that caused it), before this one".
+        if source == .tracepoint {
+            event.earliestNs = now
+        } else if let start = intervalStartNs {
+            event.earliestNs = min(now, (to == .finWait1 || to == .lastAck) ? max(start, finCallNs ?? start) : start)
+        }
+        event.latestNs = now
         sink.emit(event)
         state = to
         hasEmittedState = true
@@ -326,6 +346,8 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// Called by the follower with what sock_diag showed (nil: the socket is gone).
     public func followed(_ entry: SockDiagEntry?, cause: String, diag: SockDiag? = nil) {
+        intervalStartNs = lastReadingNs
+        lastReadingNs = MonotonicClock.now()
         if let kernel {
             // The follower owns the tracker now: its sock_diag handle, not the event loop's.
             kernel.diag = diag
