@@ -402,6 +402,17 @@ final class EchoEventLoop: @unchecked Sendable {
             let limit = UInt64(idle * 1e9)
             nextIdleScan = now + min(1_000_000_000, max(limit / 4, 1_000_000))
             for case let connection? in slots where now - connection.lastActivityNs >= limit {
+                // The time of the last event is when this loop *handled* one, so it lags when
+                // the loop does (a starved host, a long batch of accepts): the peer's bytes or
+                // FIN may be waiting unread. That is activity, not idleness, and closing now
+                // would lose those bytes (close() with unread input sends RST). The next wait
+                // reports them. A peer paused for backpressure is not read at all: its clock
+                // stays as it is.
+                if !connection.peerClosed && !connection.readPaused,
+                   (try? connection.socket.socket.hasUnreadInput()) ?? true {
+                    connection.lastActivityNs = now
+                    continue
+                }
                 stats.idleClosed.add(1, ordering: .relaxed)
                 connection.socket.warning("idle for \(TextTraceRenderer.duration(now - connection.lastActivityNs)): closing (--idle-timeout)")
                 connection.peerClosed = true
