@@ -181,11 +181,17 @@ final class EchoEventLoop: @unchecked Sendable {
         var registered = false
         defer { if !registered { handoff.assigned.subtract(1, ordering: .relaxed) } }
         let now = MonotonicClock.now()
+        let refusal = drainDeadline != nil ? "server is shutting down: closing the new connection"
+            : stats.open.load(ordering: .relaxed) >= config.maxConnections
+            ? "connection limit \(config.maxConnections) reached: closing the new connection" : nil
+        // Counted open before its accept is traced: the trace writer may print ESTABLISHED at
+        // once, and whoever acts on it (a Ctrl-C, whose "draining N connections" reads this
+        // count) must find the connection counted.
+        if refusal == nil { stats.open.add(1, ordering: .relaxed) }
         let socket = TracedSocket(accepted: socket, tracer: tracer, diag: diag, mailbox: kernelMailbox)
-        if stats.open.load(ordering: .relaxed) >= config.maxConnections || drainDeadline != nil {
+        if let refusal {
             stats.refused.add(1, ordering: .relaxed)
-            socket.warning(drainDeadline != nil ? "server is shutting down: closing the new connection"
-                           : "connection limit \(config.maxConnections) reached: closing the new connection")
+            socket.warning(refusal)
             socket.close(cause: "close() over the connection limit")
             return
         }
@@ -196,6 +202,7 @@ final class EchoEventLoop: @unchecked Sendable {
             try epoll.add(socket.fd, events: [.readable, .readHangup], token: UInt64(slot + 2))
         } catch {
             socket.failed(error as? SystemCallError, during: "epoll_ctl(ADD)")
+            stats.open.subtract(1, ordering: .relaxed)
             freeSlots.append(slot)
             socket.close(cause: "close() after epoll_ctl failed")
             return
@@ -203,7 +210,6 @@ final class EchoEventLoop: @unchecked Sendable {
         slots[slot] = connection
         registered = true
         stats.accepted.add(1, ordering: .relaxed)
-        stats.open.add(1, ordering: .relaxed)
         schedule(connection, now: now)
     }
 
