@@ -52,7 +52,14 @@ struct OracleTests {
         let run = try Oracle.run(scenario, kernel: source, oracle: oracle)
         try stranger.finish()
         try #require(run.lost == 0, "the oracle's rings dropped records: cannot judge")
-        #expect(!collector.events.contains { $0.kind == .warning }, "no lost records reported")
+        // The tracepoint is system-wide: on a busy host (other test runs churning connections)
+        // the source's 64-page rings can overflow while its reader waits for a CPU. That is
+        // reported, as it must be, and is no fault when our sockets' transitions all arrived
+        // (checked below, each from the tracepoint, once). Any other warning is a fault.
+        let warnings = collector.events.filter { $0.kind == .warning }
+        let lost = warnings.filter { $0.cause.hasPrefix("kernel trace: the ring buffers dropped") }
+        #expect(warnings.count == lost.count, "warnings: \(warnings.map(\.cause))")
+        if !lost.isEmpty { print("\(scenario): the source's rings overflowed under host load: \(lost.map(\.cause))") }
         let sockets = Oracle.sockets(run)
         #expect(sockets.count == 3)
         for socket in sockets {
