@@ -69,7 +69,8 @@ CommandExit.run(command) {
     let (kernel, kernelNote) = try trace.openKernelSource(command: command, sink: session.sink, side: .server)
     session.attach(kernel)
     let tracer = StateTracer(sink: session.sink, side: .server, verbose: trace.verbose,
-                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
+                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel,
+                             ownersMustNotBlock: true)
     session.add(tracer)
     let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
     let address: SocketAddress

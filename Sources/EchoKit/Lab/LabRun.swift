@@ -14,7 +14,11 @@ public struct LabEndpoint {
 
     init(_ traced: TracedSocket) throws {
         guard let tracker = traced.tracker else { throw ScenarioError("the lab's socket is not traced") }
-        self.traced = traced
+        self.init(socket: traced.socket, tracker: tracker)
+    }
+
+    init(socket: Socket, tracker: SocketTracker) {
+        traced = TracedSocket(socket, tracker: tracker)
         self.tracker = tracker
     }
 
@@ -103,8 +107,14 @@ public final class LabRun {
     /// Records a failed call: the errno, a reset in the context, and the state it left. The
     /// error names its call once (`recv: Connection reset by peer (ECONNRESET)`); `when` adds
     /// the moment (`at once`) without naming the call again.
-    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, when: String? = nil) {
-        endpoint.traced.failed(error, during: "\(error.call)()", detail: when.map { ", \($0)" } ?? "")
+    /// `duringConnect`: connect() failed (SYN_SENT inferred if nothing was seen yet); the lab's
+    /// own connect steps have it recorded by the socket already.
+    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, when: String? = nil, duringConnect: Bool = false) {
+        if duringConnect {
+            endpoint.traced.connectFailed(error, when: when)
+        } else {
+            endpoint.traced.failed(error, during: "\(error.call)()", detail: when.map { ", \($0)" } ?? "")
+        }
     }
 
     /// Waits until `endpoint`'s connect completes (ESTABLISHED) and checks SO_ERROR.

@@ -142,12 +142,14 @@ public final class SocketTracker: @unchecked Sendable {
     }
 
     /// Linux moves a connection that finished its active close to a TIME_WAIT mini-socket and
-    /// the fd then reads CLOSED. Ask the kernel's table before claiming CLOSED.
+    /// the fd then reads CLOSED. Ask the kernel's table before claiming CLOSED. On an event
+    /// loop (`ownersMustNotBlock`) nothing is asked: the state stays as it was, and the
+    /// follower's first lookup after close() (on its own queue) says TIME_WAIT or gone.
     private func resolveClosedFD(cause: String, at now: UInt64, info: TCPInfo) -> TCPState? {
         // Only an active closer can have a TIME_WAIT; checking costs one ~5 µs netlink lookup.
-        guard let state, context.weClosedFirst || [.finWait1, .finWait2, .closing, .timeWait].contains(state),
-              let entry = timeWaitMiniSocket(using: diag)
-        else { return nil }
+        guard let state, context.weClosedFirst || [.finWait1, .finWait2, .closing, .timeWait].contains(state) else { return nil }
+        if ownerMustNotBlock { return state }
+        guard let entry = timeWaitMiniSocket(using: diag) else { return nil }
         record(.timeWait, source: .sockDiag,
                cause: "\(cause); the fd reads CLOSED, the kernel holds the connection in a TIME_WAIT mini-socket",
                at: MonotonicClock.now(), info: nil, timerMs: entry.expiresMs)
@@ -156,10 +158,11 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// The TIME_WAIT mini-socket that took over this connection after the full socket closed,
     /// or nil (a reset, or Linux skipped TIME_WAIT). Looked up with `expectingTimeWait`, so the
-    /// hash swap inside tcp_time_wait() cannot make it look gone.
+    /// hash swap inside tcp_time_wait() cannot make it look gone; on an event loop once, without
+    /// the retries' sleeps (the kernel reported the close, so the swap is long done).
     func timeWaitMiniSocket(using diag: SockDiag?) -> SockDiagEntry? {
         guard !context.reset, let diag, let local, let peer,
-              let entry = try? diag.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: true),
+              let entry = try? diag.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: !ownerMustNotBlock),
               entry.state == .timeWait
         else { return nil }
         return entry
@@ -331,6 +334,10 @@ public final class SocketTracker: @unchecked Sendable {
         guard follow else { return }
         tracer.follower.follow(self, cause: cause)
     }
+
+    /// This socket's owner is an event loop that must not sleep (until close() hands the
+    /// tracker to the follower, whose queue may).
+    var ownerMustNotBlock: Bool { tracer.ownersMustNotBlock && !fdClosed }
 
     /// Our FIN went first and no reset: the connection is on its way to TIME_WAIT, so a
     /// sock_diag answer of "gone" deserves a second look (see `SockDiag.lookup`).
