@@ -85,6 +85,15 @@ public enum SegmentAttribution {
                 }
                 // Keep each socket's states in order after an inferred one moved.
                 if states[index].timestampNs < previousNs { states[index].timestampNs = previousNs }
+                // The time in the previous state follows a moved start (the kernel's late
+                // SYN_RECEIVED: its time in the state runs from the SYN, not from the report).
+                if position > 0, let measured = states[index].inStateNs {
+                    let before = ordered[position - 1]
+                    if states[before].timestampNs != event.timestampNs - min(measured, event.timestampNs),
+                       states[before].source == .tracepoint, states[index].timestampNs >= states[before].timestampNs {
+                        states[index].inStateNs = states[index].timestampNs - states[before].timestampNs
+                    }
+                }
                 previousNs = states[index].timestampNs
             }
         }
