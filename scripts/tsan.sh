@@ -71,6 +71,10 @@ run_server() {
         cp "$dir"/tsan."$server" "/tmp/tsan-server-$label.log"
         echo "(full report: /tmp/tsan-server-$label.log)" >&2
     fi
+    if [ "$client_reports" -gt 0 ]; then
+        for f in "$dir"/tsan.*; do [ "$f" = "$dir/tsan.$server" ] || cat "$f"; done > "/tmp/tsan-client-$label.log"
+        echo "(load generator reports: /tmp/tsan-client-$label.log)" >&2
+    fi
     [ "$status" -eq 0 ] && [ "$server_reports" -eq 0 ] && [ "$client_reports" -eq 0 ]
 }
 

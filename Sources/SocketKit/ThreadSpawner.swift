@@ -2,12 +2,13 @@ import Glibc
 
 /// Starts a detached-free pthread running `body`; join with `ThreadHandle.join()`.
 /// Foundation's Thread would do, but the library stays on Glibc alone.
-public final class ThreadHandle: @unchecked Sendable {
-    private var thread = pthread_t()
+public final class ThreadHandle: Sendable {
+    private let thread: pthread_t
 
     /// Starts a joinable thread running `body`. C: `pthread_create(3)`.
     public init(_ body: @escaping @Sendable () -> Void) throws {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             box.body()
@@ -17,6 +18,7 @@ public final class ThreadHandle: @unchecked Sendable {
             Unmanaged<Box>.fromOpaque(box).release()
             throw SystemCallError(call: "pthread_create", errno: rc)
         }
+        self.thread = thread
     }
 
     /// Waits for the thread to end. C: `pthread_join(3)`.

@@ -26,10 +26,10 @@ final class WellBehavedClient: @unchecked Sendable {
                     if try TestPeer.echoRoundTrip(port: port, size: 1 + Int(seed * 7919 % 32768), seed: seed) {
                         rounds.add(1, ordering: .relaxed)
                     } else {
-                        failures.withLock { $0.append("round \(seed): echo differs") }
+                        failures.locked { $0.append("round \(seed): echo differs") }
                     }
                 } catch {
-                    failures.withLock { $0.append("round \(seed): \(error)") }
+                    failures.locked { $0.append("round \(seed): \(error)") }
                 }
                 usleep(2_000)
             }
@@ -41,7 +41,7 @@ final class WellBehavedClient: @unchecked Sendable {
     func finish() -> (rounds: Int, failures: [String]) {
         stopFlag.store(true, ordering: .relaxed)
         _ = done.wait(timeout: .now() + 15)
-        return (rounds.load(ordering: .relaxed), failures.withLock { $0 })
+        return (rounds.load(ordering: .relaxed), failures.locked { $0 })
     }
 }
 
@@ -174,16 +174,16 @@ struct HostilePeerTests {
             var sent = 0
             // Send until the socket blocks for 1.5 s: the server has stopped reading from us.
             while sent < 64 << 20, (try? peer.send(chunk)) != nil { sent += chunk.count }
-            accepted.withLock { $0.append(sent) }
-            peers.withLock { $0.append(peer) }
+            accepted.locked { $0.append(sent) }
+            peers.locked { $0.append(peer) }
         }
-        let sentCounts = accepted.withLock { $0 }
+        let sentCounts = accepted.locked { $0 }
         #expect(sentCounts.count == 8)
         for sent in sentCounts {
             // Kernel buffers both ways plus the server's 256 KiB queue: megabytes, not 64 MiB.
             #expect(sent < 32 << 20, "a non-reading peer pushed \(sent) bytes: no backpressure")
         }
-        for peer in peers.withLock({ $0 }) { peer.close() }
+        for peer in peers.locked({ $0 }) { peer.close() }
         usleep(300_000)
         Self.finish(server, baseFDs: baseFDs, client: client, rss: rss, baseRSS: baseRSS, "slowloris readers")
         // Closing with unread echo in our receive queue resets the connection: traced with its errno.
@@ -275,7 +275,7 @@ struct HostilePeerTests {
                 for _ in 0..<(total >> 20) { try peer.send(block) }
                 peer.shutdownWrite()
             } catch {
-                sendError.withLock { $0 = "\(error)" }
+                sendError.locked { $0 = "\(error)" }
             }
         }
         // Do not read for 2 s: the server must stop reading from us (backpressure), not buffer.
@@ -304,7 +304,7 @@ struct HostilePeerTests {
         let seconds = Date().timeIntervalSince(started)
         sender.wait()
         peer.close()
-        #expect(sendError.withLock { $0 } == nil)
+        #expect(sendError.locked { $0 } == nil)
         #expect(received == total, "received \(received) of \(total)")
         #expect(!mismatch, "the echo differs")
         #expect(pausedPeak - baseRSS < rssGrowthLimitKiB)

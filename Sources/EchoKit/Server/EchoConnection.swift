@@ -6,7 +6,7 @@ import TCPTrace
 ///
 /// Touched only by its loop's thread, so its mutable fields skip Swift's dynamic exclusivity
 /// checks (see `EchoEventLoop`).
-final class EchoConnection: @unchecked Sendable {
+final class EchoConnection {
     let socket: Socket
     let tracker: SocketTracker?
     let slot: Int

@@ -52,7 +52,7 @@ public struct KernelStateChange: Sendable, Equatable {
 ///
 /// Wait for readability on `pollDescriptors` (poll/epoll, POLLIN), then call `drain()`.
 /// Always drain fully after a wake-up: perf's poll reports a wake-up once, not while data remains.
-public final class KernelTracepoint: @unchecked Sendable {
+public final class KernelTracepoint: Sendable {
     public enum Availability: Sendable, Equatable {
         case available
         case unavailable(reason: String)
@@ -142,7 +142,7 @@ public final class KernelTracepoint: @unchecked Sendable {
 
     deinit {
         close()
-        state.withLock { state in
+        state.locked { state in
             state.samples.deallocate()
             state.raw.deallocate()
         }
@@ -151,14 +151,14 @@ public final class KernelTracepoint: @unchecked Sendable {
     /// One perf descriptor per online CPU; readable (POLLIN) when its ring holds records.
     /// Empty after `close()`.
     public var pollDescriptors: [Int32] {
-        state.withLock { $0.rings.map(\.fd) }
+        state.locked { $0.rings.map(\.fd) }
     }
 
     /// State changes the kernel dropped so far because a ring was full. Exact and immediate on
     /// Linux 6.0+ (the events' lost counters); before, the sum of PERF_RECORD_LOST records, which
     /// the kernel writes only once a later record fits, i.e. after the next drain.
     public var lostRecords: UInt64 {
-        state.withLock { state in
+        state.locked { state in
             Self.refreshLost(&state)
             return max(state.countedLost, state.recordedLost)
         }
@@ -180,7 +180,7 @@ public final class KernelTracepoint: @unchecked Sendable {
     /// guaranteed within one batch: a CPU may still publish an earlier change after its ring
     /// was read for this batch, so it arrives in the next.
     public func drain() -> [KernelStateChange] {
-        state.withLock { state in
+        state.locked { state in
             var tagged: [(change: KernelStateChange, ring: Int, index: Int)] = []
             for (ringIndex, ring) in state.rings.enumerated() {
                 while true {
@@ -207,7 +207,7 @@ public final class KernelTracepoint: @unchecked Sendable {
 
     /// Disables and unmaps every ring and closes the descriptors. Idempotent.
     public func close() {
-        state.withLock { state in
+        state.locked { state in
             guard !state.closed else { return }
             Self.refreshLost(&state)
             for ring in state.rings { Self.release(ring, pagesPerCPU: pagesPerCPU) }

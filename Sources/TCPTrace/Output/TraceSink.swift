@@ -292,18 +292,18 @@ final class TraceWriterCore: @unchecked Sendable {
 }
 
 /// Keeps events in memory: for tests, the scenario lab and the demo's merged timeline.
-public final class TraceCollector: TraceSink, @unchecked Sendable {
+public final class TraceCollector: TraceSink, Sendable {
     private let storage = Mutex<[TraceEvent]>([])
     private let forward: TraceSink?
 
     public init(forwardingTo forward: TraceSink? = nil) { self.forward = forward }
 
     public func emit(_ event: TraceEvent) {
-        storage.withLock { $0.append(event) }
+        storage.locked { $0.append(event) }
         forward?.emit(event)
     }
 
     public func flush() { forward?.flush() }
 
-    public var events: [TraceEvent] { storage.withLock { $0 } }
+    public var events: [TraceEvent] { storage.locked { $0 } }
 }

@@ -59,7 +59,7 @@ public final class WireTracer: @unchecked Sendable {
         interfaceName = interface
         // Until a port is watched, the filter names port 0, which no TCP segment carries.
         capture = try PacketCapture(interfaceIndex: Int32(index), ports: ports.isEmpty ? [0] : ports)
-        state.withLock { $0.ports = Set(ports) }
+        state.locked { $0.ports = Set(ports) }
     }
 
     /// Whether this process may capture here (CAP_NET_RAW in its network namespace): the
@@ -77,7 +77,7 @@ public final class WireTracer: @unchecked Sendable {
     /// Segments to the port before this call are not captured. C: `setsockopt(SO_ATTACH_FILTER)`.
     public func watch(port: UInt16) {
         guard port != 0 else { return }
-        let ports: [UInt16]? = state.withLock { captured in
+        let ports: [UInt16]? = state.locked { captured in
             guard captured.ports.insert(port).inserted else { return nil }
             return Array(captured.ports)
         }
@@ -92,7 +92,7 @@ public final class WireTracer: @unchecked Sendable {
         var batch: [CapturedFrame] = []
         while let frame = try? capture.readFrame() { batch.append(frame) }
         guard !batch.isEmpty else { return }
-        state.withLock { $0.frames += batch }
+        state.locked { $0.frames += batch }
     }
 
     /// Ends the run's capture at `ns` (CLOCK_MONOTONIC): segments the kernel stamped later are
@@ -100,7 +100,7 @@ public final class WireTracer: @unchecked Sendable {
     /// ("when the lab stopped watching"). The lab's cleanup resets come after this.
     public func cut(atNs ns: UInt64, reason: String) {
         drain()
-        state.withLock { if $0.cut == nil { $0.cut = (ns, reason) } }
+        state.locked { if $0.cut == nil { $0.cut = (ns, reason) } }
     }
 
     /// Drains, decodes, numbers and joins the segments with `events`; closes the capture.
@@ -110,7 +110,7 @@ public final class WireTracer: @unchecked Sendable {
         let statistics = (try? capture.statistics()) ?? CaptureStatistics()
         let link = capture.link
         capture.close()
-        let (all, cut) = state.withLock { ($0.frames, $0.cut) }
+        let (all, cut) = state.locked { ($0.frames, $0.cut) }
         let frames = all.sorted { $0.monotonicNs < $1.monotonicNs }
         var numbering = SegmentNumbering()
         var segments: [WireSegment] = []
