@@ -9,6 +9,8 @@ import TCPTrace
 /// Level-triggered. State is read with TCP_INFO only where it can change (accept, recv()=0,
 /// EPOLLRDHUP/HUP/ERR, shutdown, errors) and sampled on a backoff while a socket sits in a
 /// transient state, so plain data traffic pays nothing for tracing.
+/// @unchecked: created on the main thread, then run by exactly one thread; other loops touch
+/// only `handoff` (locked) and `wakeup` (an eventfd), which are Sendable themselves.
 final class EchoEventLoop: @unchecked Sendable {
     private static let wakeToken: UInt64 = 0
     private static let listenerToken: UInt64 = 1

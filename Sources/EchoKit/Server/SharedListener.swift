@@ -15,7 +15,7 @@ import TCPTrace
 /// leave shuts the listener down (new connections are refused at once, for every loop); the last
 /// closes the descriptor. Only then can its number be reused, so no loop can accept() on, or
 /// epoll_ctl, a descriptor that has become someone else's.
-final class SharedListener: @unchecked Sendable {
+final class SharedListener: Sendable {
     private struct Membership {
         var members = 0
         var shutDown = false

@@ -37,6 +37,7 @@ public enum TraceFormat: String, Sendable, CaseIterable {
 ///   interactive clients) waits until everything queued so far is written, at most
 ///   `flushTimeoutSeconds`, so a stuck reader cannot hang the process at exit.
 /// - With `immediate` (an interactive terminal) the writer is woken on every event.
+/// @unchecked: immutable apart from the core, whose state sits behind a pthread mutex.
 public final class TraceWriter: TraceSink, @unchecked Sendable {
     public let format: TraceFormat
     private let core: TraceWriterCore
@@ -72,6 +73,8 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
 }
 
 /// The queue and the writer thread behind `TraceWriter`. The thread owns rendering and I/O.
+/// @unchecked: the shared queue and flags are guarded by `lock` (a pthread mutex, which TSan
+/// sees); `text`, `failed` and `out` belong to the writer thread.
 final class TraceWriterCore: @unchecked Sendable {
     let format: TraceFormat
     let capacity: Int

@@ -8,6 +8,8 @@ import Synchronization
 ///
 /// Runs on its own dispatch queue, so it never keeps the process alive: `finish()` reports
 /// what each socket was last seen in and stops.
+/// @unchecked: `diag`, `items` and `stopped` are touched on `queue` only (a serial queue);
+/// `active` is an atomic.
 public final class SockDiagFollower: @unchecked Sendable {
     private struct Item {
         let tracker: SocketTracker

@@ -10,6 +10,8 @@ import Synchronization
 ///
 /// Which side sent a segment follows from the server's port: from it, the server; to it, a
 /// client.
+/// @unchecked: `capture`, `numbering`, `undecoded` and `count` belong to the capture thread
+/// (read by `stop` only after joining it); `stopping` is an atomic.
 public final class LiveWire: @unchecked Sendable {
     private let capture: PacketCapture
     private let sink: TraceSink

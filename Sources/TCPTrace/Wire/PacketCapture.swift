@@ -31,7 +31,7 @@ public struct CaptureStatistics: Sendable, Equatable {
 /// On a loopback interface every segment passes twice (PACKET_OUTGOING, then incoming as
 /// PACKET_HOST); the filter keeps only the incoming copy, whose kernel timestamp is taken before
 /// the receiving TCP processes it, so a state it causes is never stamped before it.
-public final class PacketCapture: @unchecked Sendable {
+public final class PacketCapture {
     public private(set) var fd: Int32
     public let interfaceIndex: Int32
     public let link: WireLinkType

@@ -41,6 +41,8 @@ public struct WireRun: Sendable {
 /// the connections, filtered to the ports `watch` names. Frames queue in the socket buffer
 /// (the kernel stamps each on arrival) and are read by `drain()`, during the run by whoever has
 /// a moment, and at the end by `finish`.
+/// @unchecked: the capture (not Sendable: one reader at a time) is read only inside `state`'s
+/// lock; everything else is immutable.
 public final class WireTracer: @unchecked Sendable {
     private let capture: PacketCapture
     private let state = Mutex(Captured())
