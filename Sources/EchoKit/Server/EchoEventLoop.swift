@@ -67,7 +67,10 @@ final class EchoEventLoop: @unchecked Sendable {
         listener.join()
         if let tracer, tracesListener {
             let socket = listener.socket
-            let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
+            // Any loop may use the listener's tracker (under the listener's lock): so it gets its
+            // own sock_diag socket and no mailbox (a mailbox would apply kernel changes on this
+            // loop's thread without that lock); its observations apply the changes under the lock.
+            let tracker = tracer.track(initial: .closed, diag: try? SockDiag(), mailbox: nil)
             tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
             tracker.observe(socket, cause: "listen(backlog \(config.backlog))")
             listener.setTracker(tracker)

@@ -120,7 +120,8 @@ public final class TracepointSource: Sendable {
     public func sync() {
         guard !drainsHeld.load(ordering: .relaxed) else { return }
         routing.locked { router in
-            for change in tracepoint.drain() { router.route(change) }
+            tracepoint.drain(into: &router.incoming)
+            router.routeIncoming()
             router.prune(now: MonotonicClock.now())
             handOut(&router)
         }
@@ -149,7 +150,8 @@ public final class TracepointSource: Sendable {
     /// wait for it. `peer` nil: a listener.
     func register(_ tracker: any KernelChangeReceiver, link: KernelLink, local: SocketAddress, peer: SocketAddress?) {
         routing.locked { router in
-            for change in tracepoint.drain() { router.route(change) }
+            tracepoint.drain(into: &router.incoming)
+            router.routeIncoming()
             link.tracker = tracker
             router.register(link, local: local, peer: peer)
             handOut(&router)
