@@ -89,13 +89,24 @@ public final class WireTracer: @unchecked Sendable {
         try? capture.attach(ports: ports)
     }
 
-    /// Reads every queued frame (non-blocking).
+    /// Reads queued frames (non-blocking), bounded by count and time (`PacketCapture.drain`).
+    /// The run keeps at most `maxFrames`: past that the capture is cut (said in the summary),
+    /// so memory stays bounded whatever the traffic on the watched ports.
     public func drain() {
         var batch: [CapturedFrame] = []
-        while let frame = try? capture.readFrame() { batch.append(frame) }
+        _ = try? capture.drain { batch.append($0) }
         guard !batch.isEmpty else { return }
-        state.locked { $0.frames += batch }
+        state.locked { captured in
+            let room = max(0, Self.maxFrames - captured.frames.count)
+            captured.frames += batch.prefix(room)
+            if batch.count > room, captured.cut == nil, let last = captured.frames.last {
+                captured.cut = (last.monotonicNs, "after \(Self.maxFrames) frames, the capture's memory bound")
+            }
+        }
     }
+
+    /// Frames one run keeps (a demo or scenario has a few dozen).
+    static let maxFrames = 100_000
 
     /// Ends the run's capture at `ns` (CLOCK_MONOTONIC): segments the kernel stamped later are
     /// left out of the run, the pcapng and the checks, and the summary says so with `reason`
