@@ -97,6 +97,7 @@ if [ $SUITE -eq 1 ]; then
     TSAN_OPTIONS="halt_on_error=0 history_size=4" \
         swift test --sanitize=thread --scratch-path "$SCRATCH" > "$log" 2>&1 || overall=1
     echo "suite ($(id -un)): $(reports "$log") TSan reports; $(grep -E 'Test run with|Executed .* tests' "$log" | tail -2 | tr '\n' ' ')"
-    [ "$(reports "$log")" -eq 0 ] || { cp "$log" /tmp/tsan-suite.log; overall=1; }
+    cp "$log" "/tmp/tsan-suite-$(id -un).log"
+    [ "$(reports "$log")" -eq 0 ] || overall=1
 fi
 exit $overall

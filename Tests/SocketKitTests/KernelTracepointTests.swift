@@ -170,7 +170,7 @@ private let liveAvailability: KernelTracepoint.Availability = {
     @Test(.enabled(if: liveAvailability == .available, "needs root and perf_event_open: \(liveAvailability)"))
     func reportsLoopbackConnectionLifecycle() throws {
         // 2 MiB per CPU: room for ~20k changes of other processes while this test sleeps.
-        let tracepoint = try KernelTracepoint(pagesPerCPU: 512)
+        let tracepoint = try KernelTracepoint(pagesPerCPU: Oracle.pagesPerCPU)
         defer { tracepoint.close() }
         #expect(tracepoint.pollDescriptors.count == (try KernelTracepoint.onlineCPUs()).count)
 

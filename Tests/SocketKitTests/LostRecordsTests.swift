@@ -35,7 +35,7 @@ struct LostRecordsTests {
     /// graceful close, our client FIN_WAIT_1 → FIN_WAIT_2 → TIME_WAIT.
     @Test(arguments: [false, true])
     func fullRings_warnAndOurSocketFallsBackToInference(reset: Bool) throws {
-        let oracle = try KernelTracepoint(pagesPerCPU: 512)
+        let oracle = try KernelTracepoint(pagesPerCPU: Oracle.pagesPerCPU)
         defer { oracle.close() }
         let collector = TraceCollector()
         let source = try TracepointSource(sink: collector, side: .client, pagesPerCPU: 1, wakeupEvents: 1_000_000)
@@ -77,7 +77,7 @@ struct LostRecordsTests {
         tracer.follower.finish()
         source.reportLost()
         usleep(2_000)
-        let kernel = oracle.drain()
+        let kernel = try OracleDecoder().drain(oracle)
 
         #expect(source.tracepoint.lostRecords > 0, "the one-page rings overflowed")
         let warning = collector.events.first { $0.kind == .warning && $0.cause.hasPrefix("kernel trace: the ring buffers dropped") }

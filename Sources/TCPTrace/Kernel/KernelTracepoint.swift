@@ -258,35 +258,55 @@ public final class KernelTracepoint: Sendable {
     }
 
     /// `drain()`, appending to `changes` (whose capacity the caller keeps between drains).
-    ///
-    /// Bounded: at most `maxRecordsPerDrain` records per ring, however fast the kernel refills
-    /// them (a busy host's churn must not keep one drain going); what is left is read by the
-    /// next drain, and a ring that fills meanwhile drops records, which `lostRecords` counts.
     func drain(into changes: inout [KernelStateChange]) {
         state.locked { state in
             state.tagged.removeAll(keepingCapacity: true)
-            for (ringIndex, ring) in state.rings.enumerated() {
-                var read = 0
-                while read < Self.maxRecordsPerDrain {
-                    let result = CSocketKit_perf_drain(ring.base, pagesPerCPU, state.samples,
-                                                       Self.batchSamples, state.raw, Self.rawBytes)
-                    state.recordedLost += result.lost
-                    read += Int(result.samples)
-                    for i in 0..<result.samples {
-                        let sample = state.samples[i]
-                        let raw = UnsafeRawBufferPointer(start: state.raw + Int(sample.raw_offset),
-                                                         count: Int(sample.raw_size))
-                        if let change = layout.decode(raw, timestampNs: sample.time, pid: sample.pid) {
-                            state.tagged.append((change, ringIndex, state.tagged.count))
-                        }
-                    }
-                    if result.more == 0 { break }
+            Self.readRings(&state, pagesPerCPU: pagesPerCPU) { ring, raw, sample, state in
+                if let change = layout.decode(raw, timestampNs: sample.time, pid: sample.pid) {
+                    state.tagged.append((change, ring, state.tagged.count))
                 }
             }
             // Within one CPU an interrupt's record can land before the one it interrupted,
             // so the per-CPU order is not always timestamp order either: sort, don't merge.
             state.tagged.sort { ($0.change.timestampNs, $0.ring, $0.index) < ($1.change.timestampNs, $1.ring, $1.index) }
             for entry in state.tagged { changes.append(entry.change) }
+        }
+    }
+
+    /// The raw records, undecoded and unsorted, with their CLOCK_MONOTONIC time and pid: for a
+    /// reader that decodes them with its own code (the tests' oracle). Copies each record.
+    package func drainRecords() -> [(bytes: [UInt8], timestampNs: UInt64, pid: Int32)] {
+        state.locked { state in
+            var records: [(bytes: [UInt8], timestampNs: UInt64, pid: Int32)] = []
+            Self.readRings(&state, pagesPerCPU: pagesPerCPU) { _, raw, sample, _ in
+                records.append((Array(raw), sample.time, sample.pid))
+            }
+            return records
+        }
+    }
+
+    /// Reads every ring, each bounded: at most `maxRecordsPerDrain` records per ring however
+    /// fast the kernel refills it (a busy host's churn must not keep one drain going); what is
+    /// left is read by the next drain, and a ring that fills meanwhile drops records, which
+    /// `lostRecords` counts.
+    private static func readRings(
+        _ state: inout State, pagesPerCPU: Int,
+        _ visit: (_ ring: Int, _ raw: UnsafeRawBufferPointer, _ sample: CSocketKit_perf_sample, _ state: inout State) -> Void
+    ) {
+        for ringIndex in state.rings.indices {
+            let ring = state.rings[ringIndex]
+            var read = 0
+            while read < maxRecordsPerDrain {
+                let result = CSocketKit_perf_drain(ring.base, pagesPerCPU, state.samples, batchSamples, state.raw, rawBytes)
+                state.recordedLost += result.lost
+                read += Int(result.samples)
+                for i in 0..<Int(result.samples) {
+                    let sample = state.samples[i]
+                    let raw = UnsafeRawBufferPointer(start: state.raw + Int(sample.raw_offset), count: Int(sample.raw_size))
+                    visit(ringIndex, raw, sample, &state)
+                }
+                if result.more == 0 { break }
+            }
         }
     }
 
