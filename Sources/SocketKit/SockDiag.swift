@@ -51,26 +51,7 @@ public final class SockDiag: @unchecked Sendable {
     ///
     /// The cookie matters: a tuple lookup for a vanished connection can resolve to the
     /// listener on the same local port; the kernel then answers ESTALE, which means "gone".
-    ///
-    /// - Parameter expectingTimeWait: the socket was last seen on its way to TIME_WAIT (our FIN
-    ///   first, no reset). tcp_time_wait() swaps a TIME_WAIT mini-socket into the hash table and
-    ///   then destroys the full socket; a lockless lookup in that window can miss both, or catch
-    ///   the full socket already in CLOSE. Measured against the kernel tracepoint: 4 of 200
-    ///   server-side active closes lost their TIME_WAIT this way while TCPTimeWaitOverflow did
-    ///   not move. Such an answer is confirmed by asking again for ~0.2 ms; others pay nothing.
-    public func lookup(local: SocketAddress, peer: SocketAddress, cookie: UInt64?,
-                       expectingTimeWait: Bool = false) throws -> SockDiagEntry? {
-        var entry = try lookupOnce(local: local, peer: peer, cookie: cookie)
-        var tries = 0
-        while expectingTimeWait, entry == nil || entry?.state == .closed, tries < 5 {
-            tries += 1
-            usleep(UInt32(10 * tries))
-            entry = try lookupOnce(local: local, peer: peer, cookie: cookie)
-        }
-        return entry
-    }
-
-    private func lookupOnce(local: SocketAddress, peer: SocketAddress, cookie: UInt64?) throws -> SockDiagEntry? {
+    public func lookup(local: SocketAddress, peer: SocketAddress, cookie: UInt64?) throws -> SockDiagEntry? {
         var request = makeRequest(family: local.family, states: 0xfff)
         request.id.idiag_sport = local.port.bigEndian
         request.id.idiag_dport = peer.port.bigEndian
@@ -88,10 +69,12 @@ public final class SockDiag: @unchecked Sendable {
         }
     }
 
-    /// Every TCP socket of `family` in `states` (a set of kernel state numbers).
-    public func dump(family: Int32, states: Set<UInt8> = Set(1...12)) throws -> [SockDiagEntry] {
+    /// Every TCP socket of `family` in `states` (a set of kernel state numbers) that `keep`
+    /// accepts: a table of 100,000 TIME_WAIT sockets is not held in memory to find a few.
+    public func dump(family: Int32, states: Set<UInt8> = Set(1...12),
+                     where keep: ((SockDiagEntry) -> Bool)? = nil) throws -> [SockDiagEntry] {
         let mask = states.reduce(UInt32(0)) { $0 | (1 << UInt32($1)) }
-        return try exchange(makeRequest(family: family, states: mask), dump: true)
+        return try exchange(makeRequest(family: family, states: mask), dump: true, keep: keep)
     }
 
     private func makeRequest(family: Int32, states: UInt32) -> inet_diag_req_v2 {
@@ -103,7 +86,7 @@ public final class SockDiag: @unchecked Sendable {
         return request
     }
 
-    private func exchange(_ request: inet_diag_req_v2, dump: Bool) throws -> [SockDiagEntry] {
+    private func exchange(_ request: inet_diag_req_v2, dump: Bool, keep: ((SockDiagEntry) -> Bool)? = nil) throws -> [SockDiagEntry] {
         sequence &+= 1
         var message = (nlmsghdr(), request)
         message.0.nlmsg_len = UInt32(MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size)
@@ -127,12 +110,12 @@ public final class SockDiag: @unchecked Sendable {
             let received = try buffer.withUnsafeMutableBytes { bytes in
                 try syscall("recv") { recv(fd, bytes.baseAddress, bytes.count, 0) }
             }
-            if try parse(count: received, into: &entries) || !dump { return entries }
+            if try parse(count: received, into: &entries, keep: keep) || !dump { return entries }
         }
     }
 
     /// Parses one datagram of replies; true when the exchange is complete.
-    private func parse(count: Int, into entries: inout [SockDiagEntry]) throws -> Bool {
+    private func parse(count: Int, into entries: inout [SockDiagEntry], keep: ((SockDiagEntry) -> Bool)?) throws -> Bool {
         try buffer.withUnsafeBytes { bytes in
             var remaining = count
             guard let base = bytes.baseAddress, count >= MemoryLayout<nlmsghdr>.size else { return false }
@@ -152,7 +135,7 @@ public final class SockDiag: @unchecked Sendable {
                     if code == 0 || code == ENOENT || code == ESTALE { return true }
                     throw SystemCallError(call: "sock_diag", errno: code)
                 default:
-                    if let entry = Self.entry(current) { entries.append(entry) }
+                    if let entry = Self.entry(current), keep?(entry) ?? true { entries.append(entry) }
                 }
             }
             return false

@@ -137,7 +137,3 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-// @unchecked: plain C structs of integers (no pointers), copied by value; Glibc does not mark
-// them Sendable.
-extension sockaddr_in: @retroactive @unchecked Sendable {}
-extension sockaddr_in6: @retroactive @unchecked Sendable {}
