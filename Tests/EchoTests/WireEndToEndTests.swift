@@ -129,7 +129,8 @@ import TestSupport
         let client = try ChildProcess("EchoClient", ["--port", String(server.port), "--trace", "json", "--trace-file", clientFile,
                                                      "--wire", "on", "hello"])
         #expect(client.wait() == 0, "\(client.stderrText)")
-        usleep(200_000)                                        // the server's close and its capture's last read
+        // The server has closed its side (listener only left); its capture reads the rest at stop.
+        #expect(waitForSockets(server.pid, atMost: 1, timeout: 10) <= 1, "\(socketsOn(port: server.port))")
         #expect(server.stop() == 0)
         let serverEvents = try TraceEvent.read(jsonLinesAt: serverFile)
         let clientEvents = try TraceEvent.read(jsonLinesAt: clientFile)
