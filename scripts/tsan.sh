@@ -2,7 +2,8 @@
 # ThreadSanitizer runs (issue 19 item 2), from the repository root:
 #   scripts/tsan.sh            the 2-loop server under connect churn, then ping-pong, then SIGTERM;
 #                              as root (tracepoint on) and as nobody (setpriv), report counts
-#   scripts/tsan.sh --suite    also `swift test --sanitize=thread` (as the current user)
+#   scripts/tsan.sh --suite    also `swift test --sanitize=thread`: as the current user, and as
+#                              nobody too when root (in a copy of the tree owned by nobody)
 # Builds into .build-tsan (not .build: sanitized objects are not interchangeable). No
 # suppressions: TSAN_OPTIONS names none. Exit 0 only when every run had 0 reports.
 # Environment: CHURN_SECONDS (8), PINGPONG_SECONDS (4), CONNECTIONS (8).
@@ -92,12 +93,27 @@ else
     run_server "$(id -un)" || overall=1
 fi
 
-if [ $SUITE -eq 1 ]; then
-    log=$WORK/suite.log
-    TSAN_OPTIONS="halt_on_error=0 history_size=4" \
-        swift test --sanitize=thread --scratch-path "$SCRATCH" > "$log" 2>&1 || overall=1
-    echo "suite ($(id -un)): $(reports "$log") TSan reports; $(grep -E 'Test run with|Executed .* tests' "$log" | tail -2 | tr '\n' ' ')"
-    cp "$log" "/tmp/tsan-suite-$(id -un).log"
+# suite LABEL DIR [setpriv...]: swift test --sanitize=thread in DIR; prints the report count.
+suite() {
+    local label=$1 dir=$2; shift 2
+    local log=$WORK/suite-$label.log
+    ( cd "$dir" && "$@" env TSAN_OPTIONS="halt_on_error=0 history_size=4" \
+        swift test --sanitize=thread --scratch-path "$SCRATCH" ) > "$log" 2>&1 || overall=1
+    echo "suite ($label): $(reports "$log") TSan reports; $(grep -E 'Test run with|Executed .* tests' "$log" | tail -2 | tr '\n' ' ')"
+    cp "$log" "/tmp/tsan-suite-$label.log"
     [ "$(reports "$log")" -eq 0 ] || overall=1
+}
+
+if [ $SUITE -eq 1 ]; then
+    suite "$(id -un)" "$PWD"
+    if [ "$(id -u)" -eq 0 ]; then
+        # As nobody: a copy of the tree owned by nobody with its own HOME (as .ci/run does).
+        tree=$WORK/nobody-tree
+        mkdir -p "$tree/.home"
+        tar --exclude=./.build --exclude='./.build-*' --exclude=./.git -cf - . | tar -xf - -C "$tree"
+        chown -R 65534:65534 "$tree"
+        suite nobody "$tree" setpriv --reuid=65534 --regid=65534 --clear-groups \
+            env HOME="$tree/.home" XDG_CACHE_HOME="$tree/.home/.cache" PATH="$PATH"
+    fi
 fi
 exit $overall
