@@ -68,10 +68,13 @@ struct OracleDecoder {
         return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// One record; nil for another protocol than TCP.
-    func decode(_ raw: UnsafeRawBufferPointer, timestampNs: UInt64, pid: Int32) -> KernelStateChange? {
+    /// One record; nil for another protocol than TCP, or (with `port`) a change on neither end
+    /// of that port: the oracle looks only at its own sockets, so other traffic on a busy host
+    /// costs it two integer reads a record.
+    func decode(_ raw: UnsafeRawBufferPointer, timestampNs: UInt64, pid: Int32, port: UInt16? = nil) -> KernelStateChange? {
         guard raw.count >= minimumSize,
               integer(raw, proto) == UInt64(IPPROTO_TCP) else { return nil }
+        if let port, integer(raw, sport) != UInt64(port), integer(raw, dport) != UInt64(port) { return nil }
         let family = Int32(integer(raw, self.family))
         let v6 = family == AF_INET6
         return KernelStateChange(
@@ -83,12 +86,16 @@ struct OracleDecoder {
             destinationAddress: text(raw, v6 ? daddrV6 : daddr, family: family), pid: pid)
     }
 
-    /// Everything the rings hold (bounded per drain), decoded here, in timestamp order.
-    func drain(_ tracepoint: KernelTracepoint) -> [KernelStateChange] {
+    /// What the rings hold (bounded per drain), decoded here, in timestamp order; with `port`,
+    /// only changes with that port on one end.
+    func drain(_ tracepoint: KernelTracepoint, port: UInt16? = nil) -> [KernelStateChange] {
         var changes: [KernelStateChange] = []
-        for record in tracepoint.drainRecords() {
-            let change = record.bytes.withUnsafeBytes { decode($0, timestampNs: record.timestampNs, pid: record.pid) }
-            if let change { changes.append(change) }
+        let drained = tracepoint.drainRecords()
+        drained.bytes.withUnsafeBytes { all in
+            for record in drained.records {
+                let raw = UnsafeRawBufferPointer(rebasing: all[record.offset..<record.offset + record.count])
+                if let change = decode(raw, timestampNs: record.timestampNs, pid: record.pid, port: port) { changes.append(change) }
+            }
         }
         return changes.sorted { $0.timestampNs < $1.timestampNs }
     }

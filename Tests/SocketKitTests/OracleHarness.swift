@@ -37,16 +37,17 @@ enum Oracle {
         let client = pair.client
         // Drained all along by a thread of its own and decoded by the oracle's own decoder: on
         // a busy host other processes' changes would otherwise fill the rings during the run.
+        // Only our server's port: every socket of the run has it on one end.
         let decoder = try OracleDecoder()
         let collector = OracleCollector()
+        let serverPort = pair.server.boundAddress?.port ?? 0
         let drainer = try ThreadHandle {
             while !collector.stop.load(ordering: .acquiring) {
-                let batch = decoder.drain(oracle)
+                let batch = decoder.drain(oracle, port: serverPort)
                 collector.changes.locked { $0 += batch }
-                usleep(2_000)
+                usleep(1_000)
             }
         }
-        let serverPort = pair.server.boundAddress?.port ?? 0
         do {
             defer { pair.stopServer() }
             try client.connect()
@@ -72,7 +73,7 @@ enum Oracle {
         while !listenerClosed() && MonotonicClock.now() < deadline { usleep(1_000) }
         collector.stop.store(true, ordering: .releasing)
         if !drainer.join(timeoutSeconds: 10) { throw HarnessError("the oracle's drainer thread hung") }
-        let rest = decoder.drain(oracle)
+        let rest = decoder.drain(oracle, port: serverPort)
         let kernelChanges = collector.changes.locked { $0 + rest }.sorted { $0.timestampNs < $1.timestampNs }
         pair.finishFollowing()
         return Run(events: traces.events, kernel: kernelChanges, lost: oracle.lostRecords)

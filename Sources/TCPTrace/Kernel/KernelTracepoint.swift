@@ -277,14 +277,17 @@ public final class KernelTracepoint: Sendable {
     }
 
     /// The raw records, undecoded and unsorted, with their CLOCK_MONOTONIC time and pid: for a
-    /// reader that decodes them with its own code (the tests' oracle). Copies each record.
-    package func drainRecords() -> [(bytes: [UInt8], timestampNs: UInt64, pid: Int32)] {
+    /// reader that decodes them with its own code (the tests' oracle). All records' bytes in one
+    /// buffer (`bytes[offset..<offset + count]`), so a drain allocates twice, not per record.
+    package func drainRecords() -> (bytes: [UInt8], records: [(offset: Int, count: Int, timestampNs: UInt64, pid: Int32)]) {
         state.locked { state in
-            var records: [(bytes: [UInt8], timestampNs: UInt64, pid: Int32)] = []
+            var bytes: [UInt8] = []
+            var records: [(offset: Int, count: Int, timestampNs: UInt64, pid: Int32)] = []
             Self.readRings(&state, pagesPerCPU: pagesPerCPU) { _, raw, sample, _ in
-                records.append((Array(raw), sample.time, sample.pid))
+                records.append((bytes.count, raw.count, sample.time, sample.pid))
+                bytes.append(contentsOf: raw)
             }
-            return records
+            return (bytes, records)
         }
     }
 
