@@ -8,7 +8,7 @@ import TCPTrace
 /// the verdict "interrupted". The final ladder (segments joined, causal order) comes at the end.
 /// @unchecked: the events are behind `state`'s lock; `print` and `renderer` are set once and
 /// only read. `print` (the caller's writer, a non-Sendable closure) may run on any emitting
-/// thread: callers pass one that writes a whole row with one write(2).
+/// thread: the one caller passes `TraceStream.write`, which writes under its own lock.
 public final class LabLiveView: TraceSink, @unchecked Sendable {
     private struct State {
         var events: [TraceEvent] = []
