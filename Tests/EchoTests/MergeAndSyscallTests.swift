@@ -79,7 +79,8 @@ import TCPTrace
         let client = try ChildProcess("EchoClient", ["--port", "\(server.port)", "--trace", "json", "--trace-file", clientFile,
                                                      "--wire", "on", "hello"])
         #expect(client.wait(timeout: 20) == 0, "\(client.stderrText)")
-        usleep(200_000)                                        // the server's last close and its capture's last read
+        // The server has closed its side (listener only left); its capture reads the rest at stop.
+        #expect(waitForSockets(server.pid, atMost: 1, timeout: 10) <= 1, "\(socketsOn(port: server.port))")
         #expect(server.stop() == 0)
         func syns(_ arguments: [String]) throws -> Int {
             let merged = try ChildProcess("EchoClient", ["--merge"] + arguments + [serverFile, clientFile, "--no-color"])

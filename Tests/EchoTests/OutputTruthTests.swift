@@ -9,7 +9,7 @@ import Testing
 /// cause, a live lab that Ctrl-C can stop.
 @Suite("Output tells the truth and fits") struct OutputTruthTests {
     static var asNobody: [String] {
-        UnprivilegedTests.canDropPrivileges ? [UnprivilegedTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups"] : []
+        Capabilities.canRunBuiltExecutablesAsNobody ? [UnprivilegedTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups"] : []
     }
 
     // MARK: item 4 — options honoured or refused
@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test("as nobody, --scenario --trace-file /root/x is refused with 73 before the run",
-          .enabled(if: UnprivilegedTests.canDropPrivileges, "needs root to switch to nobody"))
+          .enabled(if: Capabilities.canRunBuiltExecutablesAsNobody, "needs root to switch to nobody"))
     func traceFileUnwritableAsNobody() throws {
         let child = try ChildProcess(UnprivilegedTests.setpriv!, ["--reuid=65534", "--regid=65534", "--clear-groups",
                                                                   Executables.url("EchoClient").path,

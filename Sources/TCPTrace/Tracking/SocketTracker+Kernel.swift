@@ -39,7 +39,7 @@ extension SocketTracker: KernelChangeReceiver {
     }
 
     private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState, cause: String)?) {
-        var changes = kernel.inbox.withLock { inbox in
+        var changes = kernel.inbox.locked { inbox in
             defer { inbox.removeAll() }
             return inbox
         }
@@ -55,7 +55,7 @@ extension SocketTracker: KernelChangeReceiver {
             // chain waits for the next drain.
             if let last = kernel.kernelState, change.oldState != last, now &- change.timestampNs < 2_000_000 {
                 let rest = changes[index...]
-                kernel.inbox.withLock { $0.insert(contentsOf: rest, at: 0) }
+                kernel.inbox.locked { $0.insert(contentsOf: rest, at: 0) }
                 return
             }
             apply(change, kernel: kernel, programCause: index == observedIndex ? observing?.cause : nil)

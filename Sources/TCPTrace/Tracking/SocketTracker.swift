@@ -5,6 +5,8 @@ import SocketKit
 /// Owned by one thread (the socket's event loop) until `closed(cause:)`, then by the
 /// `SockDiagFollower`. Between two observations it fills in the states RFC 9293 says were
 /// crossed, labelled `inferred`; a transition the RFC does not allow is flagged, not rewritten.
+/// @unchecked: one owner at a time, handed over once (loop → follower queue in `closed`, after
+/// the loop's last use); kernel changes reach it through its link's locked inbox, not directly.
 public final class SocketTracker: @unchecked Sendable {
     public let tracer: StateTracer
     public let conn: Int
