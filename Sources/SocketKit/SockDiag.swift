@@ -157,7 +157,7 @@ public final class SockDiag: @unchecked Sendable {
         }
     }
 
-    private static func entry(_ header: UnsafePointer<nlmsghdr>) -> SockDiagEntry? {
+    static func entry(_ header: UnsafePointer<nlmsghdr>) -> SockDiagEntry? {
         let messageSize = MemoryLayout<inet_diag_msg>.size
         guard Int(header.pointee.nlmsg_len) >= CSocketKit_NLMSG_LENGTH(messageSize) else { return nil }
         guard let raw = CSocketKit_NLMSG_DATA(header) else { return nil }

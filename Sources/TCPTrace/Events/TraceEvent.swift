@@ -63,6 +63,10 @@ public struct TraceEvent: Sendable, Equatable {
     /// Verdict events: sent/received counts, first difference, outcome. `bytes` then holds the
     /// first bytes that came back.
     public var verdict: ExchangeVerdict?
+    /// TCPWatch: the owning process's command (`pid` is its pid, 0 when unknown), and the state
+    /// a warning or closing note is about (`"state"` in JSON).
+    public var process: String?
+    public var heldState: TCPState?
 
     public init(
         timestampNs: UInt64, wallNs: Int64 = MonotonicClock.wallNow(), side: TraceSide,

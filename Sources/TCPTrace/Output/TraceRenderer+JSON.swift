@@ -34,6 +34,10 @@ public enum JSONTraceRenderer {
         field(&out, "first_difference", e.verdict?.firstDifference.map { String($0) } ?? "null")
         field(&out, "segment", e.segmentID.map { String($0) } ?? "null")
         field(&out, "wire", e.wire.map(wire) ?? "null")
+        if e.process != nil || e.heldState != nil {    // TCPWatch only
+            field(&out, "process", e.process.map(quoted) ?? "null")
+            field(&out, "state", e.heldState.map { quoted($0.name) } ?? "null")
+        }
         out += "}"
         return out
     }
