@@ -53,7 +53,6 @@ public final class WatchRun: @unchecked Sendable {
     private func openKernelTrace(ports: [UInt16]) throws {
         let (tracepoint, line) = try KernelTracepoint.openForWatch(mode: options.kernelTrace, ports: ports)
         self.tracepoint = tracepoint
-        watch.kernelTraceActive = tracepoint != nil
         note(line)
     }
 
@@ -105,6 +104,8 @@ public final class WatchRun: @unchecked Sendable {
     }
 
     private var lastCost: UInt64 = 0
+    /// The tracepoint is on and has lost nothing: it alone reports full sockets' transitions.
+    private var kernelComplete: Bool { tracepoint.map { $0.lostRecords == 0 } ?? false }
     private var ipv6Seen = false
     private var lastIPv6Dump: UInt64 = 0
 
@@ -122,7 +123,9 @@ public final class WatchRun: @unchecked Sendable {
         }
         lastCost = Self.threadCPUNs() &- before
         drainKernel()          // the tracepoint's own changes first, then what the dump adds
-        watch.applySnapshot(entries, at: now)
+        watch.applySnapshot(entries, at: now, kernelComplete: kernelComplete) { local, peer in
+            self.timeWaitEntry(local: local, peer: peer, cookie: nil)
+        }
         if let wire {
             for entry in entries where entry.state != .listen { coverWire(wire, entry.local) }
         }
@@ -166,7 +169,7 @@ public final class WatchRun: @unchecked Sendable {
         drainKernel()
         for entry in received.entries {
             if entry.local.family == AF_INET6 { ipv6Seen = true }
-            watch.applyDestroyed(entry, at: now) { entry in
+            watch.applyDestroyed(entry, at: now, kernelComplete: kernelComplete) { entry in
                 // No cookie: see ConnectionWatch.recentlyClosed.
                 self.timeWaitEntry(local: entry.local, peer: entry.peer, cookie: nil)
             }

@@ -39,9 +39,6 @@ public final class ConnectionWatch {
     let baseNs: UInt64
     let closeWaitWarnNs: UInt64
     public let owners: ProcessOwners
-    /// The tracepoint reports every transition of a full socket: polls then add only TIME_WAIT
-    /// and what the tracepoint cannot see (sockets gone without a change, request sockets).
-    public var kernelTraceActive = false
     public private(set) var statistics = WatchStatistics()
     /// At most this many sockets are followed at once; more are counted, not tracked.
     public let maxConnections: Int
@@ -103,8 +100,14 @@ public final class ConnectionWatch {
 
     // MARK: sock_diag snapshots
 
-    /// One poll's dump. Transitions it shows happened between the previous poll and this one.
-    public func applySnapshot(_ entries: [SockDiagEntry], at now: UInt64) {
+    /// One poll's dump, begun at `now`. Transitions it shows happened between the previous
+    /// poll and this one. `timeWait` looks up the TIME_WAIT mini-socket of a connection the
+    /// dump no longer shows (a dump is not atomic: it can miss both the full socket and the
+    /// mini-socket replacing it). With the tracepoint on (`kernelComplete`), polls only add
+    /// what it cannot see (TIME_WAIT, its end, the sockets present at the start, timers and
+    /// queues): a poll can see a state before the tracepoint's record of it is readable.
+    public func applySnapshot(_ entries: [SockDiagEntry], at now: UInt64, kernelComplete: Bool = false,
+                              timeWait: (SocketAddress, SocketAddress) -> SockDiagEntry? = { _, _ in nil }) {
         if selection.byProcess || entries.contains(where: { $0.inode != 0 }) {
             let live = Set(entries.map(\.inode))
             owners.refresh(wanting: entries.map(\.inode), live: live, now: now)
@@ -114,6 +117,7 @@ public final class ConnectionWatch {
         }
         let previous = lastPollNs
         let firstPoll = previous == nil
+        let followsKernel = kernelComplete && !firstPoll
         var seen = Set<WatchedConnection.Key>()
         for entry in entries where matches(local: entry.local, peer: entry.peer, inode: entry.inode) {
             if entry.state == .listen { listeningPorts.insert(entry.local.port) }
@@ -124,7 +128,7 @@ public final class ConnectionWatch {
                 // from a socket whose cookie nobody asked for makes up its own: same connection.
                 let continues = connection.state == .synReceived || entry.state == .timeWait
                     && [.timeWait, .finWait1, .finWait2, .closing].contains(connection.state)
-                if connection.cookie != entry.cookie && !continues {
+                if connection.cookie != entry.cookie && !continues && !followsKernel {
                     // Same addresses, another socket: the old one ended unseen.
                     close(connection, at: now, source: .sockDiag, cause: "gone: a new socket took its addresses")
                     guard let fresh = open(key: key, entry: entry, at: now) else { continue }
@@ -133,23 +137,35 @@ public final class ConnectionWatch {
                     continue
                 }
                 update(connection, from: entry)
-                guard entry.state != connection.state else { continue }
-                if kernelTraceActive && entry.state != .timeWait { continue }
+                guard entry.state != connection.state, connection.enteredNs <= now else { continue }
+                if followsKernel && entry.state != .timeWait { continue }
                 statistics.betweenPolls += 1
                 record(connection, entry.state, source: .sockDiag, at: now, after: previous, info: entry.info,
                        timerMs: entry.state == .timeWait ? entry.expiresMs : nil)
-            } else if entry.state == .timeWait, let revived = recentlyClosed.removeValue(forKey: key) {
+            } else if followsKernel {
+                continue
+            } else if entry.state == .timeWait, let revived = recentlyClosed.removeValue(forKey: key), revived.cookie == entry.cookie
+                        || revived.enteredNs + 1_000_000_000 > now {
                 table[key] = revived
                 update(revived, from: entry)
-                record(revived, .timeWait, source: .sockDiag, at: now, after: previous, info: nil, timerMs: entry.expiresMs,
-                       cause: "seen in TIME_WAIT after it was reported closed (the lookup at its destroy notification missed it)")
+                // Not allowed by RFC 9293, so flagged: the CLOSED reported before was wrong.
+                emitState(revived, to: .timeWait, source: .sockDiag, at: now,
+                          cause: "seen in TIME_WAIT after it was reported CLOSED: the earlier look missed the mini-socket",
+                          info: nil, timerMs: entry.expiresMs, unexpected: true)
             } else if let connection = open(key: key, entry: entry, at: now) {
                 begin(connection, with: entry, at: now, after: previous, firstPoll: firstPoll)
             }
         }
-        for (key, connection) in table where !seen.contains(key) {
-            let cause = "gone from the kernel's socket table between polls"
-            close(connection, at: now, source: .sockDiag, cause: cause, after: previous)
+        for (key, connection) in table where !seen.contains(key) && connection.enteredNs <= now {
+            if followsKernel && connection.state != .timeWait && connection.state != .synReceived { continue }
+            if [.finWait1, .finWait2, .closing].contains(connection.state), !connection.context.reset,
+               let minisocket = timeWait(key.local, key.peer) {
+                connection.timerMs = minisocket.expiresMs
+                record(connection, .timeWait, source: .sockDiag, at: now, after: previous, info: nil, timerMs: minisocket.expiresMs,
+                       cause: "the kernel holds the connection in a TIME_WAIT mini-socket")
+                continue
+            }
+            close(connection, at: now, source: .sockDiag, cause: "gone from the kernel's socket table", after: previous)
         }
         lastPollNs = now
     }
@@ -217,14 +233,16 @@ public final class ConnectionWatch {
 
     /// A full socket was destroyed. If it was an active closer, the kernel now holds the
     /// connection in a TIME_WAIT mini-socket (`timeWait` looks it up); else it is CLOSED.
-    public func applyDestroyed(_ entry: SockDiagEntry, at now: UInt64, timeWait: (SockDiagEntry) -> SockDiagEntry?) {
+    public func applyDestroyed(_ entry: SockDiagEntry, at now: UInt64, kernelComplete: Bool = false,
+                               timeWait: (SockDiagEntry) -> SockDiagEntry?) {
         guard matches(local: entry.local, peer: entry.peer, inode: entry.inode) else { return }
         statistics.destroyNotifications += 1
         let key = WatchedConnection.Key(local: entry.local, peer: entry.peer)
         if let known = table[key], known.state == .timeWait || (known.cookie != entry.cookie && known.state != .synReceived) {
             return   // already handed to its TIME_WAIT mini-socket, or an older socket's late notice
         }
-        if kernelTraceActive, table[key] == nil, recentlyClosed[key] != nil { return }
+        if table[key] == nil, recentlyClosed[key]?.cookie == entry.cookie { return }     // already reported CLOSED
+        if kernelComplete { return }    // the tracepoint reports every full socket's changes
         let connection: WatchedConnection
         if let known = table[key] {
             connection = known
@@ -237,7 +255,6 @@ public final class ConnectionWatch {
             let synchronized = info.map { $0.bytesAcked > 0 || $0.bytesReceived > 0 || $0.rttMicros > 0 } ?? true
             startInferred(connection, before: .closed, synchronized: synchronized, at: now)
         }
-        if kernelTraceActive && connection.state == .closed { return }
         let activeCloser = [.finWait1, .finWait2, .closing, .established, .synSent, .synReceived].contains(connection.state)
             && !connection.context.reset && !connection.context.peerClosedFirst
         if activeCloser, let minisocket = timeWait(entry) {
