@@ -65,12 +65,15 @@ public final class WatchRun: @unchecked Sendable {
 
     /// Runs until `--duration` or `requestStop()`; then reports what is still open and the counts.
     public func run() throws {
-        note(startLine())
         if geteuid() != 0 {
             note("owners: /proc/PID/fd is readable for this user's processes only (uid \(getuid())); others' sockets show no pid")
         }
+        // The first poll before the start line: a reader (or a test) that sees the line knows
+        // every later connection is new to the watch.
+        let firstBusy = try pollOnce(at: MonotonicClock.now())
+        note(startLine() + ": \(watch.watchedCount) sockets now")
         let deadline = options.durationSeconds.map { baseNs + UInt64($0 * 1e9) }
-        var nextPoll = MonotonicClock.now()
+        var nextPoll = MonotonicClock.now() + polling.next(busy: firstBusy, cost: lastCost)
         var nextTick = nextPoll
         var nextSummary = nextPoll + 1_000_000_000
         var lastSummary = ""
@@ -176,9 +179,10 @@ public final class WatchRun: @unchecked Sendable {
         }
     }
 
+    /// The mini-socket (TIME_WAIT, or an orphan's FIN_WAIT_2) that took over a destroyed full socket.
     private func timeWaitEntry(local: SocketAddress, peer: SocketAddress, cookie: UInt64?) -> SockDiagEntry? {
         guard let entry = try? lookups.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: true),
-              entry.state == .timeWait else { return nil }
+              entry.state == .timeWait || entry.state == .finWait2 else { return nil }
         return entry
     }
 

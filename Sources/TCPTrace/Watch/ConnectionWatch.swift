@@ -161,8 +161,8 @@ public final class ConnectionWatch {
             if [.finWait1, .finWait2, .closing].contains(connection.state), !connection.context.reset,
                let minisocket = timeWait(key.local, key.peer) {
                 connection.timerMs = minisocket.expiresMs
-                record(connection, .timeWait, source: .sockDiag, at: now, after: previous, info: nil, timerMs: minisocket.expiresMs,
-                       cause: "the kernel holds the connection in a TIME_WAIT mini-socket")
+                record(connection, minisocket.state, source: .sockDiag, at: now, after: previous, info: nil,
+                       timerMs: minisocket.expiresMs, cause: Self.miniSocketCause(minisocket.state))
                 continue
             }
             close(connection, at: now, source: .sockDiag, cause: "gone from the kernel's socket table", after: previous)
@@ -260,8 +260,8 @@ public final class ConnectionWatch {
         if activeCloser, let minisocket = timeWait(entry) {
             connection.context.weClosedFirst = true
             connection.timerMs = minisocket.expiresMs
-            record(connection, .timeWait, source: .sockDiag, at: now, after: nil, info: nil, timerMs: minisocket.expiresMs,
-                   cause: "full socket destroyed (destroy notification); the kernel holds the connection in a TIME_WAIT mini-socket")
+            record(connection, minisocket.state, source: .sockDiag, at: now, after: nil, info: nil, timerMs: minisocket.expiresMs,
+                   cause: "full socket destroyed (destroy notification); " + Self.miniSocketCause(minisocket.state))
             return
         }
         if connection.state == .established || connection.state == .synReceived, !connection.context.weClosedFirst {
@@ -314,8 +314,8 @@ public final class ConnectionWatch {
         if to == .closed, [.finWait1, .finWait2, .closing].contains(from), let minisocket = timeWait(local, peer, connection.cookie) {
             connection.cookie = minisocket.cookie
             connection.timerMs = minisocket.expiresMs
-            record(connection, .timeWait, source: .sockDiag, at: change.timestampNs, after: nil, info: nil, timerMs: minisocket.expiresMs,
-                   cause: "the kernel moved the connection to a TIME_WAIT mini-socket (the tracepoint reports CLOSE)")
+            record(connection, minisocket.state, source: .sockDiag, at: change.timestampNs, after: nil, info: nil,
+                   timerMs: minisocket.expiresMs, cause: Self.miniSocketCause(minisocket.state) + " (the tracepoint reports CLOSE)")
             return
         }
         if to == .closed {
@@ -323,6 +323,17 @@ public final class ConnectionWatch {
         } else {
             record(connection, to, source: .tracepoint, at: change.timestampNs, after: nil, info: nil, timerMs: nil)
         }
+    }
+
+    /// Linux hands a connection that finished its active close to a mini-socket (struct
+    /// inet_timewait_sock): TIME_WAIT, or FIN_WAIT_2 for an orphan whose peer has not closed
+    /// yet (tcp_close() with tcp_fin_timeout), which later turns into TIME_WAIT. The full
+    /// socket is destroyed (its destroy notification, the tracepoint's CLOSE), the connection
+    /// is not.
+    static func miniSocketCause(_ state: TCPState) -> String {
+        state == .timeWait
+            ? "the kernel holds the connection in a TIME_WAIT mini-socket"
+            : "the kernel holds the orphaned connection in a FIN_WAIT_2 mini-socket until the peer's FIN or tcp_fin_timeout"
     }
 
     // MARK: Recording
