@@ -130,15 +130,18 @@ public final class WatchRun: @unchecked Sendable {
             self.timeWaitEntry(local: local, peer: peer, cookie: nil)
         }
         if let wire {
-            for entry in entries where entry.state != .listen { coverWire(wire, entry.local) }
+            // Loopback from the start; then the interfaces of the watched sockets' addresses
+            // (a wildcard listener: every interface that is up), before their next segment.
+            if polling.polls == 0 { coverWire(wire) { try wire.cover(interface: "lo") } }
+            for entry in entries { coverWire(wire) { try wire.cover(local: entry.local) } }
         }
         let changed = watch.takeChanged()
         return changed || watch.hasTransientSockets
     }
 
-    private func coverWire(_ wire: WatchWire, _ local: SocketAddress) {
+    private func coverWire(_ wire: WatchWire, _ open: () throws -> Void) {
         do {
-            try wire.cover(local: local)
+            try open()
         } catch {
             if options.wire == .on {
                 stopWith = CommandFailure("--wire on: cannot capture (\(error)); needs root or CAP_NET_RAW", exitStatus: SysExits.noPermission)

@@ -36,8 +36,17 @@ public final class WatchWire {
     /// Opens a capture on the interface carrying `local`, once. Throws when it cannot be opened
     /// (no CAP_NET_RAW); the caller decides whether that is fatal (`on`) or a note (`auto`).
     public func cover(local: SocketAddress) throws {
-        guard let name = Self.interface(for: local), !failed.contains(name), !captures.contains(where: { $0.name == name }),
-              captures.count < 8 else { return }
+        if local.addressBytes.allSatisfy({ $0 == 0 }) {
+            // A wildcard listener: its connections may come in on any interface.
+            for name in Self.interfacesUp() { try cover(interface: name) }
+        } else if let name = Self.interface(for: local) {
+            try cover(interface: name)
+        }
+    }
+
+    /// Opens a capture on `name` once (at most 8 interfaces).
+    public func cover(interface name: String) throws {
+        guard !failed.contains(name), !captures.contains(where: { $0.name == name }), captures.count < 8 else { return }
         do {
             let index = if_nametoindex(name)
             guard index > 0 else { throw SystemCallError(call: "if_nametoindex", errno: errno, subject: name) }
@@ -92,6 +101,21 @@ public final class WatchWire {
         captures.removeAll()
         try? pcap?.close()
         return lines
+    }
+
+    /// Interfaces that are up, from getifaddrs (each name once).
+    static func interfacesUp() -> [String] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var names: [String] = []
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            let name = String(cString: entry.pointee.ifa_name)
+            if entry.pointee.ifa_flags & UInt32(IFF_UP) != 0, !names.contains(name) { names.append(name) }
+        }
+        return names
     }
 
     /// `lo` for loopback addresses; else the interface holding the address (getifaddrs).
