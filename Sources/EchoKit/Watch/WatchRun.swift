@@ -111,22 +111,29 @@ public final class WatchRun: @unchecked Sendable {
     private var kernelComplete: Bool { tracepoint.map { $0.lostRecords == 0 } ?? false }
     private var ipv6Seen = false
     private var lastIPv6Dump: UInt64 = 0
+    private var lastTimeWaitDump: UInt64 = 0
 
     /// One round of dumps (IPv4, IPv6), measured in this thread's CPU time (kernel included).
     private func pollOnce(at now: UInt64) throws -> Bool {
         let before = Self.threadCPUNs()
-        var entries = try diag.dump(family: AF_INET, stateMask: WatchFilters.allStates, bytecode: bytecode)
+        // Without a port filter (--pid, --process, --all) every TIME_WAIT socket of the host
+        // would come back each time (100,000 of them here under other programs' churn):
+        // TIME_WAIT is dumped at the slowest rate only, the state mask leaves it out otherwise.
+        let withTimeWait = !bytecode.isEmpty || now &- lastTimeWaitDump >= AdaptivePolling.slowestNs
+        if withTimeWait { lastTimeWaitDump = now }
+        let mask = withTimeWait ? WatchFilters.allStates : WatchFilters.allStates & ~(1 << 6)
+        var entries = try diag.dump(family: AF_INET, stateMask: mask, bytecode: bytecode)
         // Each family's dump walks the whole table again (~1.4 ms here with 13,000 TIME_WAIT
         // sockets on the host): IPv6 goes at the slowest rate until a watched IPv6 socket shows.
         if ipv6Seen || now &- lastIPv6Dump >= AdaptivePolling.slowestNs {
-            let v6 = try diag.dump(family: AF_INET6, stateMask: WatchFilters.allStates, bytecode: bytecode)
+            let v6 = try diag.dump(family: AF_INET6, stateMask: mask, bytecode: bytecode)
             lastIPv6Dump = now
             if !v6.isEmpty { ipv6Seen = true }
             entries += v6
         }
         lastCost = Self.threadCPUNs() &- before
         drainKernel()          // the tracepoint's own changes first, then what the dump adds
-        watch.applySnapshot(entries, at: now, kernelComplete: kernelComplete) { local, peer in
+        watch.applySnapshot(entries, at: now, kernelComplete: kernelComplete, includesTimeWait: withTimeWait) { local, peer in
             self.timeWaitEntry(local: local, peer: peer, cookie: nil)
         }
         if let wire {

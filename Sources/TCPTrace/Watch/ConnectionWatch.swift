@@ -106,7 +106,9 @@ public final class ConnectionWatch {
     /// mini-socket replacing it). With the tracepoint on (`kernelComplete`), polls only add
     /// what it cannot see (TIME_WAIT, its end, the sockets present at the start, timers and
     /// queues): a poll can see a state before the tracepoint's record of it is readable.
-    public func applySnapshot(_ entries: [SockDiagEntry], at now: UInt64, kernelComplete: Bool = false,
+    ///
+    /// `includesTimeWait` false: this dump left TIME_WAIT out (state mask); sockets in it stay.
+    public func applySnapshot(_ entries: [SockDiagEntry], at now: UInt64, kernelComplete: Bool = false, includesTimeWait: Bool = true,
                               timeWait: (SocketAddress, SocketAddress) -> SockDiagEntry? = { _, _ in nil }) {
         if selection.byProcess || entries.contains(where: { $0.inode != 0 }) {
             let live = Set(entries.map(\.inode))
@@ -158,7 +160,10 @@ public final class ConnectionWatch {
         }
         for (key, connection) in table where !seen.contains(key) && connection.enteredNs <= now {
             if followsKernel && connection.state != .timeWait && connection.state != .synReceived { continue }
-            if [.finWait1, .finWait2, .closing].contains(connection.state), !connection.context.reset,
+            if !includesTimeWait && connection.state == .timeWait { continue }
+            let mayBeMiniSocket = [.finWait1, .finWait2, .closing].contains(connection.state)
+                || (!includesTimeWait && connection.state == .established)
+            if mayBeMiniSocket, !connection.context.reset,
                let minisocket = timeWait(key.local, key.peer) {
                 connection.timerMs = minisocket.expiresMs
                 record(connection, minisocket.state, source: .sockDiag, at: now, after: previous, info: nil,

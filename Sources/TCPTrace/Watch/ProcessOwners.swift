@@ -70,11 +70,12 @@ public final class ProcessOwners {
         // Keep what is still live but not found this time (a process that exited while its socket lives on).
         for (inode, owner) in owners where found[inode] == nil && live.contains(inode) { found[inode] = owner }
         owners = found
+        knownInodes = Set(found.keys)
         unreadableProcesses = unreadable
     }
 
     /// Every inode the chosen processes hold (valid after `scan`).
-    public var knownInodes: Set<UInt32> { Set(owners.keys) }
+    public private(set) var knownInodes: Set<UInt32> = []
 
     private func candidatePids() -> [Int32] {
         if let pids { return Array(pids) }
