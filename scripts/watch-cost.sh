@@ -14,7 +14,7 @@ SECONDS_RUN=${1:-20}
 [ $# -gt 0 ] && shift
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH:-$ROOT/../shared/bench}
-WATCH=$ROOT/.build/release/TCPWatch
+WATCH=${WATCH:-$ROOT/.build/release/TCPWatch}
 [ -x "$WATCH" ] || { echo "build first: swift build -c release --product TCPWatch" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/watch-cost.XXXXXX)
 chmod 755 "$WORK"
