@@ -8,7 +8,8 @@
 # temporary directory, runs it on one port, and TCPWatch --port on another port held by a
 # quiet listener; reports TCPWatch's CPU (utime+stime from /proc/PID/stat over the churn),
 # its peak RSS, its polling report, and the churn rate. As root it runs TCPWatch both as
-# root and as nobody (setpriv); otherwise as the current user.
+# root and as nobody (setpriv); otherwise as the current user. WATCH_CHURN=1 watches the
+# churning port itself (memory bound check, e.g. WATCH_OPTIONS=--wire=on).
 set -eu
 SECONDS_RUN=${1:-20}
 [ $# -gt 0 ] && shift
@@ -33,7 +34,8 @@ run() {   # $1: label, $2...: wrapper
     "$WORK/epoll_echo" --port "$CHURN_PORT" >/dev/null 2>&1 &
     server=$!
     sleep 0.3
-    "$@" "$WATCH" --port "$QUIET_PORT" --duration $((SECONDS_RUN + 4)) --trace json "$WATCH_OPTIONS" >"$WORK/$label.jsonl" 2>&1 &
+    watched=$QUIET_PORT; [ -n "${WATCH_CHURN:-}" ] && watched=$CHURN_PORT
+    "$@" "$WATCH" --port "$watched" --duration $((SECONDS_RUN + 4)) --trace json "$WATCH_OPTIONS" >"$WORK/$label.jsonl" 2>&1 &
     watch=$!
     sleep 2
     before=$(cpu_ticks $watch)

@@ -27,7 +27,7 @@ do {
     if arguments.has("--help") {
         print(scanner.help(summary: "Watch any program's TCP sockets, their states and segments, live, without root.",
                            usage: WatchOptions.usage, footer: """
-            Events go to stdout (or --trace-file). Unprivileged: sock_diag polls (adaptive, 10-500 ms) filtered
+            Events go to stdout (or --trace-file). Unprivileged: sock_diag polls (adaptive, 10-450 ms) filtered
             in the kernel, plus destroy notifications, so no connection goes unreported; states between two
             polls are labelled with both times, states never seen are labelled inferred. As root: the
             sock:inet_sock_set_state tracepoint gives every transition, --wire on adds the segments.

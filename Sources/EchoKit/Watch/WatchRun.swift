@@ -218,7 +218,12 @@ public final class WatchRun: @unchecked Sendable {
         _ = try? pollOnce(at: MonotonicClock.now())
         try? drainDestroys(now: MonotonicClock.now())
         let now = MonotonicClock.now()
-        watch.finish(now: now)
+        // Each flush empties the bounded queue: the counts and the polling report must not be
+        // the lines a full queue drops.
+        sink.flush()
+        watch.finishSockets(now: now)
+        sink.flush()
+        watch.finishCounts()
         let seconds = Double(now - baseNs) / 1e9
         let meanInterval = polling.polls > 0 ? seconds / Double(polling.polls) * 1000 : 0
         let meanCost = polling.polls > 0 ? Double(polling.totalCostNs) / Double(polling.polls) / 1000 : 0

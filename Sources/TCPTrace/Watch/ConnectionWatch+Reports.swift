@@ -51,8 +51,15 @@ extension ConnectionWatch {
 
     /// At exit: each socket still open, with its state and the time in it (TIME_WAIT with its
     /// timer), then the counts.
-    public func finish(now: UInt64) {
-        for connection in table.values.sorted(by: { $0.id < $1.id }) {
+    ///
+    /// At most `limit` sockets are listed (then a count of the rest): under a churn the
+    /// table holds thousands of TIME_WAITs, and the counts after them must reach the reader.
+    public func finishSockets(now: UInt64, limit: Int = 1_000) {
+        let open = table.values.sorted(by: { $0.id < $1.id })
+        if open.count > limit {
+            emitNote(.info, "\(open.count) watched sockets still open; the first \(limit) follow")
+        }
+        for connection in open.prefix(limit) {
             guard let state = connection.state else { continue }
             var text = "still \(state.name) after \(TextTraceRenderer.duration(now &- connection.enteredNs))"
             if connection.enteredAfterNs != nil { text += " (or a little more: entered between two polls)" }
@@ -65,6 +72,10 @@ extension ConnectionWatch {
             if state == .timeWait { event.timerMs = connection.timerMs }
             emit(event, keep: connection.kept)
         }
+    }
+
+    /// The closing counts.
+    public func finishCounts() {
         let s = statistics
         emitNote(.info, "watched \(s.connections) sockets: \(s.observed) states observed (\(s.byTracepoint) by the tracepoint, "
             + "\(s.betweenPolls) between two polls), \(s.inferred) inferred; \(s.onlyThroughDestroy) seen only through their "

@@ -28,6 +28,8 @@ public struct WatchStatistics: Sendable, Equatable {
     /// Connections no poll ever saw: known only through their destroy notification.
     public var onlyThroughDestroy = 0
     public var destroyNotifications = 0
+    /// Sockets not followed because the table was full: the most seen by one poll (each poll
+    /// sees them again), plus those only a destroy notification showed.
     public var untracked = 0
 }
 
@@ -59,6 +61,7 @@ public final class ConnectionWatch {
     let pictureConnections: Int
     var warned: [Int32: (count: Int, atNs: UInt64)] = [:]
     var changedThisRound = false
+    private var untrackedThisRound = 0
 
     public init(selection: WatchSelection, sink: TraceSink, baseNs: UInt64, closeWaitWarnSeconds: Double,
                 maxConnections: Int = 16_384, pictureConnections: Int = 32) {
@@ -119,6 +122,7 @@ public final class ConnectionWatch {
         }
         let previous = lastPollNs
         let firstPoll = previous == nil
+        untrackedThisRound = 0
         let followsKernel = kernelComplete && !firstPoll
         var seen = Set<WatchedConnection.Key>()
         for entry in entries where matches(local: entry.local, peer: entry.peer, inode: entry.inode) {
@@ -187,7 +191,8 @@ public final class ConnectionWatch {
 
     func open(key: WatchedConnection.Key, entry: SockDiagEntry?, at now: UInt64) -> WatchedConnection? {
         guard table.count < maxConnections else {
-            statistics.untracked += 1
+            untrackedThisRound += 1
+            statistics.untracked = max(statistics.untracked, untrackedThisRound)
             if statistics.untracked == 1 {
                 emitNote(.warning, "watch: \(maxConnections) sockets followed at once; further new sockets are counted, not followed")
             }
