@@ -150,6 +150,22 @@ import Testing
         try closeWaitLeak(wrapper: Self.asNobody)
     }
 
+    @Test("--pid: the server process's sockets only (its listener and accepted ones), not its client's")
+    func pidSelection_onlyThatProcess() throws {
+        let (server, port) = try Self.startServer(Self.leakServer, wrapper: [])
+        defer { server.killNow() }
+        let watch = try Self.startWatch(["--pid", "\(server.pid)", "--duration", "3", "--kernel-trace", "off"], wrapper: [])
+        defer { watch.killNow() }
+        let client = try ChildProcess(try #require(Self.python),
+                                      ["-c", Self.client(port: port, count: 1, hold: 1.0, pause: 0, readEcho: false)])
+        #expect(finished(client, within: 10, "the Python client") == 0, "\(client.stderrText)")
+        #expect(finished(watch, within: 15, "TCPWatch --duration 3") == 0, "\(watch.stderrText)")
+        let events = Self.output(watch).map(\.event).filter { $0.kind == .state }
+        #expect(events.contains { $0.local == "127.0.0.1:\(port)" && $0.to == .closeWait && $0.pid == server.pid },
+                "the accepted socket, owned by \(server.pid): \(events.map { "\($0.local ?? "") \($0.to?.name ?? "")" })")
+        #expect(!events.contains { $0.peer == "127.0.0.1:\(port)" }, "the client's socket belongs to another process")
+    }
+
     // MARK: Churn: no connection unreported
 
     /// 40 connections within ~2 s: every end reported, with a final state.
