@@ -62,6 +62,7 @@ public final class ConnectionWatch {
     var warned: [Int32: (count: Int, atNs: UInt64)] = [:]
     var changedThisRound = false
     private var untrackedThisRound = 0
+    private var lastTimeWaitOverflows: UInt64? = KernelCounters.timeWaitOverflows()
 
     public init(selection: WatchSelection, sink: TraceSink, baseNs: UInt64, closeWaitWarnSeconds: Double,
                 maxConnections: Int = 16_384, pictureConnections: Int = 32) {
@@ -277,8 +278,22 @@ public final class ConnectionWatch {
         if connection.state == .established || connection.state == .synReceived, !connection.context.weClosedFirst {
             connection.context.peerClosedFirst = true
         }
-        close(connection, at: now, source: .sockDiag, cause: "destroyed (sock_diag destroy notification)"
+        var skipped = ""
+        if [.finWait1, .finWait2, .closing].contains(connection.state), timeWaitOverflowed() {
+            // An active closer with no mini-socket while TCPTimeWaitOverflow rose: Linux's
+            // TIME_WAIT table is full and it closed without one. Do not infer a TIME_WAIT.
+            connection.context.timeWaitSkipped = true
+            skipped = "; no TIME_WAIT: the kernel's TIME_WAIT table is full (TCPTimeWaitOverflow rose)"
+        }
+        close(connection, at: now, source: .sockDiag, cause: "destroyed (sock_diag destroy notification)" + skipped
               + (connection.state == .established ? "; no TIME_WAIT followed: closed by the peer first, or reset" : ""))
+    }
+
+    /// Whether TCPTimeWaitOverflow rose since the last look (one read of /proc/net/netstat).
+    func timeWaitOverflowed() -> Bool {
+        guard let count = KernelCounters.timeWaitOverflows() else { return false }
+        defer { lastTimeWaitOverflows = count }
+        return lastTimeWaitOverflows.map { count > $0 } ?? false
     }
 
     // MARK: Tracepoint (root)
@@ -329,7 +344,12 @@ public final class ConnectionWatch {
             return
         }
         if to == .closed {
-            close(connection, at: change.timestampNs, source: .tracepoint, cause: WatchCauses.describe(from, to))
+            var cause = WatchCauses.describe(from, to)
+            if [.finWait1, .finWait2, .closing].contains(from), timeWaitOverflowed() {
+                connection.context.timeWaitSkipped = true
+                cause += "; no TIME_WAIT: the kernel's TIME_WAIT table is full (TCPTimeWaitOverflow rose)"
+            }
+            close(connection, at: change.timestampNs, source: .tracepoint, cause: cause)
         } else {
             record(connection, to, source: .tracepoint, at: change.timestampNs, after: nil, info: nil, timerMs: nil)
         }
