@@ -30,7 +30,7 @@ public struct WatchOptions: Sendable {
         OptionSpec("--pcap", value: "FILE", help: "also write the captured segments to FILE (pcapng; implies --wire on)"),
         OptionSpec("--kernel-trace", value: "auto|on|off", help: "every transition from the sock:inet_sock_set_state tracepoint (root): auto (default) falls back, on fails without"),
         OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a socket sits in CLOSE_WAIT this long (default 1)"),
-        OptionSpec("--summary", help: "also print a live one-line count of the watched sockets per state, each second it changes"),
+        OptionSpec("--summary", help: "also print, each second, one line: the watched sockets per state and the oldest one's time in it"),
     ] + OptionSpec.standardOptions
 
     public static let usage = "TCPWatch (--port N ... | --pid PID | --process NAME | --all) [--duration SECONDS] [--trace text|json] [--trace-file PATH] [--picture FILE] [--wire auto|on|off] [--pcap FILE] [--kernel-trace auto|on|off] [--close-wait-warn SECONDS] [--summary] [--no-color] [--version] [--help]"

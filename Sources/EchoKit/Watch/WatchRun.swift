@@ -77,7 +77,6 @@ public final class WatchRun: @unchecked Sendable {
         var nextPoll = firstPoll + polling.next(busy: firstBusy, cost: lastCost)
         var nextTick = nextPoll
         var nextSummary = nextPoll + 1_000_000_000
-        var lastSummary = ""
         while !stopFlag.load(ordering: .acquiring) {
             var now = MonotonicClock.now()
             if let deadline, now >= deadline { break }
@@ -99,8 +98,7 @@ public final class WatchRun: @unchecked Sendable {
                 nextTick = now + 100_000_000
             }
             if options.summary, now >= nextSummary {
-                let line = watch.summaryLine()
-                if line != lastSummary { watch.emitSummary(now: now); lastSummary = line }
+                watch.emitSummary(now: now)
                 nextSummary = now + 1_000_000_000
             }
             sink.requestFlush()

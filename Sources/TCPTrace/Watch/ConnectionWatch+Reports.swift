@@ -36,17 +36,24 @@ extension ConnectionWatch {
             + "\(fin)), \(unread) bytes unread (Recv-Q) in all: the program has not called close()"
     }
 
-    /// `--summary`: one line with the count of watched sockets in each state.
-    public func summaryLine() -> String {
-        var counts: [TCPState: Int] = [:]
-        for connection in table.values { if let state = connection.state { counts[state, default: 0] += 1 } }
-        let parts = TCPState.all.compactMap { state in counts[state].map { "\(state.name) \($0)" } }
+    /// `--summary`: one line with the count of watched sockets in each state and how long the
+    /// oldest has been in it (`CLOSE_WAIT 37 (oldest 12 s)`), at `now`.
+    public func summaryLine(now: UInt64) -> String {
+        var counts: [TCPState: (count: Int, since: UInt64)] = [:]
+        for connection in table.values {
+            guard let state = connection.state else { continue }
+            let previous = counts[state] ?? (0, connection.enteredNs)
+            counts[state] = (previous.count + 1, min(previous.since, connection.enteredNs))
+        }
+        let parts = TCPState.all.compactMap { state in
+            counts[state].map { "\(state.name) \($0.count) (oldest \(TextTraceRenderer.duration(now &- $0.since)))" }
+        }
         return "summary: " + (parts.isEmpty ? "no watched sockets" : parts.joined(separator: ", "))
             + " (\(statistics.connections) seen since start)"
     }
 
     public func emitSummary(now: UInt64) {
-        emitNote(.info, summaryLine())
+        emitNote(.info, summaryLine(now: now))
     }
 
     /// At exit: each socket still open, with its state and the time in it (TIME_WAIT with its
