@@ -148,27 +148,7 @@ public final class SockDiagChannel: @unchecked Sendable {
     /// Parses one datagram; true when a dump is complete. `sequence` nil: notifications (seq 0).
     private func parse(count: Int, sequence: UInt32?, into entries: inout [SockDiagEntry]) throws -> Bool {
         try buffer.withUnsafeBytes { bytes in
-            var remaining = count
-            guard let base = bytes.baseAddress, count >= MemoryLayout<nlmsghdr>.size else { return false }
-            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(base.assumingMemoryBound(to: nlmsghdr.self))
-            while let current = header, CSocketKit_NLMSG_OK(current, remaining) != 0 {
-                defer { header = CSocketKit_NLMSG_NEXT(current, &remaining) }
-                if let sequence, current.pointee.nlmsg_seq != sequence { continue }
-                switch Int32(current.pointee.nlmsg_type) {
-                case NLMSG_DONE:
-                    return true
-                case NLMSG_ERROR:
-                    guard Int(current.pointee.nlmsg_len) >= CSocketKit_NLMSG_LENGTH(MemoryLayout<Int32>.size),
-                          let payload = CSocketKit_NLMSG_DATA(current) else { return true }
-                    let code = -payload.loadUnaligned(as: Int32.self)
-                    if code == 0 { return true }
-                    // EINVAL here is the kernel's bytecode audit refusing the filter.
-                    throw SystemCallError(call: "sock_diag", errno: code, subject: "dump")
-                default:
-                    if let entry = SockDiag.entry(current) { entries.append(entry) }
-                }
-            }
-            return false
+            try SockDiagReplies.parse(bytes, count: count, sequence: sequence, ending: [], into: &entries)
         }
     }
 }
