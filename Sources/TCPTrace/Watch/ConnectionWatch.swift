@@ -394,7 +394,7 @@ public final class ConnectionWatch {
             }
         }
         emitState(connection, to: to, source: source, at: now, cause: (given ?? WatchCauses.describe(connection.state, to)) + notes,
-                  info: info, timerMs: timerMs, unexpected: false)
+                  info: info, timerMs: timerMs, unexpected: false, interval: (after ?? now, now))
         if to == .closeWait {
             connection.peerFIN = after.map { "between \(relative($0)) and \(relative(now))" } ?? "at \(relative(now))"
         }
@@ -422,9 +422,12 @@ public final class ConnectionWatch {
         }
     }
 
+    /// `interval`: when the change happened, at the earliest and latest (`earliest_ns`,
+    /// `latest_ns`): the two polls around it, or the kernel's time twice.
     func emitState(_ connection: WatchedConnection, to: TCPState, source: ObservationSource, at now: UInt64, cause: String,
-                   info: TCPInfo?, timerMs: UInt32?, unexpected: Bool) {
+                   info: TCPInfo?, timerMs: UInt32?, unexpected: Bool, interval: (UInt64, UInt64)? = nil) {
         var event = makeEvent(connection, .state, at: now, cause: cause)
+        if let interval, source != .inferred { (event.earliestNs, event.latestNs) = interval }
         event.from = connection.state
         event.to = to
         event.source = source
