@@ -181,7 +181,8 @@ import Testing
         let histories = Self.histories(Self.output(watch).map(\.event), port: port)
         let children = histories.values.filter { $0.first?.local == "127.0.0.1:\(port)" && $0.first?.peer != "0.0.0.0:0" }
         let clients = histories.values.filter { $0.first?.peer == "127.0.0.1:\(port)" }
-        #expect(children.count == 40, "40 accepted sockets reported, got \(children.count)")
+        let byPeer = Dictionary(grouping: children) { $0.first?.peer ?? "" }.filter { $0.value.count > 1 }
+        #expect(children.count == 40, "40 accepted sockets reported, got \(children.count); twice: \(byPeer.mapValues { $0.map(Self.describe) })")
         #expect(clients.count == 40, "40 client sockets reported, each under its own address, got \(clients.count)")
         for history in children + clients {
             #expect(history.last?.to == .timeWait || history.last?.to == .closed, "a final state: \(Self.describe(history))")

@@ -133,8 +133,9 @@ public final class ConnectionWatch {
             if var connection = table[key] {
                 // A request socket hands over to its child, and a TIME_WAIT mini-socket made
                 // from a socket whose cookie nobody asked for makes up its own: same connection.
-                let continues = connection.state == .synReceived || entry.state == .timeWait
-                    && [.timeWait, .finWait1, .finWait2, .closing].contains(connection.state)
+                let continues = connection.state == .synReceived
+                    || (entry.state == .timeWait && [.timeWait, .finWait1, .finWait2, .closing].contains(connection.state))
+                    || (entry.state == .finWait2 && [.finWait1, .finWait2].contains(connection.state))
                 if connection.cookie != entry.cookie && !continues && !followsKernel {
                     // Same addresses, another socket: the old one ended unseen.
                     close(connection, at: now, source: .sockDiag, cause: "gone: a new socket took its addresses")
@@ -171,6 +172,7 @@ public final class ConnectionWatch {
             if mayBeMiniSocket, !connection.context.reset,
                let minisocket = timeWait(key.local, key.peer) {
                 connection.timerMs = minisocket.expiresMs
+                connection.cookie = minisocket.cookie
                 record(connection, minisocket.state, source: .sockDiag, at: now, after: previous, info: nil,
                        timerMs: minisocket.expiresMs, cause: Self.miniSocketCause(minisocket.state))
                 continue
@@ -270,6 +272,7 @@ public final class ConnectionWatch {
             && !connection.context.reset && !connection.context.peerClosedFirst
         if activeCloser, let minisocket = timeWait(entry) {
             connection.context.weClosedFirst = true
+            connection.cookie = minisocket.cookie
             connection.timerMs = minisocket.expiresMs
             record(connection, minisocket.state, source: .sockDiag, at: now, after: nil, info: nil, timerMs: minisocket.expiresMs,
                    cause: "full socket destroyed (destroy notification); " + Self.miniSocketCause(minisocket.state))
