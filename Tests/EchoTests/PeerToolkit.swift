@@ -123,7 +123,7 @@ final class TestPeer: @unchecked Sendable {
     /// `echoRoundTrip`, saying what went wrong: nil when the echo came back whole and the
     /// server's FIN followed; otherwise which step, which bytes, which errno, after how long,
     /// from which local port (to find the connection in the server's trace).
-    static func echoRoundTripProblem(port: UInt16, size: Int = 4096, seed: UInt64 = 1) -> String? {
+    static func echoRoundTripProblem(port: UInt16, size: Int = 4096, seed: UInt64 = 1, timeoutSeconds: Double = 10) -> String? {
         // Made before connecting: to an --idle-timeout server the connection is busy from its start.
         let message = Bytes.pattern(count: size, seed: seed)
         let started = Date()
@@ -133,7 +133,7 @@ final class TestPeer: @unchecked Sendable {
             "\(what) (\(step), \(Int(Date().timeIntervalSince(started) * 1000)) ms in, local port \(localPort))"
         }
         do {
-            let peer = try TestPeer(port: port)
+            let peer = try TestPeer(port: port, timeoutSeconds: timeoutSeconds)
             defer { peer.close() }
             localPort = peer.localPort
             step = "sending \(size) bytes"
@@ -147,10 +147,10 @@ final class TestPeer: @unchecked Sendable {
             peer.shutdownWrite()
             let rest = peer.receiveToEnd()
             if !rest.bytes.isEmpty { return problem("\(rest.bytes.count) bytes more than were sent") }
-            if let code = rest.errno { return problem("recv: \(Errno.name(code))" + (code == EAGAIN ? " (the 10 s timeout)" : "")) }
+            if let code = rest.errno { return problem("recv: \(Errno.name(code))" + (code == EAGAIN ? " (the \(Int(timeoutSeconds)) s timeout)" : "")) }
             return nil
         } catch {
-            return problem("\(error)" + ((error as? SystemCallError)?.errno == EAGAIN ? " (the 10 s timeout)" : ""))
+            return problem("\(error)" + ((error as? SystemCallError)?.errno == EAGAIN ? " (the \(Int(timeoutSeconds)) s timeout)" : ""))
         }
     }
 }
