@@ -54,11 +54,18 @@ import Testing
         let before = tracer.follower.reads
         let read = tracer.follower.pollAllNow(dump: true)
         let after = tracer.follower.reads
-        #expect(read == 12)
+        // The follower's own timer may read the reset sockets first (their FIN_WAIT_2 backoff is
+        // at most 200 ms, and a loaded host can take longer to get here): found gone, they are
+        // no longer followed, so this poll does not read them (seen as nobody at load ~20:
+        // read 8 of 12). Every TIME_WAIT one is still followed and read here.
+        let goneEarlier = 12 - read
+        #expect(goneEarlier >= 0 && goneEarlier <= reset.count, "read \(read) of 12")
         #expect(after.dumps == before.dumps + 1, "\(before) → \(after)")
         // Sockets still on their way to TIME_WAIT (FIN_WAIT_2 here) keep the exact lookup, whose
         // re-tries cover the kernel's TIME_WAIT hand-over; every TIME_WAIT one came from the dump.
-        #expect(after.lookups == before.lookups + reset.count, "\(before) → \(after)")
+        // Those the timer read took their lookup before `before` or after it.
+        #expect((reset.count - goneEarlier)...reset.count ~= after.lookups - before.lookups,
+                "\(before) → \(after), \(goneEarlier) read by the timer first")
         #expect(timeWait.allSatisfy { $0.state == .timeWait }, "\(timeWait.map(\.state))")
         #expect(reset.allSatisfy { $0.state == .closed }, "the reset sockets are gone: \(reset.map(\.state))")
         #expect(tracer.follower.pendingCount == timeWait.count)
