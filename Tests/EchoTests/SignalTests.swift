@@ -52,7 +52,7 @@ struct SignalTests {
         #expect(rest.bytes == second)
         #expect(server.child.wait(timeout: 10) == 0)
         // ServerProcess traces JSON: the summary is an event, and every line stays JSON.
-        #expect(server.child.events.contains { $0.kind == .info && $0.cause == "stopped: 1 connections served, 350000 bytes echoed, 0 errors" },
+        #expect(server.child.events.contains { $0.kind == .info && $0.cause == "stopped: 1 connection served, 350000 bytes echoed, 0 errors" },
                 "\(server.child.stderrText)")
         #expect(!server.child.stderrText.contains("EchoServer: stopped:"))
         #expect(server.child.events.contains { $0.kind == .info && $0.cause.hasPrefix("draining 1 connection, up to 10 s") })
@@ -72,7 +72,7 @@ struct SignalTests {
         #expect(server.child.wait(timeout: 10) == 0)
         #expect(Date().timeIntervalSince(started) < 8)
         #expect(server.child.events.contains { $0.kind == .warning && $0.cause.contains("drain timeout") })
-        #expect(server.child.events.contains { $0.kind == .info && $0.cause == "stopped: 1 connections served, 3 bytes echoed, 0 errors" })
+        #expect(server.child.events.contains { $0.kind == .info && $0.cause == "stopped: 1 connection served, 3 bytes echoed, 0 errors" })
     }
 
     @Test("a second signal exits at once")

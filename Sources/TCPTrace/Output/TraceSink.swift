@@ -317,7 +317,13 @@ final class TraceWriterCore: @unchecked Sendable {
                     if stopFlag.load(ordering: .relaxed) { failed = true; return }   // reader gone quiet at exit
                     continue
                 }
-                let chunk = regularFile ? bytes.count - offset : min(bytes.count - offset, Int(PIPE_BUF))
+                var chunk = regularFile ? bytes.count - offset : min(bytes.count - offset, Int(PIPE_BUF))
+                // A pipe's chunk ends at a line's end when one fits: another writer's whole line
+                // (a status message on the same pipe) then lands between trace lines, never inside one.
+                if offset + chunk < bytes.count,
+                   let newline = (offset..<(offset + chunk)).last(where: { bytes[$0] == UInt8(ascii: "\n") }) {
+                    chunk = newline + 1 - offset
+                }
                 let n = Glibc.write(fd, bytes.baseAddress! + offset, chunk)
                 if n > 0 { offset += n; continue }
                 if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }

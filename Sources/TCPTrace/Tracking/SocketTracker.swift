@@ -231,7 +231,9 @@ public final class SocketTracker: @unchecked Sendable {
         // The interval it happened in: a kernel tracepoint dates it exactly; a reading says
         // "after the previous reading (or the call that caused it), before this one".
         if source == .tracepoint {
-            event.earliestNs = now
+            // Exact, except LISTEN → SYN_RECEIVED: Linux reports it at the final ACK, after
+            // the SYN that began it (no known start).
+            event.earliestNs = state == .listen && to == .synReceived ? nil : now
         } else if let start = intervalStartNs {
             event.earliestNs = min(now, (to == .finWait1 || to == .lastAck) ? max(start, finCallNs ?? start) : start)
         }
