@@ -9,7 +9,7 @@ let command = "EchoServer"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "address to listen on: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
-] + OptionSpec.traceOptions(verboseHelp: "also trace the bytes received (escaped) and each backpressure pause (syscall events)") + [
+] + OptionSpec.traceOptions(verboseHelp: "also trace each recv, send, shutdown and close, the bytes (escaped) and each backpressure pause") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
     OptionSpec("--threads", value: "N", help: "event loops sharing the one listener (default: one per CPU this process may use: affinity mask, cgroup quota)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
@@ -22,9 +22,8 @@ let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trac
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo server that logs every TCP state each connection passes through.", usage: usage, footer: """
-    SIGINT/SIGTERM: stop accepting, let connections finish (--drain-timeout), print a summary, exit 0;
-    a second signal exits at once. Exit status: 0 ok; 64 usage; 68 unknown host; 69 port in use or
-    address not available; 77 permission denied; 71 other OS errors.
+    SIGINT/SIGTERM: stop accepting, let connections finish (--drain-timeout), print a summary, exit 0; a second signal exits at once.
+    Exit status: 0 ok; 64 usage; 68 unknown host; 69 port in use or address not available; 73 cannot create an output file (--trace-file, --pcap), checked before the server starts; 77 permission denied; 71 other OS errors.
     """)
 
 signal(SIGPIPE, SIG_IGN)
@@ -59,6 +58,8 @@ do {
 // The one way out: CommandExit finishes the trace session (followers, kernel source, sink)
 // before the last stderr line and exit(), whether the run ends in a summary or an error.
 CommandExit.run(command) {
+    // Every output file is checked before the server starts: one line, exit 73.
+    try OutputPaths.check(arguments)
     let session = TraceSession(sink: try trace.makeSink())
     session.makeCurrent()
     // The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
@@ -66,7 +67,8 @@ CommandExit.run(command) {
     let (kernel, kernelNote) = try trace.openKernelSource(command: command, sink: session.sink, side: .server)
     session.attach(kernel)
     let tracer = StateTracer(sink: session.sink, side: .server, verbose: trace.verbose,
-                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
+                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel,
+                             ownersMustNotBlock: true)
     session.add(tracer)
     let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
     let address: SocketAddress
@@ -82,8 +84,8 @@ CommandExit.run(command) {
     if trace.format == .off || trace.path != nil {
         SignalSafeOutput.line("\(command): listening on \(address) (\(config.loopSizing))")
     }
-    // The first signal stops gracefully, a second one exits at once (the session's exit handler
-    // still writes the trace out). Signals that arrived during start-up wait in the signalfd
+    // The first signal stops gracefully, a second one stops at once: the loops close their
+    // connections and return, and the trace is written out on this thread as after a drain. Signals that arrived during start-up wait in the signalfd
     // (created first thing above) and are read now, by our own thread.
     let drainSeconds = config.drainTimeoutSeconds
     let traceFormat = trace.format
@@ -103,6 +105,8 @@ CommandExit.run(command) {
             }
         }
         server.stop()
+    } onSecond: { signo in
+        server.abort(signal: signo)
     }
     try withExtendedLifetime(signals) { try server.run() }
     // In JSON mode every line of the trace stream is JSON: the summary is an event there.
@@ -114,5 +118,5 @@ CommandExit.run(command) {
     if trace.format != .json || trace.path != nil {
         SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
     }
-    return 0
+    return server.abortedBy.map { 128 + $0 } ?? 0
 }

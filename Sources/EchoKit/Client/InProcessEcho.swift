@@ -21,7 +21,7 @@ public final class InProcessEcho: @unchecked Sendable {
         serverConfig.port = 0
         serverConfig.threads = 1
         configure(&serverConfig)
-        serverTracer = StateTracer(sink: sink, side: .server, firstConnectionID: 0, kernel: kernel)
+        serverTracer = StateTracer(sink: sink, side: .server, firstConnectionID: 0, kernel: kernel, ownersMustNotBlock: true)
         server = EchoServer(configuration: serverConfig, tracer: serverTracer)
         let address = try server.bind()
         serverThread = try server.start()

@@ -14,6 +14,8 @@ public struct ScenarioOutcome: Sendable {
     public var firstTryOK: Bool
     /// The capture's one-line summary (segments, drops), when the wire was on.
     public var wireSummary: String?
+    /// Every try's events, each tagged with its try (`attempt`); `events` is the judged one's.
+    public var allTries: [TraceEvent] = []
 }
 
 public enum ScenarioRunner {
@@ -22,15 +24,17 @@ public enum ScenarioRunner {
     ///   - wire: capture each try's segments (`--wire`), checked as part of the verdict.
     ///   - pcapPath: write the last try's capture there as pcapng.
     public static func run(_ scenario: any LabScenario, slowMotion: Bool, wire: Bool = false, pcapPath: String? = nil,
-                           progress: ((String) -> Void)? = nil) -> ScenarioOutcome {
+                           progress: ((String) -> Void)? = nil, live: LabLiveView? = nil) -> ScenarioOutcome {
         var outcome: ScenarioOutcome?
+        var allTries: [TraceEvent] = []
         for attempt in 1...max(1, scenario.maxTries) {
+            live?.begin(attempt: attempt)
             var failure: String?
             var capture: WireTracer?
             if wire {
                 do { capture = try WireTracer() } catch { failure = "wire capture: \(error)" }
             }
-            let lab = LabRun(slowMotion: slowMotion, wire: capture, progress: progress)
+            let lab = LabRun(slowMotion: slowMotion, wire: capture, progress: progress, live: live)
             if failure == nil {
                 do {
                     try scenario.run(lab)
@@ -53,10 +57,16 @@ public enum ScenarioRunner {
                     failure = failure ?? "--pcap: \(error)"
                 }
             }
+            events = CausalOrder.apply(events).map { event in
+                var event = event
+                event.attempt = attempt
+                return event
+            }
+            allTries += events
             let verdict = ScenarioVerdict.judge(scenario, events: events, slowMotion: slowMotion, failure: failure, wireChecks: checks)
             outcome = ScenarioOutcome(scenario: scenario.name, events: events, verdict: verdict, tries: attempt,
                                       slowMotion: slowMotion, rttMicros: lab.measuredRTTMicros,
-                                      firstTryOK: outcome?.firstTryOK ?? verdict.ok, wireSummary: summary)
+                                      firstTryOK: outcome?.firstTryOK ?? verdict.ok, wireSummary: summary, allTries: allTries)
             if verdict.ok { break }
             if attempt < scenario.maxTries { progress?("try \(attempt) did not match (\(failure ?? "sequence differs")); trying again") }
         }
