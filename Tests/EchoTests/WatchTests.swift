@@ -13,7 +13,7 @@ import Testing
     static var canRunAsNobody: Bool {
         Capabilities.canDropPrivileges && Capabilities.nobodyCanExecute(Executables.url("TCPWatch").path)
     }
-    static var asNobody: [String] { UnprivilegedTests.setpriv.map { [$0] + nobody } ?? [] }
+    static var asNobody: [String] { Capabilities.setpriv.map { [$0] + nobody } ?? [] }
 
     // MARK: Foreign programs
 
