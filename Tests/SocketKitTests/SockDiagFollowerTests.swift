@@ -51,17 +51,20 @@ import Testing
         #expect(reset.allSatisfy { $0.state == .finWait2 || $0.state == .finWait1 }, "\(reset.map(\.state))")
         for server in keep { try server.close() }   // RST now
 
+        // The follower's own timer may already have seen some reset sockets go: count what is
+        // still followed, then poll everything due at once.
         let before = tracer.follower.reads
+        let followed = tracer.follower.pendingCount
         let read = tracer.follower.pollAllNow(dump: true)
         let after = tracer.follower.reads
-        #expect(read == 12)
+        #expect(read >= timeWait.count && read <= followed, "read \(read), followed \(followed)")
         #expect(after.dumps == before.dumps + 1, "\(before) → \(after)")
         // Sockets still on their way to TIME_WAIT (FIN_WAIT_2 here) keep the exact lookup, whose
         // re-tries cover the kernel's TIME_WAIT hand-over; every TIME_WAIT one came from the dump.
-        #expect(after.lookups == before.lookups + reset.count, "\(before) → \(after)")
+        #expect(after.lookups - before.lookups == read - timeWait.count, "\(before) → \(after)")
         #expect(timeWait.allSatisfy { $0.state == .timeWait }, "\(timeWait.map(\.state))")
-        #expect(reset.allSatisfy { $0.state == .closed }, "the reset sockets are gone: \(reset.map(\.state))")
-        #expect(tracer.follower.pendingCount == timeWait.count)
+        #expect(Self.waitUntil { reset.allSatisfy { $0.state == .closed } }, "the reset sockets are gone: \(reset.map(\.state))")
+        #expect(Self.waitUntil { tracer.follower.pendingCount == timeWait.count }, "\(tracer.follower.pendingCount) followed")
 
         // The same sockets by lookups: the same answer, one lookup each.
         _ = tracer.follower.pollAllNow(dump: false)
