@@ -21,9 +21,12 @@ extension ConnectionWatch {
             guard let fresh = open(key: key, entry: entry, at: now) else { return }
             connection = fresh
             statistics.onlyThroughDestroy += 1
-            let info = entry.info
-            let synchronized = info.map { $0.bytesAcked > 0 || $0.bytesReceived > 0 || $0.rttMicros > 0 } ?? true
-            startInferred(connection, before: .closed, synchronized: synchronized, at: now)
+            startInferred(connection, before: .closed, synchronized: Self.synchronized(entry.info), at: now)
+        }
+        if connection.state == .synSent || connection.state == .synReceived, Self.synchronized(entry.info) {
+            // Last seen in the handshake; its tcp_info at destruction says it got past it.
+            record(connection, .established, source: .inferred, at: now, after: nil, info: nil, timerMs: nil,
+                   cause: "not seen: it exchanged data or completed the handshake (tcp_info at its destruction)")
         }
         let activeCloser = [.finWait1, .finWait2, .closing, .established, .synSent, .synReceived].contains(connection.state)
             && !connection.context.reset && !connection.context.peerClosedFirst
@@ -54,5 +57,11 @@ extension ConnectionWatch {
         guard let count = KernelCounters.timeWaitOverflows() else { return false }
         defer { lastTimeWaitOverflows = count }
         return lastTimeWaitOverflows.map { count > $0 } ?? false
+    }
+
+    /// Evidence in a destroyed socket's tcp_info that it got past the handshake (no tcp_info:
+    /// assumed, the common case).
+    static func synchronized(_ info: TCPInfo?) -> Bool {
+        info.map { $0.bytesAcked > 0 || $0.bytesReceived > 0 || $0.rttMicros > 0 } ?? true
     }
 }

@@ -145,6 +145,7 @@ public final class ConnectionWatch {
                     continue
                 }
                 update(connection, from: entry)
+                connection.missedPolls = 0
                 guard entry.state != connection.state, connection.enteredNs <= now else { continue }
                 if followsKernel && entry.state != .timeWait { continue }
                 statistics.betweenPolls += 1
@@ -175,6 +176,12 @@ public final class ConnectionWatch {
                 connection.cookie = minisocket.cookie
                 record(connection, minisocket.state, source: .sockDiag, at: now, after: previous, info: nil,
                        timerMs: minisocket.expiresMs, cause: Self.miniSocketCause(minisocket.state))
+                continue
+            }
+            // A full socket announces its end with a destroy notification, which may be on its
+            // way (it can arrive while the dump runs): give it one more poll.
+            if [.synSent, .synReceived, .established, .closeWait, .lastAck].contains(connection.state), connection.missedPolls == 0 {
+                connection.missedPolls = 1
                 continue
             }
             close(connection, at: now, source: .sockDiag, cause: "gone from the kernel's socket table", after: previous)
