@@ -31,6 +31,8 @@ public struct SockDiagEntry: Sendable, Equatable {
 /// Queries the kernel's TCP socket table over NETLINK_SOCK_DIAG: what `ss` uses. Works
 /// unprivileged for sockets of any user (the kernel hides nothing but other namespaces).
 /// Exact lookups cost ~5 µs; a dump of the table ~1 ms.
+/// @unchecked: one user at a time (an event loop; after close() the follower's own instance):
+/// `buffer` and `sequence` are that user's. Sendable only so trackers can carry it.
 public final class SockDiag: @unchecked Sendable {
     private let fd: Int32
     private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
