@@ -59,6 +59,17 @@ extension Socket {
         }
     }
 
+    /// Whether input waits unread (bytes, or the peer's FIN), without taking it.
+    /// C: `recv(2)` with MSG_PEEK | MSG_DONTWAIT into one byte.
+    public func hasUnreadInput() throws -> Bool {
+        var byte: UInt8 = 0
+        let result = try withDescriptor("recv") { fd in
+            try nonBlockingSyscall("recv") { Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) }
+        }
+        if case .processed = result { return true }
+        return false
+    }
+
     /// C: `shutdown(2)`.
     public func shutdown(_ direction: ShutdownDirection) throws {
         _ = try withDescriptor("shutdown") { fd in

@@ -95,14 +95,19 @@ struct ExhaustionTests {
         let client = WellBehavedClient(port: server.port)
         let idle = try (0..<200).map { _ in try TestPeer(port: server.port, timeoutSeconds: 5) }
         let closed = Atomic<Int>(0)
+        let otherEnds = Mutex<[String]>([])
         concurrently(8) { part in
             for peer in idle[(part * 25)..<((part + 1) * 25)] {
                 let end = peer.receiveToEnd()
-                if end.bytes.isEmpty && end.errno == nil { closed.add(1, ordering: .relaxed) }
+                if end.bytes.isEmpty && end.errno == nil {
+                    closed.add(1, ordering: .relaxed)
+                } else {
+                    otherEnds.locked { $0.append("port \(peer.localPort): \(end.bytes.count) bytes, \(end.errno.map { Errno.name($0) } ?? "EOF")") }
+                }
                 peer.close()
             }
         }
-        #expect(closed.load(ordering: .relaxed) == 200, "every idle connection got the server's FIN within the timeout")
+        #expect(closed.load(ordering: .relaxed) == 200, "every idle connection got the server's FIN within the timeout; others: \(otherEnds.locked { $0 })")
         let result = client.finish()
         #expect(result.failures.isEmpty, "\(result.failures.prefix(3))")
         #expect(waitForSockets(server.pid, atMost: base) <= base)

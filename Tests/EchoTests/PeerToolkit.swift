@@ -117,14 +117,41 @@ final class TestPeer: @unchecked Sendable {
 
     /// One message, its exact echo, half-close, EOF. The well-behaved client of every test.
     static func echoRoundTrip(port: UInt16, size: Int = 4096, seed: UInt64 = 1) throws -> Bool {
-        let peer = try TestPeer(port: port)
+        echoRoundTripProblem(port: port, size: size, seed: seed) == nil
+    }
+
+    /// `echoRoundTrip`, saying what went wrong: nil when the echo came back whole and the
+    /// server's FIN followed; otherwise which step, which bytes, which errno, after how long,
+    /// from which local port (to find the connection in the server's trace).
+    static func echoRoundTripProblem(port: UInt16, size: Int = 4096, seed: UInt64 = 1, timeoutSeconds: Double = 10) -> String? {
+        // Made before connecting: to an --idle-timeout server the connection is busy from its start.
         let message = Bytes.pattern(count: size, seed: seed)
-        try peer.send(message)
-        let echo = try peer.receive(exactly: message.count)
-        peer.shutdownWrite()
-        let rest = peer.receiveToEnd()
-        peer.close()
-        return echo == message && rest.bytes.isEmpty && rest.errno == nil
+        let started = Date()
+        var step = "connect"
+        var localPort: UInt16 = 0
+        func problem(_ what: String) -> String {
+            "\(what) (\(step), \(Int(Date().timeIntervalSince(started) * 1000)) ms in, local port \(localPort))"
+        }
+        do {
+            let peer = try TestPeer(port: port, timeoutSeconds: timeoutSeconds)
+            defer { peer.close() }
+            localPort = peer.localPort
+            step = "sending \(size) bytes"
+            try peer.send(message)
+            step = "receiving the \(size)-byte echo"
+            let echo = try peer.receive(exactly: message.count)
+            if let first = echo.indices.first(where: { echo[$0] != message[$0] }) {
+                return problem("echo differs from byte \(first) of \(size)")
+            }
+            step = "waiting for the server's FIN after shutdown(SHUT_WR)"
+            peer.shutdownWrite()
+            let rest = peer.receiveToEnd()
+            if !rest.bytes.isEmpty { return problem("\(rest.bytes.count) bytes more than were sent") }
+            if let code = rest.errno { return problem("recv: \(Errno.name(code))" + (code == EAGAIN ? " (the \(Int(timeoutSeconds)) s timeout)" : "")) }
+            return nil
+        } catch {
+            return problem("\(error)" + ((error as? SystemCallError)?.errno == EAGAIN ? " (the \(Int(timeoutSeconds)) s timeout)" : ""))
+        }
     }
 }
 

@@ -186,11 +186,17 @@ final class EchoEventLoop: @unchecked Sendable {
         var registered = false
         defer { if !registered { handoff.assigned.subtract(1, ordering: .relaxed) } }
         let now = MonotonicClock.now()
+        let refusal = drainDeadline != nil ? "server is shutting down: closing the new connection"
+            : stats.open.load(ordering: .relaxed) >= config.maxConnections
+            ? "connection limit \(config.maxConnections) reached: closing the new connection" : nil
+        // Counted open before its accept is traced: the trace writer may print ESTABLISHED at
+        // once, and whoever acts on it (a Ctrl-C, whose "draining N connections" reads this
+        // count) must find the connection counted.
+        if refusal == nil { stats.open.add(1, ordering: .relaxed) }
         let socket = TracedSocket(accepted: socket, tracer: tracer, diag: diag, mailbox: kernelMailbox)
-        if stats.open.load(ordering: .relaxed) >= config.maxConnections || drainDeadline != nil {
+        if let refusal {
             stats.refused.add(1, ordering: .relaxed)
-            socket.warning(drainDeadline != nil ? "server is shutting down: closing the new connection"
-                           : "connection limit \(config.maxConnections) reached: closing the new connection")
+            socket.warning(refusal)
             socket.close(cause: "close() over the connection limit")
             return
         }
@@ -201,6 +207,7 @@ final class EchoEventLoop: @unchecked Sendable {
             try epoll.add(socket.fd, events: [.readable, .readHangup], token: UInt64(slot + 2))
         } catch {
             socket.failed(error as? SystemCallError, during: "epoll_ctl(ADD)")
+            stats.open.subtract(1, ordering: .relaxed)
             freeSlots.append(slot)
             socket.close(cause: "close() after epoll_ctl failed")
             return
@@ -208,7 +215,6 @@ final class EchoEventLoop: @unchecked Sendable {
         slots[slot] = connection
         registered = true
         stats.accepted.add(1, ordering: .relaxed)
-        stats.open.add(1, ordering: .relaxed)
         schedule(connection, now: now)
     }
 
@@ -407,6 +413,17 @@ final class EchoEventLoop: @unchecked Sendable {
             let limit = UInt64(idle * 1e9)
             nextIdleScan = now + min(1_000_000_000, max(limit / 4, 1_000_000))
             for case let connection? in slots where now - connection.lastActivityNs >= limit {
+                // The time of the last event is when this loop *handled* one, so it lags when
+                // the loop does (a starved host, a long batch of accepts): the peer's bytes or
+                // FIN may be waiting unread. That is activity, not idleness, and closing now
+                // would lose those bytes (close() with unread input sends RST). The next wait
+                // reports them. A peer paused for backpressure is not read at all: its clock
+                // stays as it is.
+                if !connection.peerClosed && !connection.readPaused,
+                   (try? connection.socket.socket.hasUnreadInput()) ?? true {
+                    connection.lastActivityNs = now
+                    continue
+                }
                 stats.idleClosed.add(1, ordering: .relaxed)
                 connection.socket.warning("idle for \(TextTraceRenderer.duration(now - connection.lastActivityNs)): closing (--idle-timeout)")
                 connection.peerClosed = true
