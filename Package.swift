@@ -21,7 +21,9 @@ let package = Package(
         ),
         .target(name: "SocketKit", dependencies: ["CSocketKit"]),
         .target(name: "TCPTrace", dependencies: ["SocketKit", "CSocketKit"]),
-        .target(name: "EchoKit", dependencies: ["SocketKit", "TCPTrace"]),
+        // The fault layer (issue 20): a relay between two network namespaces over TUN devices.
+        .target(name: "WireFaults", dependencies: ["SocketKit", "TCPTrace", "CSocketKit"]),
+        .target(name: "EchoKit", dependencies: ["SocketKit", "TCPTrace", "WireFaults"]),
         .executableTarget(name: "EchoServer", dependencies: ["EchoKit"]),
         .executableTarget(name: "EchoClient", dependencies: ["EchoKit"]),
         // Shared by both test targets (swift-argument-parser keeps one such helper target).

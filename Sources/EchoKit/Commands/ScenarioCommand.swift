@@ -2,6 +2,7 @@
 import Glibc
 import SocketKit
 import TCPTrace
+import WireFaults
 
 /// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
 public enum ScenarioCommand {
@@ -18,9 +19,11 @@ public enum ScenarioCommand {
         }
         let mode: SlowMotionMode = try arguments.choice("--slow-motion", default: .auto)
         let runs = try arguments.integer("--repeat", range: 1...1000) ?? 1
-        let status = try slowMotion(mode)
-        let wire = try WireOption.parse(arguments, defaultMode: .auto)
-            .resolve(command: "EchoClient", arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: true)
+        let faults = try FaultOptions.parse(arguments)
+        let onFaultWire = scenario is any FaultScenario || !faults.isEmpty
+        let (status, wire) = onFaultWire ? try faultWire(arguments, rules: ScenarioRunner.faultRules(scenario, extra: faults))
+            : (try slowMotion(mode), try WireOption.parse(arguments, defaultMode: .auto)
+                .resolve(command: "EchoClient", arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: true))
         let live = options.format == .text && isatty(2) == 1
         let progress: (String) -> Void = { text in
             guard options.format == .text else { return }
@@ -28,7 +31,7 @@ public enum ScenarioCommand {
         }
         if runs == 1 {
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
-                                             progress: progress)
+                                             faults: faults, progress: progress)
             switch options.format {
             case .json:
                 ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).forEach { print($0) }
@@ -50,7 +53,7 @@ public enum ScenarioCommand {
         var rtt: UInt32?
         for run in 1...runs {
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
-                                             progress: live ? progress : nil)
+                                             faults: faults, progress: live ? progress : nil)
             table.add(outcome)
             rtt = rtt ?? outcome.rttMicros
             if options.format == .json { print(ScenarioReport.summaryJSON(outcome, scenario: scenario, slowMotion: status)) }
@@ -64,6 +67,19 @@ public enum ScenarioCommand {
             print(table.text(), terminator: "")
         }
         return table.matched == table.runs ? 0 : 1
+    }
+
+    /// The fault wire: real speed inside the private namespace (re-executes into it); the
+    /// relay is the capture point, so `--wire off` is refused and `--pcap` writes its record.
+    static func faultWire(_ arguments: ParsedArguments, rules: [FaultRule]) throws -> (SlowMotionStatus, WireOption) {
+        var wire = try WireOption.parse(arguments, defaultMode: .on)
+        if wire.mode == .off { throw UsageError("the fault wire is its own capture: leave out --wire off") }
+        if let reason = try FaultOptions.enterNamespace(arguments: Array(CommandLine.arguments.dropFirst())) {
+            throw CommandFailure("fault wire unavailable: \(reason)", exitStatus: SysExits.unavailable)
+        }
+        wire.active = false
+        wire.note = "on — \(FaultOptions.line(rules))"
+        return (SlowMotionStatus(active: false, note: "real speed (the fault wire's own devices carry the run, not lo)"), wire)
     }
 
     /// Sets up slow motion: inside the re-executed child, or decides (and re-executes) here.

@@ -1,6 +1,7 @@
 import Glibc
 import SocketKit
 import TCPTrace
+import WireFaults
 
 /// A socket the lab drives, with the tracker that records its states.
 public struct LabEndpoint {
@@ -21,6 +22,9 @@ public final class LabRun {
     public let slowMotion: Bool
     /// The wire capture (`--wire`), told every port the scenario uses; nil when off.
     public let wire: WireTracer?
+    /// The fault layer (issue 20): the server's sockets in a namespace of their own, joined to
+    /// the client's through the relay; nil on the ordinary loopback wire. See LabRun+Faults.
+    public var faults: FaultWire?
     /// Live progress for long scenarios (time-wait); nil when nobody watches.
     public let progress: ((String) -> Void)?
     let diag: SockDiag?
@@ -51,9 +55,9 @@ public final class LabRun {
 
     /// A listening socket on a free loopback port: server connection #0.
     public func listener(backlog: Int32 = 16) throws -> LabEndpoint {
-        let socket = try Socket.listening(on: loopback, backlog: backlog)
+        let socket = try onSide(.server) { try Socket.listening(on: serverHost, backlog: backlog) }
         if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
-        let tracker = server.track(initial: .closed, conn: 0, diag: diag)
+        let tracker = server.track(initial: .closed, conn: 0, diag: diag(for: .server))
         trackers.append(tracker)
         tracker.attach(local: try socket.localAddress(), peer: nil, cookie: try? socket.cookie())
         tracker.observe(socket, cause: "listen(backlog \(backlog))")
@@ -63,14 +67,14 @@ public final class LabRun {
 
     /// A fresh socket on `tracer`'s side, optionally bound (for simultaneous open).
     public func socket(_ side: TraceSide, conn: Int, bindTo address: SocketAddress? = nil) throws -> LabEndpoint {
-        let socket = try Socket(family: AF_INET)
+        let socket = try onSide(side) { try Socket(family: AF_INET) }
         keep(socket)
         if let address {
             try socket.setOption(.reuseAddress, true)
             try socket.bind(to: address)
             if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
         }
-        let tracker = (side == .client ? client : server).track(initial: .closed, conn: conn, diag: diag)
+        let tracker = (side == .client ? client : server).track(initial: .closed, conn: conn, diag: diag(for: side))
         trackers.append(tracker)
         tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
         return LabEndpoint(socket: socket, tracker: tracker)
@@ -142,7 +146,7 @@ public final class LabRun {
         }
         guard let socket = accepted else { throw ScenarioError("accept() found no connection in time") }
         keep(socket)
-        let tracker = server.track(initial: .listen, conn: conn, diag: diag)
+        let tracker = server.track(initial: .listen, conn: conn, diag: diag(for: .server))
         trackers.append(tracker)
         tracker.attach(socket)
         tracker.observe(socket, cause: "accept() returned the connection")
@@ -237,9 +241,10 @@ public final class LabRun {
 
     /// One sock_diag lookup per closed socket (~5 µs each); drops those that are gone.
     func followOrphans(cause: String) {
-        guard let diag, !orphans.isEmpty else { return }
+        guard !orphans.isEmpty else { return }
         orphans.removeAll { tracker in
             guard let local = tracker.local, let peer = tracker.peer else { return true }
+            guard let diag = diag(for: tracker.tracer.side) else { return false }
             let entry: SockDiagEntry?
             do {
                 entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie,
@@ -311,7 +316,7 @@ public final class LabRun {
         for tracker in orphans {
             var event = tracker.makeEvent(.info, cause: "still \(tracker.state?.name ?? "?") in the kernel when the lab stopped watching")
             event.from = tracker.state
-            if let diag, let local = tracker.local, let peer = tracker.peer, tracker.state == .timeWait {
+            if let diag = diag(for: tracker.tracer.side), let local = tracker.local, let peer = tracker.peer, tracker.state == .timeWait {
                 event.timerMs = (try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie))??.expiresMs
             }
             tracker.sink.emit(event)

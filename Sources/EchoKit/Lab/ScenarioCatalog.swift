@@ -14,6 +14,7 @@ public enum ScenarioCatalog {
         RefusedScenario(),
         BacklogFullScenario(),
         TimeWaitScenario(),
+        LostLastAckScenario(),
     ]
 
     public static func named(_ name: String) -> (any LabScenario)? {

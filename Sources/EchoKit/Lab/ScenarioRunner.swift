@@ -1,5 +1,6 @@
 import SocketKit
 import TCPTrace
+import WireFaults
 
 /// Runs a scenario, retrying up to its `maxTries` while a try does not match.
 public struct ScenarioOutcome: Sendable {
@@ -21,10 +22,19 @@ public enum ScenarioRunner {
     /// - Parameters:
     ///   - wire: capture each try's segments (`--wire`), checked as part of the verdict.
     ///   - pcapPath: write the last try's capture there as pcapng.
+    ///   - faults: `--drop/--delay/--duplicate`; with them, or for a fault scenario, the run goes
+    ///     over the fault wire (ScenarioRunner+Faults).
     public static func run(_ scenario: any LabScenario, slowMotion: Bool, wire: Bool = false, pcapPath: String? = nil,
-                           progress: ((String) -> Void)? = nil) -> ScenarioOutcome {
+                           faults: [FaultRule] = [], progress: ((String) -> Void)? = nil) -> ScenarioOutcome {
         var outcome: ScenarioOutcome?
+        let rules = faultRules(scenario, extra: faults)
         for attempt in 1...max(1, scenario.maxTries) {
+            if scenario is any FaultScenario || !rules.isEmpty {
+                outcome = faultTry(scenario, rules: rules, pcapPath: pcapPath, progress: progress, attempt: attempt,
+                                   firstTryOK: outcome?.firstTryOK)
+                if outcome?.verdict.ok == true { break }
+                continue
+            }
             var failure: String?
             var capture: WireTracer?
             if wire {

@@ -83,6 +83,8 @@ public enum JSONTraceRenderer {
         let base = w.ackBase ?? 0
         field(&out, "sack", "[" + w.options.sackBlocks.map { "[\($0.left &- base),\($0.right &- base)]" }.joined(separator: ",") + "]")
         field(&out, "sack_abs", "[" + w.options.sackBlocks.map { "[\($0.left),\($0.right)]" }.joined(separator: ",") + "]")
+        field(&out, "fault", w.fault.map { quoted($0.name) } ?? "null")
+        field(&out, "fault_delay_ns", w.fault?.delayNs.map { String($0) } ?? "null")
         return out + "}"
     }
 
