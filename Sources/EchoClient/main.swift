@@ -65,12 +65,15 @@ CommandExit.run(command, settleSeconds: 0.2) {
     if arguments.has("--merge") {
         return try ClientCommands.merge(paths: arguments.positionals, all: arguments.has("--merge-all"), options: options, pictures: pictures)
     }
+    let faults = try FaultOptions.parse(arguments)
     if arguments.has("--demo") {
-        let wire = try WireOption.parse(arguments, defaultMode: .auto)
+        let wire = faults.isEmpty ? try WireOption.parse(arguments, defaultMode: .auto)
             .resolve(command: command, arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: false)
+            : try FaultOptions.wire(arguments, rules: faults)
         return try ClientCommands.demo(host: config.host, port: arguments.string("--port") == nil ? 0 : config.port, options: options,
-                                       pictures: pictures, wire: wire)
+                                       pictures: pictures, wire: wire, faults: faults)
     }
+    if !faults.isEmpty { throw UsageError("--drop, --delay and --duplicate go with --demo or --scenario") }
     // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
     // 128 + signal. A second signal exits at once (the session's exit handler still flushes).
     // The signalfd exists before connect(); no thread has started yet, so every later one

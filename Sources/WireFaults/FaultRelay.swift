@@ -11,8 +11,8 @@ public struct RelayRecord: Sendable {
     public var fault: SegmentFault?
 }
 
-/// The user-space wire between the client's TUN device and the server's: a thread that reads
-/// each IP packet one namespace routes out and writes it into the other, deciding per TCP
+/// The user-space wire between the client's veth and the server's: a thread that reads each
+/// frame one namespace sends and writes it toward the other, deciding per TCP
 /// segment by the rules: pass, drop, hold then release, duplicate. The lab may also inject
 /// packets of its own. Every segment it handles is recorded with its fate: the relay is the
 /// run's capture point. TCP itself is never simulated: both kernels do everything TCP does.
@@ -27,6 +27,8 @@ public final class FaultRelay: @unchecked Sendable {
 
     struct Shared {
         var rules: [FaultRule]
+        /// The Ethernet header of the last frame toward each side: what an injected packet wears.
+        var header: [TraceSide: [UInt8]] = [:]
         var records: [RelayRecord] = []
         var held: [Held] = []
         var forwardedNs: UInt64 = 0
@@ -34,17 +36,17 @@ public final class FaultRelay: @unchecked Sendable {
         var notTCP = 0
     }
 
-    private let clientTun: TunDevice
-    private let serverTun: TunDevice
+    private let clientPort: RelayPort
+    private let serverPort: RelayPort
     private let shared: Mutex<Shared>
     private let stopping = Atomic<Bool>(false)
     private var thread: ThreadHandle?
     /// CLOCK_REALTIME − CLOCK_MONOTONIC at start: the pcapng's epoch times.
     private let wallOffset: Int64
 
-    init(clientTun: TunDevice, serverTun: TunDevice, rules: [FaultRule]) throws {
-        self.clientTun = clientTun
-        self.serverTun = serverTun
+    init(clientPort: RelayPort, serverPort: RelayPort, rules: [FaultRule]) throws {
+        self.clientPort = clientPort
+        self.serverPort = serverPort
         shared = Mutex(Shared(rules: rules))
         wallOffset = MonotonicClock.wallNow() - Int64(MonotonicClock.now())
         thread = try ThreadHandle { [self] in loop() }
@@ -56,8 +58,8 @@ public final class FaultRelay: @unchecked Sendable {
     /// Every segment handled so far, in the order it was delivered (or dropped).
     public var records: [RelayRecord] { shared.withLock { $0.records } }
 
-    /// Mean time from reading a packet off one TUN device to writing it to the other, and how
-    /// many were forwarded; packets that were not TCP (IPv6 neighbour discovery...) dropped.
+    /// Mean time from reading a frame off one veth end to writing it to the other, and how
+    /// many were forwarded; frames that were not TCP (ARP, neighbour discovery) passed as is.
     public var cost: (meanNs: UInt64, forwarded: Int, notTCP: Int) {
         shared.withLock { ($0.forwarded == 0 ? 0 : $0.forwardedNs / UInt64($0.forwarded), $0.forwarded, $0.notTCP) }
     }
@@ -70,13 +72,29 @@ public final class FaultRelay: @unchecked Sendable {
         }
     }
 
-    /// Writes a packet the lab made toward `receiver`, recorded as injected with `why`.
-    public func inject(_ packet: [UInt8], toward receiver: TraceSide, why: String) {
-        guard let decoded = try? PacketDecoder.decode(packet, link: .rawIP) else { return }
-        let sender: TraceSide = receiver == .server ? .client : .server
-        tun(toward: receiver).write(packet)
-        record(packet, decoded, sender: sender, fault: .injected(why: why), atNs: MonotonicClock.now())
+    /// Writes an IPv4 packet the lab made toward `receiver` (in an Ethernet header like the
+    /// last frame that went that way), recorded as injected with `why`. False when no frame has
+    /// gone that way yet or the packet does not decode.
+    @discardableResult
+    public func inject(ipPacket packet: [UInt8], toward receiver: TraceSide, why: String) -> Bool {
+        guard let header = shared.withLock({ $0.header[receiver] }) else { return false }
+        return inject(frame: header + packet, toward: receiver, why: why)
     }
+
+    /// Writes a whole frame (a recorded one, replayed) toward `receiver`, recorded as injected.
+    @discardableResult
+    public func inject(frame: [UInt8], toward receiver: TraceSide, why: String) -> Bool {
+        var frame = frame
+        PacketCrafter.fixChecksums(&frame, at: Self.ipOffset)
+        guard let decoded = try? PacketDecoder.decode(frame, link: .ethernet) else { return false }
+        let sender: TraceSide = receiver == .server ? .client : .server
+        port(toward: receiver).write(frame)
+        record(frame, decoded, sender: sender, fault: .injected(why: why), atNs: MonotonicClock.now())
+        return true
+    }
+
+    /// Where the IP header starts in a frame (Ethernet II, no VLAN tag on these veths).
+    public static let ipOffset = 14
 
     /// Waits (bounded) until `done` holds for the records; returns whether it did.
     @discardableResult
@@ -95,11 +113,11 @@ public final class FaultRelay: @unchecked Sendable {
         stopping.store(true, ordering: .releasing)
         thread.join()
         self.thread = nil
-        clientTun.close()
-        serverTun.close()
+        clientPort.close()
+        serverPort.close()
     }
 
-    private func tun(toward receiver: TraceSide) -> TunDevice { receiver == .server ? serverTun : clientTun }
+    private func port(toward receiver: TraceSide) -> RelayPort { receiver == .server ? serverPort : clientPort }
 
     private func record(_ packet: [UInt8], _ decoded: DecodedTCPSegment, sender: TraceSide, fault: SegmentFault?, atNs ns: UInt64) {
         let frame = CapturedFrame(bytes: packet, wallNs: Int64(ns) + wallOffset, monotonicNs: ns)
@@ -111,34 +129,41 @@ public final class FaultRelay: @unchecked Sendable {
     private func loop() {
         var classifier = SegmentClassifier()
         var buffer = [UInt8](repeating: 0, count: 65_536)
-        var descriptors = [pollfd(fd: clientTun.fd, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: serverTun.fd, events: Int16(POLLIN), revents: 0)]
+        var descriptors = [pollfd(fd: clientPort.fd, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: serverPort.fd, events: Int16(POLLIN), revents: 0)]
         while !stopping.load(ordering: .acquiring) {
             // 5 ms: the bound on how late stop() is noticed; a held segment's release sets less.
+            // A frame wakes poll() at once.
             let next = shared.withLock { $0.held.map(\.releaseNs).min() } ?? .max
             let now = MonotonicClock.now()
             let waitMs = next <= now ? 0 : Int32(min(5, (next - now + 999_999) / 1_000_000))
             _ = poll(&descriptors, 2, waitMs)
             releaseDue()
-            for (tun, sender) in [(clientTun, TraceSide.client), (serverTun, TraceSide.server)] {
-                while let n = tun.read(into: &buffer) {
+            for (port, sender) in [(clientPort, TraceSide.client), (serverPort, TraceSide.server)] {
+                while let n = port.read(into: &buffer) {
                     handle(Array(buffer[0..<n]), from: sender, classifier: &classifier)
                 }
             }
         }
     }
 
-    private func handle(_ packet: [UInt8], from sender: TraceSide, classifier: inout SegmentClassifier) {
+    private func handle(_ frame: [UInt8], from sender: TraceSide, classifier: inout SegmentClassifier) {
         let start = MonotonicClock.now()
-        guard let decoded = try? PacketDecoder.decode(packet, link: .rawIP) else {
+        let target = port(toward: sender == .client ? .server : .client)
+        guard let decoded = try? PacketDecoder.decode(frame, link: .ethernet) else {
+            // ARP and IPv6 neighbour discovery pass untouched: the two kernels resolve each
+            // other's MAC addresses through the relay like through a switch.
+            target.write(frame)
             shared.withLock { $0.notTCP += 1 }
             return
         }
+        var packet = frame
+        PacketCrafter.fixChecksums(&packet, at: Self.ipOffset)
+        shared.withLock { $0.header[sender == .client ? .server : .client] = Array(frame.prefix(Self.ipOffset)) }
         let occurrences = classifier.count(decoded, sender: sender)
         let rule = shared.withLock { state in
             state.rules.first { $0.selector.sender == sender && occurrences[$0.selector.kind] == $0.selector.occurrence }
         }
-        let target = tun(toward: sender == .client ? .server : .client)
         switch rule?.action {
         case nil:
             target.write(packet)
@@ -168,7 +193,7 @@ public final class FaultRelay: @unchecked Sendable {
             return ready
         }
         for held in due {
-            tun(toward: held.sender == .client ? .server : .client).write(held.packet)
+            port(toward: held.sender == .client ? .server : .client).write(held.packet)
             let at = MonotonicClock.now()
             record(held.packet, held.decoded, sender: held.sender, fault: .delayed(ns: at - held.readNs), atNs: at)
         }

@@ -1,27 +1,33 @@
+import CSocketKit
 import Glibc
+import Synchronization
 import SocketKit
 import TCPTrace
 
-/// The fault layer of one run: the server's own network namespace, one TUN device on each
-/// side, and the relay between them.
+/// The fault layer of one run: three network namespaces joined only through the relay.
 ///
 /// The client side is the namespace the program already runs in: the private user+net
 /// namespace the demo and the lab re-execute themselves into (`unshare -Urn`), never the
-/// host's. The server side is a fresh network namespace inside it. The two are joined only
-/// through the relay:
+/// host's. The server side and the relay each get a fresh network namespace inside it. Two
+/// veth pairs join them, and nothing else does:
 ///
-///     client sockets ── skc0 10.77.0.1/24 ══ relay thread ══ sks0 10.77.0.2/24 ── server sockets
-///        (this namespace)                  (drop, hold, copy, inject)         (a namespace of its own)
+///     client sockets ── skcN 10.77.0.1/24 ═ skrN.0 ═ relay thread ═ skrN.1 ═ sksN 10.77.0.2/24 ── server sockets
+///       (this namespace)                  (relay namespace: no addresses, AF_PACKET)      (server namespace)
 ///
-/// The addresses are private and exist only inside these namespaces; no interface of the
-/// host is touched, and the host's lo never carries a segment of the run.
+/// The relay's namespace has no IP address, so its kernel never answers or forwards a frame:
+/// what crosses is what the relay writes. The addresses are private and exist only inside
+/// these namespaces; no interface of the host is touched, and the host's lo never carries a
+/// segment of the run.
 public final class FaultWire: @unchecked Sendable {
     public static let clientHost = "10.77.0.1"
     public static let serverHost = "10.77.0.2"
-    public static let clientDevice = "skc0"
-    public static let serverDevice = "sks0"
+    /// Numbers each run's devices: a pair being deleted must not collide with the next one's.
+    private static let runs = Mutex(0)
 
     public let serverNamespace: NetworkNamespace
+    public let relayNamespace: NetworkNamespace
+    public let clientDevice: String
+    public let serverDevice: String
     public let relay: FaultRelay
     /// sock_diag for the server's namespace (a netlink socket sees only its own namespace).
     public let serverDiag: SockDiag?
@@ -36,7 +42,6 @@ public final class FaultWire: @unchecked Sendable {
         guard insidePrivateNamespace else {
             return "the fault wire runs only inside a private user+net namespace (unshare -Urn), which is not available here"
         }
-        guard access("/dev/net/tun", R_OK | W_OK) == 0 else { return "/dev/net/tun is not available (\(Errno.name(errno)))" }
         return nil
     }
 
@@ -49,20 +54,43 @@ public final class FaultWire: @unchecked Sendable {
         serverAddress = server
         clientAddress = client
         self.rules = rules
+        let run = Self.runs.withLock { count in count += 1; return count % 10_000 }
+        clientDevice = "skc\(run)"
+        serverDevice = "sks\(run)"
+        let here = try NetworkNamespace.current()
         serverNamespace = try NetworkNamespace.create()
-        let clientTun = try TunDevice.create(name: Self.clientDevice, address: client.addressBytes)
-        let serverTun: TunDevice
+        relayNamespace = try NetworkNamespace.create()
+        let (clientDevice, serverDevice, serverNamespace) = (clientDevice, serverDevice, serverNamespace)
+        let ports = try relayNamespace.run { () throws -> (RelayPort, RelayPort) in
+            _ = try syscall("RTM_NEWLINK(veth)") { CSocketKit_veth_create("skr\(run).0", clientDevice, here.fd) }
+            _ = try syscall("RTM_NEWLINK(veth)") { CSocketKit_veth_create("skr\(run).1", serverDevice, serverNamespace.fd) }
+            // Open before either side's device is up: the first frame is already seen.
+            let client = try RelayPort.open("skr\(run).0")
+            do { return (client, try RelayPort.open("skr\(run).1")) } catch { client.close(); throw error }
+        }
         do {
-            serverTun = try serverNamespace.run { try TunDevice.create(name: Self.serverDevice, address: server.addressBytes) }
+            try Interface.configure(clientDevice, address: client.addressBytes)
+            try serverNamespace.run { try Interface.configure(serverDevice, address: server.addressBytes) }
         } catch {
-            clientTun.close()
+            ports.0.close()
+            ports.1.close()
+            _ = CSocketKit_link_delete(clientDevice)
             throw error
         }
         serverDiag = try? serverNamespace.run { try SockDiag() }
-        relay = try FaultRelay(clientTun: clientTun, serverTun: serverTun, rules: rules)
+        relay = try FaultRelay(clientPort: ports.0, serverPort: ports.1, rules: rules)
     }
 
-    deinit { relay.stop() }
+    deinit { tearDown() }
+
+    /// Stops the relay and deletes the client's device (its veth peer goes with it) now, not
+    /// when the relay's namespace is freed, which the kernel does later on a work queue.
+    private func tearDown() {
+        relay.stop()
+        guard !finished else { return }
+        finished = true
+        _ = CSocketKit_link_delete(clientDevice)
+    }
 
     /// Runs `body` in the server's namespace: the sockets it creates are the server's.
     public func inServerNamespace<T>(_ body: () throws -> T) throws -> T {
@@ -73,17 +101,17 @@ public final class FaultWire: @unchecked Sendable {
     /// (states stamped with the segments that caused them); writes `pcapPath` when given, each
     /// faulted segment with its fate as a packet comment.
     public func finish(events: [TraceEvent], cutAtNs: UInt64? = nil, cutReason: String = "", pcapPath: String? = nil) throws -> WireRun {
-        relay.stop()
+        tearDown()
         let records = relay.records.enumerated().sorted { ($0.element.frame.monotonicNs, $0.offset) < ($1.element.frame.monotonicNs, $1.offset) }.map(\.element)
         let frames = records.map(\.frame)
         let cut = cutAtNs.map { (ns: $0, reason: cutReason) }
-        var (run, kept, segments) = WireRun.assemble(frames: frames, faults: records.map(\.fault), link: .rawIP, cut: cut,
+        var (run, kept, segments) = WireRun.assemble(frames: frames, faults: records.map(\.fault), link: .ethernet, cut: cut,
                                                      statistics: CaptureStatistics(relayed: frames.count),
                                                      events: events)
         run.captureNote = summaryNote
         if let pcapPath {
-            try WirePcapExport.write(path: pcapPath, frames: kept, segments: segments, events: run.events, link: .rawIP,
-                                     interfaceName: "fault relay \(Self.clientDevice)⇄\(Self.serverDevice)", snapLength: 65_535)
+            try WirePcapExport.write(path: pcapPath, frames: kept, segments: segments, events: run.events, link: .ethernet,
+                                     interfaceName: "fault relay \(clientDevice)⇄\(serverDevice)", snapLength: 65_535)
         }
         return run
     }

@@ -34,6 +34,11 @@ public final class NetworkNamespace: @unchecked Sendable {
         return NetworkNamespace(fd: try opened.value.get())
     }
 
+    /// The calling thread's namespace. C: `open("/proc/thread-self/ns/net")`.
+    public static func current() throws -> NetworkNamespace {
+        NetworkNamespace(fd: try syscall("open(/proc/thread-self/ns/net)") { open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) })
+    }
+
     /// Runs `body` on a thread inside this namespace and returns its result: sockets and TUN
     /// devices it creates live here. The thread ends with `body`. C: `setns(fd, CLONE_NEWNET)`.
     public func run<T>(_ body: () throws -> T) throws -> T {

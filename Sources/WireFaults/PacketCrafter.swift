@@ -24,33 +24,38 @@ public enum PacketCrafter {
         packet[33] = flags.rawValue
         put16(&packet, 34, window)
         packet += payload
-        fixChecksums(&packet)
+        fixChecksums(&packet, at: 0)
         return packet
     }
 
-    /// A copy of a captured IPv4 TCP packet with its sequence number replaced (the lab moving
-    /// an old segment into a new connection's window), checksums recomputed.
-    public static func withSequence(_ packet: [UInt8], seq: UInt32) -> [UInt8]? {
-        guard packet.count >= 40, packet[0] >> 4 == 4 else { return nil }
-        var copy = packet
-        let ip = Int(packet[0] & 0x0F) * 4
-        guard copy.count >= ip + 20 else { return nil }
-        put32(&copy, ip + 4, seq)
-        fixChecksums(&copy)
+    /// A copy of a captured frame's IPv4 TCP packet (starting at `ip`) with its sequence
+    /// number replaced (the lab moving an old segment into a new connection's window),
+    /// checksums recomputed.
+    public static func withSequence(_ frame: [UInt8], ipAt ip: Int, seq: UInt32) -> [UInt8]? {
+        guard frame.count >= ip + 40, frame[ip] >> 4 == 4 else { return nil }
+        var copy = frame
+        let header = Int(frame[ip] & 0x0F) * 4
+        guard copy.count >= ip + header + 20 else { return nil }
+        put32(&copy, ip + header + 4, seq)
+        fixChecksums(&copy, at: ip)
         return copy
     }
 
-    /// Recomputes the IPv4 header checksum and the TCP checksum (over the pseudo-header).
-    static func fixChecksums(_ packet: inout [UInt8]) {
-        let ip = Int(packet[0] & 0x0F) * 4
-        let total = min(packet.count, Int(packet[2]) << 8 | Int(packet[3]))
-        put16(&packet, 10, 0)
-        put16(&packet, 10, ~fold(sum(packet[0..<ip])))
-        put16(&packet, ip + 16, 0)
+    /// Recomputes the IPv4 header checksum and the TCP checksum (over the pseudo-header) of the
+    /// IPv4 TCP packet at `start`; anything else is left alone. A sender with checksum offload
+    /// leaves only the pseudo-header's sum in the TCP field, which the pcapng would show as bad.
+    static func fixChecksums(_ packet: inout [UInt8], at start: Int) {
+        guard packet.count >= start + 40, packet[start] >> 4 == 4, packet[start + 9] == 6 else { return }
+        let ip = Int(packet[start] & 0x0F) * 4
+        let total = min(packet.count - start, Int(packet[start + 2]) << 8 | Int(packet[start + 3]))
+        guard ip >= 20, total >= ip + 20 else { return }
+        put16(&packet, start + 10, 0)
+        put16(&packet, start + 10, ~fold(sum(packet[start..<start + ip])))
+        put16(&packet, start + ip + 16, 0)
         let tcpLength = total - ip
-        var pseudo = Array(packet[12..<20])
+        var pseudo = Array(packet[start + 12..<start + 20])
         pseudo += [0, 6, UInt8(tcpLength >> 8), UInt8(tcpLength & 0xFF)]
-        put16(&packet, ip + 16, ~fold(sum(pseudo[...]) + sum(packet[ip..<total])))
+        put16(&packet, start + ip + 16, ~fold(sum(pseudo[...]) + sum(packet[start + ip..<start + total])))
     }
 
     /// RFC 1071 one's-complement sum of 16-bit words (an odd last byte padded with zero).

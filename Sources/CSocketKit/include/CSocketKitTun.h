@@ -1,4 +1,4 @@
-// Faults on the wire (issue 20): TUN devices and network namespaces. ioctl() is variadic and
+// Faults on the wire (issue 20): veth pairs, interfaces and network namespaces. ioctl() is variadic and
 // TUNSETIFF, SIOCSIF* and struct ifreq's unions do not import into Swift, so the few calls the
 // relay needs are written here, each returning -1 with errno set as the syscall left it.
 #ifndef CSOCKETKIT_TUN_H
@@ -23,5 +23,22 @@ int CSocketKit_unshare_net(void);
 
 /// setns(fd, CLONE_NEWNET) for the calling thread only.
 int CSocketKit_setns_net(int fd);
+
+/// Creates a veth pair: `name` in the calling thread's namespace, `peer` in the namespace
+/// `peer_netns_fd` names. C: rtnetlink RTM_NEWLINK (IFLA_LINKINFO kind "veth", VETH_INFO_PEER
+/// with IFLA_NET_NS_FD), what `ip link add NAME type veth peer name PEER netns NS` sends.
+int CSocketKit_veth_create(const char *name, const char *peer, int peer_netns_fd);
+
+/// Turns TX checksum offload, TSO and GSO off on `name` (SIOCETHTOOL); returns how many of the
+/// three the driver refused.
+int CSocketKit_if_no_offload(int sock, const char *name);
+
+/// Deletes interface `name` of the calling thread's namespace (a veth takes its peer along).
+/// C: rtnetlink RTM_DELLINK.
+int CSocketKit_link_delete(const char *name);
+
+/// PACKET_IGNORE_OUTGOING (Linux 4.20): a packet socket does not see what is sent on its
+/// interface, the relay's own writes included.
+static const int CSocketKit_PACKET_IGNORE_OUTGOING = 23;
 
 #endif

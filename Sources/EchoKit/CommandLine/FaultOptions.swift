@@ -32,8 +32,22 @@ public enum FaultOptions {
 
     /// The status line of a run on the fault wire.
     public static func line(_ rules: [FaultRule]) -> String {
-        "Fault wire: client \(FaultWire.clientHost) and server \(FaultWire.serverHost) in two network namespaces, joined by a relay over TUN devices"
+        "Fault wire: client \(FaultWire.clientHost) and server \(FaultWire.serverHost) in network namespaces of their own, joined only by a user-space relay (veth + AF_PACKET)"
             + (rules.isEmpty ? "" : "; " + rules.map(\.description).joined(separator: ", "))
+    }
+
+    /// The `--wire` option for a run on the fault wire: real speed inside the private namespace
+    /// (re-executes into it); the relay is the capture point, so `--wire off` is refused and
+    /// `--pcap` writes the relay's record. Exit 69 with one line where namespaces are refused.
+    public static func wire(_ arguments: ParsedArguments, rules: [FaultRule]) throws -> WireOption {
+        var wire = try WireOption.parse(arguments, defaultMode: .on)
+        if wire.mode == .off { throw UsageError("the fault wire is its own capture: leave out --wire off") }
+        if let reason = try enterNamespace(arguments: Array(CommandLine.arguments.dropFirst())) {
+            throw CommandFailure("fault wire unavailable: \(reason)", exitStatus: SysExits.unavailable)
+        }
+        wire.active = false
+        wire.note = "on — \(line(rules))"
+        return wire
     }
 
     /// Enters the private user+net namespace at real speed (re-executes; never returns) when

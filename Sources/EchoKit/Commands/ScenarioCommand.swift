@@ -69,16 +69,9 @@ public enum ScenarioCommand {
         return table.matched == table.runs ? 0 : 1
     }
 
-    /// The fault wire: real speed inside the private namespace (re-executes into it); the
-    /// relay is the capture point, so `--wire off` is refused and `--pcap` writes its record.
+    /// The fault wire: real speed inside the private namespace, the relay as the capture point.
     static func faultWire(_ arguments: ParsedArguments, rules: [FaultRule]) throws -> (SlowMotionStatus, WireOption) {
-        var wire = try WireOption.parse(arguments, defaultMode: .on)
-        if wire.mode == .off { throw UsageError("the fault wire is its own capture: leave out --wire off") }
-        if let reason = try FaultOptions.enterNamespace(arguments: Array(CommandLine.arguments.dropFirst())) {
-            throw CommandFailure("fault wire unavailable: \(reason)", exitStatus: SysExits.unavailable)
-        }
-        wire.active = false
-        wire.note = "on — \(FaultOptions.line(rules))"
+        let wire = try FaultOptions.wire(arguments, rules: rules)
         return (SlowMotionStatus(active: false, note: "real speed (the fault wire's own devices carry the run, not lo)"), wire)
     }
 

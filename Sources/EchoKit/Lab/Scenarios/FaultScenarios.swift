@@ -41,14 +41,16 @@ public struct LostLastAckScenario: FaultScenario {
         guard fin.endOfStream else { throw ScenarioError("the server never saw the client's FIN") }
         try lab.close(server)
         let relay = try lab.relay()
-        // The client's TIME_WAIT timer before the server's FIN comes again, then after.
+        // The client's TIME_WAIT timer just before the server's FIN comes again (the RTO is at
+        // least 200 ms: read at 150 ms), then after it.
         lab.wait(client, for: .timeWait)
+        lab.watch([], timeout: 0.15, cause: "sock_diag sample") { false }
         let before = lab.timeWaitTimer(client)
         let again = relay.wait(timeout: 3) { records in records.filter { $0.sender == .server && $0.decoded.flags.contains(.fin) }.count >= 2 }
         guard again else { throw ScenarioError("the server did not retransmit its FIN within 3 s") }
         lab.wait(server, for: .closed, timeout: 2)
         if let before, let after = lab.timeWaitTimer(client) {
-            client.tracker.info("TIME_WAIT timer \(before) ms left before the retransmitted FIN, \(after) ms after it"
+            client.tracker.info("TIME_WAIT timer (sock_diag): \(before) ms left just before the retransmitted FIN, \(after) ms after it"
                 + (after > before ? ": the FIN re-armed it (60 s again)" : ": not re-armed"))
         }
         lab.settle(timeout: 2)
