@@ -38,3 +38,29 @@ extension LabRun {
         return entry.expiresMs
     }
 }
+
+extension LabRun {
+    /// Notes the server's request socket (SYN_RECEIVED, a mini-socket accept() cannot return)
+    /// as sock_diag in the server's namespace shows it, while `done` does not hold: when it
+    /// appears (with its SYN+ACK retransmission timer) and when it is gone.
+    func watchRequest(_ listener: LabEndpoint, server: SocketAddress, client: SocketAddress, until done: () -> Bool,
+                      others: [LabEndpoint], timeout: Double) {
+        guard let diag = diag(for: .server) else { return }
+        var seenSince: UInt64?
+        watch(others, timeout: timeout, cause: "sampling while the handshake hangs") {
+            let entry = try? diag.lookup(local: server, peer: client, cookie: nil)
+            let now = MonotonicClock.now()
+            if let entry, entry.state == .synReceived {
+                if seenSince == nil {
+                    seenSince = now
+                    listener.tracker.info("sock_diag: a request socket \(server) ⇄ \(client) in SYN_RECEIVED, not accept()able yet;"
+                        + " its SYN+ACK retransmission timer fires in \(entry.expiresMs) ms")
+                }
+            } else if let since = seenSince {
+                listener.tracker.info("sock_diag: the request socket left SYN_RECEIVED after \(TextTraceRenderer.duration(now - since))")
+                return true
+            }
+            return done()
+        }
+    }
+}

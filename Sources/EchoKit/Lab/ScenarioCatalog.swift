@@ -15,6 +15,9 @@ public enum ScenarioCatalog {
         BacklogFullScenario(),
         TimeWaitScenario(),
         LostLastAckScenario(),
+        LostFINScenario(),
+        LostSynAckScenario(),
+        OldDuplicateSynScenario(),
     ]
 
     public static func named(_ name: String) -> (any LabScenario)? {

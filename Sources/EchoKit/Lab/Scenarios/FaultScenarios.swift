@@ -69,3 +69,188 @@ public struct LostLastAckScenario: FaultScenario {
         return SegmentExpectations.handshakes(segments) + [lost, again, answer, closed]
     }
 }
+
+/// `lost-fin`: the active closer's FIN is lost; it stays in FIN_WAIT_1 for one retransmission
+/// timeout, sends the same FIN again, and only then does the peer learn of the close.
+public struct LostFINScenario: FaultScenario {
+    public init() {}
+    public let name = "lost-fin"
+    public let summary = "fault: the client's FIN is lost; FIN_WAIT_1 lasts one RTO until the same FIN is sent again"
+    public var faultRules: [FaultRule] { [FaultRule(FaultSelector(sender: .client, kind: .fin), .drop)] }
+    public var tracks: [ScenarioTrack] {
+        [
+            ScenarioTrack(.client, 1, "active closer", [.synSent, .established, .finWait1, .finWait2, .timeWait]),
+            ScenarioTrack(.server, 0, "listener", [.listen]),
+            ScenarioTrack(.server, 1, "passive closer", [.synReceived, .established, .closeWait, .lastAck, .closed]),
+        ]
+    }
+
+    public func keyStates(slowMotion: Bool) -> [KeyState] {
+        [KeyState(.client, 1, .finWait1), KeyState(.client, 1, .timeWait), KeyState(.server, 1, .closeWait)]
+    }
+
+    public func explanation(slowMotion: Bool) -> String {
+        """
+        The client's close() sent a FIN and entered FIN_WAIT_1, but the relay dropped the FIN. Nothing came back, \
+        so the client's kernel could not tell whether the FIN or its ACK was lost: after its retransmission timeout \
+        (about 200 ms: Linux's minimum RTO, which a tail loss probe for a lone segment also waits) it sent the very \
+        same FIN again, same sequence number. Only that copy reached the server, whose recv() returned 0 (CLOSE_WAIT) \
+        one RTO later than it would have on a perfect wire. FIN_WAIT_1's duration in the trace is that timeout: every \
+        segment that occupies sequence space, FIN included, is retransmitted until acknowledged.
+        """
+    }
+
+    public func run(_ lab: LabRun) throws {
+        let (_, client, server) = try lab.establish()
+        try lab.echo("hello\n", client: client, server: server)
+        try lab.close(client)
+        let fin = lab.receive(server)
+        guard fin.endOfStream else { throw ScenarioError("the server never saw the client's FIN (not even its retransmission)") }
+        lab.pause([server], cause: "sampling while the server finishes its work before close()")
+        try lab.close(server)
+        lab.settle()
+    }
+
+    public func wireChecks(_ segments: [WireSegment], events: [TraceEvent]) -> [WireCheck] {
+        let (lost, _) = FaultChecks.faulted(segments, "dropped", from: .client, "the client's FIN was dropped") { $0.flags.contains(.fin) }
+        let (again, first, second) = FaultChecks.retransmitted(segments, from: .client, "FIN", minimumGapNs: 150_000_000) { $0.flags.contains(.fin) }
+        let closeWait = FaultChecks.state(events, .server, 1, from: .established, to: .closeWait, after: second,
+                                          "the server reaches CLOSE_WAIT only after the retransmitted FIN")
+        return SegmentExpectations.handshakes(segments) + [lost, again, closeWait, Self.finWait1Duration(events, first: first)]
+    }
+
+    /// FIN_WAIT_1 lasted at least the gap between the two FINs (one RTO).
+    static func finWait1Duration(_ events: [TraceEvent], first: WireSegment?) -> WireCheck {
+        let mine = events.filter { $0.kind == .state && $0.side == .client && $0.conn == 1 }
+        guard let entered = mine.first(where: { $0.to == .finWait1 }), let left = mine.first(where: { $0.from == .finWait1 }) else {
+            return WireCheck(description: "FIN_WAIT_1 lasts one RTO", passed: false, evidence: "FIN_WAIT_1 not entered and left in the trace")
+        }
+        let lasted = left.timestampNs - entered.timestampNs
+        return WireCheck(description: "FIN_WAIT_1 lasts one RTO (≥ 150 ms)", passed: lasted >= 150_000_000,
+                         evidence: "FIN_WAIT_1 for \(FaultChecks.format(lasted))" + (first.map { ", from FIN #\($0.id)" } ?? ""))
+    }
+}
+
+/// `lost-syn-ack`: the server's SYN+ACK is lost; both sides retransmit after about a second,
+/// the server's request socket waiting in SYN_RECEIVED all the while.
+public struct LostSynAckScenario: FaultScenario {
+    public init() {}
+    public let name = "lost-syn-ack"
+    public let summary = "fault: the server's SYN+ACK is lost; SYN_RECEIVED lasts ~1 s, both sides retransmit"
+    public var faultRules: [FaultRule] { [FaultRule(FaultSelector(sender: .server, kind: .synAck), .drop)] }
+    public var tracks: [ScenarioTrack] {
+        [
+            ScenarioTrack(.client, 1, "connects", [.synSent, .established]),
+            ScenarioTrack(.server, 0, "listener", [.listen]),
+            ScenarioTrack(.server, 1, "accepted", [.synReceived, .established]),
+        ]
+    }
+
+    public func keyStates(slowMotion: Bool) -> [KeyState] {
+        [KeyState(.client, 1, .synSent), KeyState(.client, 1, .established), KeyState(.server, 1, .established)]
+    }
+
+    public func explanation(slowMotion: Bool) -> String {
+        """
+        The client's SYN arrived and the server's kernel answered with a SYN+ACK, keeping the half-open connection \
+        as a request socket in SYN_RECEIVED (sock_diag shows it; accept() cannot, it returns only finished \
+        connections). The relay dropped the SYN+ACK. Each side then waited for its initial retransmission timeout, \
+        1 s (TCP_TIMEOUT_INIT, RFC 6298): the client sent its SYN again (same ISN), and the server sent its SYN+ACK \
+        again, on its own timer or in answer to the repeated SYN. The client spent that second in SYN_SENT and the \
+        server's request in SYN_RECEIVED; a connect() that takes one extra second is the mark of a lost handshake segment.
+        """
+    }
+
+    public func run(_ lab: LabRun) throws {
+        let listener = try lab.listener()
+        let address = try listener.socket.localAddress()
+        let client = try lab.socket(.client, conn: 1)
+        try lab.startConnect(client, to: address)
+        // The request socket, seen by sock_diag in the server's namespace while the handshake hangs.
+        if let local = try? client.socket.localAddress() {
+            lab.watchRequest(listener, server: address, client: local, until: { client.state == .established || !client.socket.isOpen },
+                             others: [client], timeout: 3)
+        }
+        try lab.finishConnect(client, to: address, timeout: 3)
+        let server = try lab.accept(listener, conn: 1, others: [client])
+        lab.wait(server, for: .established, others: [client])
+    }
+
+    public func wireChecks(_ segments: [WireSegment], events: [TraceEvent]) -> [WireCheck] {
+        let (lost, _) = FaultChecks.faulted(segments, "dropped", from: .server, "the server's SYN+ACK was dropped") { $0.flags.contains([.syn, .ack]) }
+        let (synAckAgain, _, _) = FaultChecks.retransmitted(segments, from: .server, "SYN+ACK", minimumGapNs: 500_000_000) { $0.flags.contains([.syn, .ack]) }
+        let (synAgain, _, _) = FaultChecks.retransmitted(segments, from: .client, "SYN", minimumGapNs: 800_000_000) { $0.flags == .syn }
+        return [lost, synAckAgain, synAgain] + SegmentExpectations.handshakes(segments)
+    }
+}
+
+/// `old-duplicate-syn`: why a connection opens with three segments. A SYN from an attempt the
+/// client gave up on reaches the listener late; the server answers, the client's kernel knows
+/// no such connection and resets it, and nothing is ever accepted.
+public struct OldDuplicateSynScenario: FaultScenario {
+    public init() {}
+    public let name = "old-duplicate-syn"
+    public let summary = "fault: a stale SYN from an abandoned attempt reaches the listener; the client's RST stops it, nothing is accepted"
+    public var faultRules: [FaultRule] { [FaultRule(FaultSelector(sender: .client, kind: .syn), .hold)] }
+    public var tracks: [ScenarioTrack] {
+        [
+            ScenarioTrack(.client, 1, "gives up", [.synSent, .closed]),
+            ScenarioTrack(.server, 0, "listener", [.listen]),
+        ]
+    }
+
+    public func keyStates(slowMotion: Bool) -> [KeyState] {
+        [KeyState(.client, 1, .synSent), KeyState(.server, 0, .listen)]
+    }
+
+    public func explanation(slowMotion: Bool) -> String {
+        """
+        The client's connect() sent a SYN that the relay held back, as a slow path in a network might; the client gave up \
+        and closed its socket (SYN_SENT → CLOSED; a socket closed in SYN_SENT sends nothing). Later the stale SYN, with \
+        the old attempt's ISN, reached the listener, whose kernel answered with a SYN+ACK. The client's kernel had no \
+        connection for that four-tuple, so it answered with a RST, and the server dropped its half-open request: \
+        accept() never returned. The third segment of the handshake is what makes this safe: the client confirms the \
+        server's ISN only for a SYN it really sent now. With a two-way handshake (SYN, SYN+ACK) the server would have \
+        held an ESTABLISHED connection to nobody, and sent data the client would only reset.
+        """
+    }
+
+    public func run(_ lab: LabRun) throws {
+        let relay = try lab.relay()
+        let listener = try lab.listener()
+        let address = try listener.socket.localAddress()
+        let client = try lab.socket(.client, conn: 1)
+        try lab.startConnect(client, to: address)
+        // Long enough to read SYN_SENT; short of the SYN's 1 s retransmission.
+        lab.watch([client], timeout: 0.2, cause: "sampling while the SYN is held in the network") { false }
+        guard client.state == .synSent else { throw ScenarioError("the client was not held in SYN_SENT (\(client.state?.name ?? "?"))") }
+        client.tracker.info("the client gives up on this attempt: close() in SYN_SENT sends nothing")
+        try lab.close(client)
+        lab.watch([], timeout: 0.1, cause: "sock_diag sample") { false }
+        listener.tracker.info("the relay releases the stale SYN (old ISN, the client's old address and port)")
+        relay.releaseHeld()
+        let reset = relay.wait(timeout: 2) { $0.contains { $0.sender == .client && $0.decoded.flags.contains(.rst) } }
+        guard reset else { throw ScenarioError("the client's kernel did not answer the SYN+ACK with a RST") }
+        var accepted = false
+        lab.watch([listener], timeout: 0.3, cause: "sampling while the server could accept") {
+            if case .processed? = try? listener.socket.accept() { accepted = true }
+            return accepted
+        }
+        if accepted { throw ScenarioError("accept() returned a connection: the stale SYN opened one") }
+        listener.tracker.info("accept() found no connection: the RST removed the half-open request")
+    }
+
+    public func wireChecks(_ segments: [WireSegment], events: [TraceEvent]) -> [WireCheck] {
+        let (stale, syn) = FaultChecks.faulted(segments, "delayed", from: .client, "the client's SYN reached the listener late (held by the relay)") { $0.flags == .syn }
+        let synAck = syn.flatMap { syn in segments.first { $0.id > syn.id && $0.sender == .server && $0.flags.contains([.syn, .ack]) && $0.ack == syn.seq &+ 1 } }
+        let answered = WireCheck(description: "the server answered the stale SYN with a SYN+ACK (ack = old ISN + 1)", passed: synAck != nil,
+                                 evidence: synAck.map(FaultChecks.describe) ?? "no SYN+ACK for it")
+        let reset = synAck.flatMap { synAck in segments.first { $0.id > synAck.id && $0.sender == .client && $0.flags.contains(.rst) && $0.seq == synAck.ack } }
+        let resetCheck = WireCheck(description: "the client's kernel answered the SYN+ACK with a RST (seq = its ack)", passed: reset != nil,
+                                   evidence: reset.map(FaultChecks.describe) ?? "no RST")
+        let third = segments.first { $0.sender == .client && $0.flags == .ack }
+        let noThird = WireCheck(description: "no third segment: the client never ACKed, nothing was established", passed: third == nil,
+                                evidence: third.map { "but " + FaultChecks.describe($0) } ?? "no ACK from the client")
+        return [stale, answered, resetCheck, noThird]
+    }
+}
