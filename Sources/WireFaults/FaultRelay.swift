@@ -88,8 +88,10 @@ public final class FaultRelay: @unchecked Sendable {
         PacketCrafter.fixChecksums(&frame, at: Self.ipOffset)
         guard let decoded = try? PacketDecoder.decode(frame, link: .ethernet) else { return false }
         let sender: TraceSide = receiver == .server ? .client : .server
+        // Stamped before the write: the relay thread may record the answer before this returns.
+        let now = MonotonicClock.now()
         port(toward: receiver).write(frame)
-        record(frame, decoded, sender: sender, fault: .injected(why: why), atNs: MonotonicClock.now())
+        record(frame, decoded, sender: sender, fault: .injected(why: why), atNs: now)
         return true
     }
 

@@ -25,6 +25,8 @@ public final class LabRun {
     /// The fault layer (issue 20): the server's sockets in a namespace of their own, joined to
     /// the client's through the relay; nil on the ordinary loopback wire. See LabRun+Faults.
     public var faults: FaultWire?
+    /// When `finish()` stopped watching (before its cleanup): where a capture ends.
+    public private(set) var stoppedWatchingNs: UInt64?
     /// Live progress for long scenarios (time-wait); nil when nobody watches.
     public let progress: ((String) -> Void)?
     let diag: SockDiag?
@@ -324,7 +326,8 @@ public final class LabRun {
         orphans.removeAll()
         client.follower.finish()
         server.follower.finish()
-        wire?.cut(atNs: MonotonicClock.now(), reason: "when the lab stopped watching, before its cleanup reset the leftover sockets")
+        stoppedWatchingNs = MonotonicClock.now()
+        wire?.cut(atNs: stoppedWatchingNs ?? 0, reason: "when the lab stopped watching, before its cleanup reset the leftover sockets")
         for socket in leftovers where socket.isOpen {
             try? socket.setAbortiveClose()
             try? socket.close()

@@ -18,6 +18,7 @@ public enum ScenarioCatalog {
         LostFINScenario(),
         LostSynAckScenario(),
         OldDuplicateSynScenario(),
+        OldSegmentScenario(),
     ]
 
     public static func named(_ name: String) -> (any LabScenario)? {

@@ -31,8 +31,8 @@ extension ScenarioRunner {
         var checks: [WireCheck]?
         var summary: String?
         if let wire {
-            // The lab's cleanup (RSTs for leftover sockets) comes after its last event.
-            let cut = events.map(\.timestampNs).max()
+            // The lab's cleanup (RSTs for leftover sockets) comes after it stopped watching.
+            let cut = lab.stoppedWatchingNs
             do {
                 let run = try wire.finish(events: events, cutAtNs: cut, cutReason: "when the lab stopped watching, before its cleanup reset the leftover sockets",
                                           pcapPath: pcapPath)

@@ -254,3 +254,142 @@ public struct OldDuplicateSynScenario: FaultScenario {
         return [stale, answered, resetCheck, noThird]
     }
 }
+
+/// `old-segment`: why TIME_WAIT keeps the four-tuple. A data segment of an earlier connection,
+/// delayed in the network, arrives twice: first at that connection's TIME_WAIT, which absorbs
+/// it; then, after an RST cut TIME_WAIT short and the four-tuple was reused, at the new
+/// connection, which rejects it as out of window with a duplicate ACK.
+public struct OldSegmentScenario: FaultScenario {
+    public init() {}
+    public let name = "old-segment"
+    public let summary = "fault: a delayed data segment of an old connection meets its TIME_WAIT, then (after an RST close) the reused four-tuple"
+    public var faultRules: [FaultRule] { [] }
+    static let oldData = "old data\n"
+    public var tracks: [ScenarioTrack] {
+        [
+            ScenarioTrack(.client, 1, "first connection", [.synSent, .established, .closeWait, .lastAck, .closed]),
+            ScenarioTrack(.server, 0, "listener", [.listen]),
+            ScenarioTrack(.server, 1, "closes first", [.synReceived, .established, .finWait1, .finWait2, .timeWait, .closed]),
+            ScenarioTrack(.client, 2, "same four-tuple", [.synSent, .established]),
+            ScenarioTrack(.server, 2, "same four-tuple", [.synReceived, .established]),
+        ]
+    }
+
+    public func keyStates(slowMotion: Bool) -> [KeyState] {
+        [KeyState(.server, 1, .timeWait), KeyState(.server, 1, .closed), KeyState(.client, 2, .established), KeyState(.server, 2, .established)]
+    }
+
+    public func explanation(slowMotion: Bool) -> String {
+        """
+        The server closed first, so its end of the first connection sat in TIME_WAIT. The lab replayed a copy of the \
+        client's data segment, as a network path that delayed it would: TIME_WAIT absorbed it, answering with an ACK \
+        of what it had already received, and no application saw the bytes. The client's kernel, which no longer had \
+        that connection, answered the ACK with a RST, and the RST cut TIME_WAIT short (TIME-WAIT assassination, \
+        RFC 1337; Linux allows it while net.ipv4.tcp_rfc1337 is 0). The client then reused the same address and port. When the old segment arrived again, the new connection's kernel \
+        found its sequence number outside the new window (and its timestamp older than the last one seen, PAWS), \
+        dropped it and sent a duplicate ACK: the old bytes did not reach recv(). Last, the lab itself placed the same \
+        bytes inside the new window (no timestamp): the new connection accepted them and recv() returned another \
+        connection's data. Keeping the four-tuple in TIME_WAIT for 2×MSL lets such segments die out first.
+        """
+    }
+
+    public func run(_ lab: LabRun) throws {
+        let relay = try lab.relay()
+        let (listener, client, server) = try lab.establish()
+        try lab.echo(Self.oldData, client: client, server: server)
+        // The copy a slow path would deliver late: the client's data segment, as the relay saw it.
+        guard let old = relay.records.first(where: { $0.sender == .client && $0.decoded.payloadLength > 0 }) else {
+            throw ScenarioError("the relay saw no data segment from the client")
+        }
+        let clientPort = try client.socket.localAddress()
+        try lab.close(server)
+        let fin = lab.receive(client)
+        guard fin.endOfStream else { throw ScenarioError("the client never saw the server's FIN") }
+        try lab.close(client)
+        guard lab.wait(server, for: .timeWait) else { throw ScenarioError("the server's end did not reach TIME_WAIT") }
+
+        server.tracker.info("the lab replays the client's old data segment (a copy delayed in the network) toward the server's TIME_WAIT")
+        let before = relay.records.count
+        relay.inject(frame: old.frame.bytes, toward: .server, why: "a delayed copy of the first connection's data")
+        // TIME_WAIT answers with an ACK; the client, which has no such connection any more,
+        // answers that ACK with a RST, and the RST ends TIME_WAIT (RFC 1337's assassination).
+        let reset = relay.wait(timeout: 1) { records in records.dropFirst(before).contains { $0.sender == .client && $0.decoded.flags.contains(.rst) } }
+        guard reset else { throw ScenarioError("no RST from the client after TIME_WAIT's answer") }
+        guard lab.wait(server, for: .closed, timeout: 1) else { throw ScenarioError("the RST did not end the server's TIME_WAIT") }
+
+        let again = try lab.socket(.client, conn: 2, bindTo: clientPort)
+        let address = try listener.socket.localAddress()
+        try lab.startConnect(again, to: address)
+        let server2 = try lab.accept(listener, conn: 2, others: [again])
+        try lab.finishConnect(again, to: address, others: [server2])
+        lab.wait(server2, for: .established, others: [again])
+
+        server2.tracker.info("the lab replays the same old data segment into the new connection on the same four-tuple")
+        relay.inject(frame: old.frame.bytes, toward: .server, why: "the first connection's data, arriving in the second")
+        let got = lab.receive(server2, timeout: 0.3)
+        if !got.bytes.isEmpty { throw ScenarioError("the new connection delivered \(got.bytes.count) old bytes to recv()") }
+        server2.tracker.info("recv() got nothing: the old segment never reached the new connection's application")
+
+        // The hazard, made by hand: the same bytes placed exactly where the new connection
+        // expects its next data, without the old timestamp (PAWS would reject it).
+        let records = relay.records
+        guard let synAck = records.last(where: { $0.sender == .server && $0.decoded.flags.contains([.syn, .ack]) })?.decoded,
+              let newSYN = records.last(where: { $0.sender == .client && $0.decoded.flags == .syn })?.decoded else {
+            throw ScenarioError("the new connection's handshake is not on the record")
+        }
+        let forged = PacketCrafter.segment(from: newSYN.source, to: newSYN.destination, seq: newSYN.seq &+ 1, ack: synAck.seq &+ 1,
+                                           flags: [.psh, .ack], payload: Array(Self.oldData.utf8))
+        server2.tracker.info("the lab forges the old bytes into the new window (seq = the next byte expected, no timestamp): what TIME_WAIT exists to prevent")
+        relay.inject(ipPacket: forged, toward: .server, why: "the lab placed the old data inside the new connection's window")
+        let hazard = lab.receive(server2, count: Self.oldData.utf8.count, timeout: 1)
+        guard hazard.bytes.count == Self.oldData.utf8.count else { throw ScenarioError("the forged in-window copy was not delivered") }
+        server2.tracker.info("recv() returned \(hazard.bytes.count) bytes of the old connection's data as if the new peer had sent them")
+        // Its ACK may be a delayed one (≥ 40 ms): keep the capture open for it.
+        let end = newSYN.seq &+ 1 &+ UInt32(Self.oldData.utf8.count)
+        relay.wait(timeout: 0.5) { $0.contains { $0.sender == .server && $0.decoded.flags.contains(.ack) && $0.decoded.ack == end } }
+        lab.pause([server2], cause: "sampling after the forged segment")
+    }
+
+    public func wireChecks(_ segments: [WireSegment], events: [TraceEvent]) -> [WireCheck] {
+        let injected = segments.filter { $0.fault?.name == "injected" }
+        let data = injected.filter { $0.length > 0 }
+        var checks: [WireCheck] = []
+        // TIME_WAIT's answer: an ACK of what it already had (the client's FIN + 1).
+        let fin = segments.first { $0.sender == .client && $0.flags.contains(.fin) && $0.fault == nil }
+        if let first = data.first, let fin {
+            let (check, _) = FaultChecks.acknowledged(segments, from: .server, after: first, end: fin.seq &+ fin.sequenceLength,
+                                                      "TIME_WAIT absorbs the old segment: it answers with an ACK of the client's FIN, nothing more")
+            checks.append(check)
+        } else {
+            checks.append(WireCheck(description: "the old segment was replayed into TIME_WAIT", passed: false, evidence: "no injected data or no client FIN"))
+        }
+        let rst = data.first.flatMap { first in segments.first { $0.id > first.id && $0.sender == .client && $0.flags.contains(.rst) } }
+        checks.append(WireCheck(description: "the client's kernel, without that connection, answers TIME_WAIT's ACK with a RST", passed: rst != nil,
+                                evidence: rst.map(FaultChecks.describe) ?? "no RST from the client"))
+        checks.append(FaultChecks.state(events, .server, 1, from: .timeWait, to: .closed, after: rst, "the RST cuts the server's TIME_WAIT short"))
+        // The new connection: its SYN on the same four-tuple, then the old segment and a duplicate ACK.
+        let newSYN = rst.flatMap { rst in segments.first { $0.id > rst.id && $0.sender == .client && $0.flags == .syn } }
+        let sameTuple = newSYN.map { $0.source == data.first?.source && $0.destination == data.first?.destination } ?? false
+        checks.append(WireCheck(description: "a new connection on the same four-tuple", passed: sameTuple,
+                                evidence: newSYN.map { "\(FaultChecks.describe($0)) from \($0.source)" } ?? "no new SYN"))
+        if data.count >= 2, let syn = newSYN {
+            let second = data[1]
+            let serverISN = segments.first { $0.id > syn.id && $0.sender == .server && $0.flags.contains([.syn, .ack]) }?.seq
+            let dupAck = segments.first { $0.id > second.id && $0.sender == .server && $0.flags == .ack && $0.length == 0 && $0.seq == (serverISN ?? 0) &+ 1 }
+            let outside = Int32(bitPattern: second.seq &- (syn.seq &+ 1)) < 0 || Int32(bitPattern: second.seq &- (syn.seq &+ 1)) > 1 << 20
+            checks.append(WireCheck(description: "the old segment's seq lies outside the new connection's window", passed: outside,
+                                    evidence: "old seq \(second.seq), new client ISN \(syn.seq)"))
+            checks.append(WireCheck(description: "the new connection answers it with a duplicate ACK (its ack unchanged)", passed: dupAck?.ack == syn.seq &+ 1,
+                                    evidence: dupAck.map(FaultChecks.describe) ?? "no ACK after #\(second.id)"))
+        } else {
+            checks.append(WireCheck(description: "the old segment was replayed into the new connection", passed: false, evidence: "not on the record"))
+        }
+        // The forged in-window copy is accepted: the server's ACK moves past its bytes.
+        if let forged = data.last, data.count >= 3 {
+            let accepted = segments.first { $0.id > forged.id && $0.sender == .server && $0.flags.contains(.ack) && $0.ack == forged.seq &+ UInt32(forged.length) }
+            checks.append(WireCheck(description: "placed inside the new window by the lab, the old bytes are accepted (the hazard)", passed: accepted != nil,
+                                    evidence: accepted.map(FaultChecks.describe) ?? "no ACK covering #\(forged.id)"))
+        }
+        return checks
+    }
+}
