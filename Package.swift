@@ -31,6 +31,6 @@ let package = Package(
         .testTarget(name: "SocketKitTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "CSocketKit", "TestSupport"]),
         // Depends on the executables so `swift test` builds them; the tests spawn them from the
         // build directory next to the test bundle.
-        .testTarget(name: "EchoTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "TestSupport", "EchoServer", "EchoClient"]),
+        .testTarget(name: "EchoTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "WireFaults", "TestSupport", "EchoServer", "EchoClient"]),
     ]
 )

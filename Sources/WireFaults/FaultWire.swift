@@ -79,6 +79,35 @@ public final class FaultWire: @unchecked Sendable {
         }
         serverDiag = try? serverNamespace.run { try SockDiag() }
         relay = try FaultRelay(clientPort: ports.0, serverPort: ports.1, rules: rules)
+        readyAfterNs = Self.warmUp(toward: server)
+    }
+
+    /// How long the path took to carry a first round trip (nil: it never did within 3 s).
+    public private(set) var readyAfterNs: UInt64?
+
+    /// A device just brought up drops what it is asked to send until the kernel's link watcher
+    /// activates it (up to a second later), and the first segment to a peer waits for ARP. So
+    /// before the run: a UDP datagram to a closed port of the server, repeated every 50 ms until
+    /// its ICMP port unreachable comes back (the connected socket reads ECONNREFUSED). Then both
+    /// devices carry frames and both neighbour caches hold the other's MAC address; none of these
+    /// frames is TCP, so none is in the run's record.
+    static func warmUp(toward server: SocketAddress) -> UInt64? {
+        // Port 9 (discard): nothing listens there in the server's fresh namespace.
+        guard let probe = SocketAddress(numericHost: server.host, port: 9) else { return nil }
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        guard probe.withSockAddr({ connect(fd, $0, $1) }) == 0 else { return nil }
+        let start = MonotonicClock.now()
+        var byte: UInt8 = 0
+        while MonotonicClock.now() - start < 3_000_000_000 {
+            _ = send(fd, &byte, 1, 0)
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&descriptor, 1, 50) == 1 {
+                if recv(fd, &byte, 1, 0) == -1 && errno == ECONNREFUSED { return MonotonicClock.now() - start }
+            }
+        }
+        return nil
     }
 
     deinit { tearDown() }
@@ -122,12 +151,14 @@ public final class FaultWire: @unchecked Sendable {
         let faulted = records.compactMap(\.fault)
         let cost = relay.cost
         var text = "relayed between two network namespaces (client \(Self.clientHost), server \(Self.serverHost))"
+        text += readyAfterNs.map { ", path ready after \(TextTraceRenderer.duration($0))" } ?? ", path NOT ready within 3 s"
         let counts = ["dropped", "delayed", "duplicated", "injected"].compactMap { name -> String? in
             let n = faulted.filter { $0.name == name }.count
             return n == 0 ? nil : "\(n) \(name)"
         }
         text += counts.isEmpty ? ", no fault" : ", " + counts.joined(separator: ", ")
         text += "; relay cost \(TextTraceRenderer.duration(cost.meanNs)) per forwarded segment"
+        if cost.notTCP > 0 { text += "; \(cost.notTCP) other frames (ARP, neighbour discovery) passed untouched" }
         return text
     }
 }

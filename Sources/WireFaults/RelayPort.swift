@@ -27,6 +27,11 @@ struct RelayPort: @unchecked Sendable {
             _ = try syscall("setsockopt(PACKET_IGNORE_OUTGOING)") {
                 setsockopt(fd, CSocketKit_SOL_PACKET, CSocketKit_PACKET_IGNORE_OUTGOING, &one, socklen_t(MemoryLayout<Int32>.size))
             }
+            // Straight to the driver: a veth's queueing discipline is a drop-all placeholder
+            // until the kernel's link watcher activates it (up to a second after carrier on).
+            _ = try syscall("setsockopt(PACKET_QDISC_BYPASS)") {
+                setsockopt(fd, CSocketKit_SOL_PACKET, CSocketKit_PACKET_QDISC_BYPASS, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
             var address = sockaddr_ll()
             address.sll_family = UInt16(AF_PACKET)
             address.sll_protocol = all.bigEndian

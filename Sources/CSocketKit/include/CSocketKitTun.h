@@ -40,5 +40,7 @@ int CSocketKit_link_delete(const char *name);
 /// PACKET_IGNORE_OUTGOING (Linux 4.20): a packet socket does not see what is sent on its
 /// interface, the relay's own writes included.
 static const int CSocketKit_PACKET_IGNORE_OUTGOING = 23;
+/// PACKET_QDISC_BYPASS (Linux 3.14): a packet socket's frames skip the interface's qdisc.
+static const int CSocketKit_PACKET_QDISC_BYPASS = 20;
 
 #endif

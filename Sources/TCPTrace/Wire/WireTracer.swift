@@ -26,7 +26,8 @@ public struct WireRun: Sendable {
     /// One line: what was captured, what was lost, and where the capture was cut.
     public var summary: String {
         var text = "Wire: \(segments.count) segments captured"
-        text += statistics.drops == 0 ? ", none dropped" : ", \(statistics.drops) DROPPED by the kernel (socket buffer full)"
+        text += statistics.drops == 0 ? (captureNote == nil ? ", none dropped" : ", none missed by the capture")
+            : ", \(statistics.drops) DROPPED by the kernel (socket buffer full)"
         if undecoded > 0 { text += ", \(undecoded) not decoded" }
         if let captureNote { text += "; " + captureNote }
         if let cutReason {
