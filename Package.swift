@@ -4,6 +4,8 @@
 //
 // Layers, each a target, dependencies in one direction only (docs/ARCHITECTURE.md):
 //   CSocketKit → SocketKit (thin wrapper) → TCPTrace (observing) → EchoKit (engines) → executables
+// Every module a target imports is declared here: scripts/check-imports.sh (run by .ci/run)
+// fails otherwise, since SwiftPM would let a transitive module be imported undeclared.
 import PackageDescription
 
 let package = Package(
@@ -21,11 +23,11 @@ let package = Package(
         ),
         .target(name: "SocketKit", dependencies: ["CSocketKit"]),
         .target(name: "TCPTrace", dependencies: ["SocketKit", "CSocketKit"]),
-        // The fault layer (issue 20): a relay between two network namespaces over TUN devices.
+        // The fault layer (issue 20): a user-space relay between network namespaces (veth + AF_PACKET).
         .target(name: "WireFaults", dependencies: ["SocketKit", "TCPTrace", "CSocketKit"]),
-        .target(name: "EchoKit", dependencies: ["SocketKit", "TCPTrace", "WireFaults"]),
-        .executableTarget(name: "EchoServer", dependencies: ["EchoKit"]),
-        .executableTarget(name: "EchoClient", dependencies: ["EchoKit"]),
+        .target(name: "EchoKit", dependencies: ["SocketKit", "TCPTrace", "CSocketKit", "WireFaults"]),
+        .executableTarget(name: "EchoServer", dependencies: ["EchoKit", "SocketKit", "TCPTrace"]),
+        .executableTarget(name: "EchoClient", dependencies: ["EchoKit", "SocketKit", "TCPTrace"]),
         // Shared by both test targets (swift-argument-parser keeps one such helper target).
         .target(name: "TestSupport", dependencies: ["SocketKit", "TCPTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SocketKitTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "CSocketKit", "TestSupport"]),

@@ -9,7 +9,7 @@ let command = "EchoServer"
 let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--host", value: "ADDR", help: "address to listen on: IPv4, IPv6 (::1) or a name (default 127.0.0.1)"),
     OptionSpec("--port", short: "-p", value: "N", help: "port (default 7007; 0 = any free port, shown in the LISTEN line)"),
-] + OptionSpec.traceOptions(verboseHelp: "also trace the bytes received (escaped) and each backpressure pause (syscall events)") + [
+] + OptionSpec.traceOptions(verboseHelp: "also trace each recv, send, shutdown and close, the bytes (escaped) and each backpressure pause") + [
     OptionSpec("--close-wait-warn", value: "SECONDS", help: "warn when a connection sits in CLOSE_WAIT this long (default 5)"),
     OptionSpec("--threads", value: "N", help: "event loops sharing the one listener (default: one per CPU this process may use: affinity mask, cgroup quota)"),
     OptionSpec("--backlog", value: "N", help: "listen(2) backlog (default 1024)"),
@@ -82,8 +82,8 @@ CommandExit.run(command) {
     if trace.format == .off || trace.path != nil {
         SignalSafeOutput.line("\(command): listening on \(address) (\(config.loopSizing))")
     }
-    // The first signal stops gracefully, a second one exits at once (the session's exit handler
-    // still writes the trace out). Signals that arrived during start-up wait in the signalfd
+    // The first signal stops gracefully, a second one stops at once: the loops close their
+    // connections and return, and the trace is written out on this thread as after a drain. Signals that arrived during start-up wait in the signalfd
     // (created first thing above) and are read now, by our own thread.
     let drainSeconds = config.drainTimeoutSeconds
     let traceFormat = trace.format
@@ -103,6 +103,8 @@ CommandExit.run(command) {
             }
         }
         server.stop()
+    } onSecond: { signo in
+        server.abort(signal: signo)
     }
     try withExtendedLifetime(signals) { try server.run() }
     // In JSON mode every line of the trace stream is JSON: the summary is an event there.
@@ -114,5 +116,5 @@ CommandExit.run(command) {
     if trace.format != .json || trace.path != nil {
         SignalSafeOutput.line("\(command): stopped: \(server.stats.snapshot)")
     }
-    return 0
+    return server.abortedBy.map { 128 + $0 } ?? 0
 }

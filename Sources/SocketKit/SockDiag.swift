@@ -49,26 +49,7 @@ public final class SockDiag: @unchecked Sendable {
     ///
     /// The cookie matters: a tuple lookup for a vanished connection can resolve to the
     /// listener on the same local port; the kernel then answers ESTALE, which means "gone".
-    ///
-    /// - Parameter expectingTimeWait: the socket was last seen on its way to TIME_WAIT (our FIN
-    ///   first, no reset). tcp_time_wait() swaps a TIME_WAIT mini-socket into the hash table and
-    ///   then destroys the full socket; a lockless lookup in that window can miss both, or catch
-    ///   the full socket already in CLOSE. Measured against the kernel tracepoint: 4 of 200
-    ///   server-side active closes lost their TIME_WAIT this way while TCPTimeWaitOverflow did
-    ///   not move. Such an answer is confirmed by asking again for ~0.2 ms; others pay nothing.
-    public func lookup(local: SocketAddress, peer: SocketAddress, cookie: UInt64?,
-                       expectingTimeWait: Bool = false) throws -> SockDiagEntry? {
-        var entry = try lookupOnce(local: local, peer: peer, cookie: cookie)
-        var tries = 0
-        while expectingTimeWait, entry == nil || entry?.state == .closed, tries < 5 {
-            tries += 1
-            usleep(UInt32(10 * tries))
-            entry = try lookupOnce(local: local, peer: peer, cookie: cookie)
-        }
-        return entry
-    }
-
-    private func lookupOnce(local: SocketAddress, peer: SocketAddress, cookie: UInt64?) throws -> SockDiagEntry? {
+    public func lookup(local: SocketAddress, peer: SocketAddress, cookie: UInt64?) throws -> SockDiagEntry? {
         var request = makeRequest(family: local.family, states: 0xfff)
         request.id.idiag_sport = local.port.bigEndian
         request.id.idiag_dport = peer.port.bigEndian

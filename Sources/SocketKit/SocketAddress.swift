@@ -137,5 +137,3 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-extension sockaddr_in: @retroactive @unchecked Sendable {}
-extension sockaddr_in6: @retroactive @unchecked Sendable {}

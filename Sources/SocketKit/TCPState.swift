@@ -45,14 +45,6 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
     /// Same as `name`.
     public var description: String { name }
 
-    /// States that normally last microseconds: worth sampling quickly while in them.
-    public var isTransient: Bool {
-        switch self {
-        case .synSent, .synReceived, .finWait1, .closing, .lastAck: return true
-        default: return false
-        }
-    }
-
     /// Inverse of `init(kernel:)` for inet_diag state masks (SYN_RECEIVED → 3).
     public var kernelValue: UInt8? {
         if case .unknown(let n) = self { return n }

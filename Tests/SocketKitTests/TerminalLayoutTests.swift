@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SocketKit
 @testable import TCPTrace
+import EchoKit
 
 /// Text that fits the terminal: widths 80, 120 and 200 through the width override, the full
 /// layout for pipes and files, and the rule that reads the width.

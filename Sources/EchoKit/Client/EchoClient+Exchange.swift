@@ -31,12 +31,12 @@ extension EchoClient {
             let last = lastAfterHalfClose && index == messages.count - 1
             // TCP_CORK holds the last line in the send queue; shutdown() then tacks the FIN onto
             // it and sends both as one segment, so the echo can only come back after our FIN.
-            if last { try socket?.setOption(.cork, true) }
+            if last { try socket?.socket.setOption(.cork, true) }
             try line.withUnsafeBytes { try sendAll($0) }
             result.comparison.noteSent(line)
             if last {
                 try halfClose()
-                try? socket?.setOption(.cork, false)
+                try? socket?.socket.setOption(.cork, false)
                 halfClosed = true
             }
             // Read this message's echo before sending the next.

@@ -31,16 +31,12 @@ extension EchoClient {
             try checkInterrupted()
             // Move what we can without blocking: echo to output, input to the socket.
             var progressed = false
-            let receiveStarted = tracker?.syscallStart()
-            switch try socket.receive(into: outBuffer) {
+            switch try socket.receive(into: outBuffer, finCause: "recv()=0: server sent FIN") {
             case .processed(0):
-                tracker?.syscall("recv(fd \(socket.fd), \(size)) = 0: end of stream", startedAt: receiveStarted)
-                tracker?.notePeerFIN()
-                tracker?.observe(socket, cause: "recv()=0: server sent FIN")
                 if !expectEcho && (inputOpen || pendingStart < pendingEnd) {
                     // A request/response peer answered and closed: the conversation is over.
                     // Our FIN closes our half too; input not sent yet is said, not silently lost.
-                    tracker?.info("the peer closed before the end of the input: \(result.bytesSent) bytes read from input; "
+                    socket.info("the peer closed before the end of the input: \(result.bytesSent) bytes read from input; "
                                   + "\(pendingEnd - pendingStart) not sent")
                     try halfClose()
                 } else if inputOpen || pendingStart < pendingEnd {
@@ -53,9 +49,7 @@ extension EchoClient {
                 close()
                 return result
             case .processed(let n):
-                tracker?.syscall("recv(fd \(socket.fd), \(size)) = \(n)", startedAt: receiveStarted)
                 let chunk = UnsafeRawBufferPointer(rebasing: outBuffer[0..<n])
-                tracker?.data("received", chunk)
                 if expectEcho {
                     try writeAll(output, chunk)
                 } else {
@@ -67,10 +61,7 @@ extension EchoClient {
             case .wouldBlock: break
             }
             if pendingStart < pendingEnd {
-                let sendStarted = tracker?.syscallStart()
                 if case .processed(let n) = try socket.send(UnsafeRawBufferPointer(rebasing: inBuffer[pendingStart..<pendingEnd])) {
-                    tracker?.syscall("send(fd \(socket.fd), \(pendingEnd - pendingStart) bytes) = \(n)", startedAt: sendStarted)
-                    tracker?.data("sent", UnsafeRawBufferPointer(rebasing: inBuffer[pendingStart..<pendingStart + n]))
                     pendingStart += n
                     progressed = true
                 }

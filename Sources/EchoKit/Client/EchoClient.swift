@@ -15,12 +15,13 @@ public struct EchoClientConfiguration: Sendable {
     public init() {}
 }
 
-/// The echo client: connects, sends, reads the echo, half-closes, drains and closes, tracing
-/// its socket's states after each call.
+/// The echo client: connects, sends, reads the echo, half-closes, drains and closes. Its socket
+/// records its own states when tracing is on (`TracedSocket`).
 public final class EchoClient: @unchecked Sendable {
     public let configuration: EchoClientConfiguration
     public let tracer: StateTracer?
-    public private(set) var socket: Socket?
+    public private(set) var socket: TracedSocket?
+    /// The last connection's tracker (kept after close() for the verdict event).
     public private(set) var tracker: SocketTracker?
     public private(set) var peer: SocketAddress?
     let diag: SockDiag?
@@ -52,44 +53,22 @@ public final class EchoClient: @unchecked Sendable {
         throw lastError
     }
 
+    /// C: `socket`, `connect`, `poll(POLLOUT)`, `getsockopt(SO_ERROR)`. A failed connect is
+    /// recorded by the socket; a timeout here.
     public func connect(to address: SocketAddress) throws {
-        let socket = try Socket(family: address.family)
-        let tracker = tracer?.track(initial: .closed, diag: diag)
-        tracker?.attach(local: nil, peer: address, cookie: try? socket.cookie())
+        let socket = TracedSocket(fresh: try Socket(family: address.family), tracer: tracer, diag: diag)
         self.socket = socket
-        self.tracker = tracker
+        tracker = socket.tracker
         peer = address
         do {
-            let started = tracker?.syscallStart()
-            let immediate = try socket.connect(to: address)
-            tracker?.syscall("connect(fd \(socket.fd), \(address)) = " + (immediate ? "0" : "-1 EINPROGRESS: waiting for POLLOUT"),
-                             startedAt: started)
-            tracker?.attach(local: try? socket.localAddress(), peer: nil, cookie: nil)
-            tracker?.observe(socket, cause: "connect() to \(address)")
-            if !immediate {
+            if try !socket.connect(to: address, cause: "connect() to \(address)") {
                 try waitFor(POLLOUT, timeout: configuration.connectTimeoutSeconds, what: "connect(\(address))")
                 try socket.finishConnect(to: address)
-                tracker?.syscall("getsockopt(fd \(socket.fd), SO_ERROR) = 0: connect() completed")
-                tracker?.attach(local: try? socket.localAddress(), peer: nil, cookie: nil)
-                tracker?.observe(socket, cause: "connect() completed (SO_ERROR 0)")
             }
-            try? socket.setOption(.noDelay, true)
-        } catch let error as SystemCallError {
-            if error.errno == ECONNREFUSED || error.errno == ECONNRESET { tracker?.noteReset() }
-            if tracker?.state == .closed { tracker?.infer(.synSent, cause: "connect() sent a SYN") }
-            tracker?.error(error)
-            let reason = error.errno == ECONNREFUSED ? "the peer answered the SYN with RST" : Errno.message(error.errno)
-            tracker?.observe(socket, cause: "\(Errno.name(error.errno)) from connect(): \(reason)")
-            try? socket.close()
-            tracker?.closed(cause: "close() after a failed connect()")
-            self.socket = nil
-            throw error
+            try? socket.socket.setOption(.noDelay, true)
         } catch {
-            tracker?.observe(socket, cause: "connect() gave up: \(error)")
-            tracker?.warning("\(error)")
-            try? socket.close()
-            tracker?.closed(cause: "close() after a connect timeout")
-            self.socket = nil
+            if !(error is SystemCallError) { noteFailure(error) }
+            close(cause: "close() after a failed connect()")
             throw error
         }
     }
@@ -101,7 +80,7 @@ public final class EchoClient: @unchecked Sendable {
         let deadline = timeout.map { MonotonicClock.now() + UInt64($0 * 1e9) }
         while true {
             try checkInterrupted()
-            var waitNs: UInt64? = tracker?.nextSampleDelayNs()
+            var waitNs: UInt64? = socket.nextSampleDelayNs()
             if let deadline {
                 let now = MonotonicClock.now()
                 if now >= deadline {
@@ -121,9 +100,7 @@ public final class EchoClient: @unchecked Sendable {
             }
             try checkInterrupted()
             if count > 0 { return }
-            if let tracker, let state = tracker.state, state.isTransient {
-                tracker.observe(socket, cause: "sampled while in \(state.name)")
-            }
+            socket.sampleIfTransient()
         }
     }
 
@@ -137,81 +114,43 @@ public final class EchoClient: @unchecked Sendable {
         guard let socket else { throw SystemCallError(call: "send", errno: EBADF) }
         var offset = 0
         while offset < bytes.count {
-            let started = tracker?.syscallStart()
             switch try socket.send(UnsafeRawBufferPointer(rebasing: bytes[offset...])) {
-            case .processed(let n):
-                tracker?.syscall("send(fd \(socket.fd), \(bytes.count - offset) bytes) = \(n)", startedAt: started)
-                tracker?.data("sent", UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]))
-                offset += n
-            case .wouldBlock:
-                tracker?.syscall("send(fd \(socket.fd), \(bytes.count - offset) bytes) = -1 EAGAIN: send buffer full", startedAt: started)
-                try waitFor(POLLOUT, timeout: configuration.ioTimeoutSeconds, what: "send")
+            case .processed(let n): offset += n
+            case .wouldBlock: try waitFor(POLLOUT, timeout: configuration.ioTimeoutSeconds, what: "send")
             }
         }
     }
 
-    /// One recv(), waiting for data first. Returns 0 at the peer's FIN (traced).
+    /// One recv(), waiting for data first. Returns 0 at the peer's FIN.
     public func receiveSome(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard let socket else { throw SystemCallError(call: "recv", errno: EBADF) }
         while true {
-            let started = tracker?.syscallStart()
-            switch try socket.receive(into: buffer) {
-            case .processed(let n):
-                tracker?.syscall("recv(fd \(socket.fd), \(buffer.count)) = \(n)" + (n == 0 ? ": end of stream" : ""), startedAt: started)
-                if n == 0 {
-                    tracker?.notePeerFIN()
-                    tracker?.observe(socket, cause: "recv()=0: server sent FIN")
-                } else if let tracker {
-                    tracker.data("received", UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                    // Data arriving while our FIN is in flight often carries the ACK that
-                    // moves FIN_WAIT_1 on: worth one ~1 µs read.
-                    if let state = tracker.state, state != .established {
-                        tracker.observe(socket, cause: "recv() returned \(n) bytes")
-                    }
-                }
-                return n
-            case .wouldBlock:
-                tracker?.syscall("recv(fd \(socket.fd), \(buffer.count)) = -1 EAGAIN: nothing yet", startedAt: started)
-                try waitFor(POLLIN, timeout: configuration.ioTimeoutSeconds, what: "recv")
+            switch try socket.receive(into: buffer, finCause: "recv()=0: server sent FIN") {
+            case .processed(let n): return n
+            case .wouldBlock: try waitFor(POLLIN, timeout: configuration.ioTimeoutSeconds, what: "recv")
             }
         }
     }
 
     /// Half-close: our FIN goes out, the fd stays open to read the rest. C: `shutdown(SHUT_WR)`.
     public func halfClose() throws {
-        guard let socket else { return }
-        // A peer that replies and closes (not an echo server) may have its FIN queued unread:
-        // read the state first, or the close would be inferred as ours (FIN_WAIT_1...) when it
-        // is the passive one (CLOSE_WAIT → LAST_ACK).
-        if tracker?.observe(socket, cause: "read before shutdown(SHUT_WR)") == .closeWait { tracker?.notePeerFIN() }
-        try socket.sendFIN(tracedBy: tracker, cause: "shutdown(SHUT_WR): our FIN sent")
+        try socket?.sendFIN()
     }
 
-    /// Records a failure against the trace, reading the state it left behind.
+    /// Records a failure against the trace, with the state it left behind.
     public func noteFailure(_ error: Error) {
-        guard let tracker else { return }
+        guard let socket else { return }
         if let error = error as? SystemCallError {
-            if error.errno == ECONNRESET || error.errno == EPIPE { tracker.noteReset() }
-            tracker.error(error)
+            socket.failed(error, during: error.call)
         } else {
-            tracker.warning("\(error)")
+            socket.warning("\(error)")
+            socket.sample(cause: "after the failure")
         }
-        if let socket { tracker.observe(socket, cause: "after the failure") }
     }
 
     /// Closes the fd; the follower keeps watching the socket (TIME_WAIT...) via sock_diag.
-    public func close() {
-        guard let socket else { return }
-        tracker?.willSendFIN()
-        let fd = socket.fd
-        let started = tracker?.syscallStart()
-        do {
-            try socket.close()
-            tracker?.syscall("close(fd \(fd)) = 0", startedAt: started)
-        } catch {
-            tracker?.syscall("close(fd \(fd)): \(error)", startedAt: started)
-        }
-        tracker?.closed(cause: "close()")
-        self.socket = nil
+    public func close(cause: String = "close()") {
+        socket?.close(cause: cause)
+        socket = nil
     }
 }

@@ -48,7 +48,7 @@ public enum ClientCommands {
             }
         } catch let error as ClientInterrupted {
             // SIGINT/SIGTERM: a clean close (our FIN, then close()), traced like any other.
-            client.tracker?.info("\(error): closing the connection")
+            client.socket?.info("\(error): closing the connection")
             try? client.halfClose()
             client.close()
             throw error

@@ -1,6 +1,7 @@
 import CSocketKit
 import Glibc
 import SocketKit
+import TCPTrace
 
 /// How many CPUs this process may really use: the affinity mask (`taskset`, cpusets), capped by
 /// the cgroup v2 CPU quota (`cpu.max`, containers), as Go's GOMAXPROCS and the JVM size

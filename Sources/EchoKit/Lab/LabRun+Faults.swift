@@ -6,6 +6,15 @@ import WireFaults
 /// the server's network namespace (a socket stays where it was created, whichever thread uses
 /// it later) and looked up there by sock_diag; the client's stay in this process's namespace.
 extension LabRun {
+    /// Puts the run on `wire`: the server's sockets in its namespace, looked up there.
+    public func use(_ wire: FaultWire) {
+        faults = wire
+        if let diag = wire.serverDiag {
+            orphans.serverDiag = diag
+            server.follower.use(diag)
+        }
+    }
+
     /// Runs `body` where `side`'s sockets live.
     func onSide<T>(_ side: TraceSide, _ body: () throws -> T) throws -> T {
         guard side == .server, let faults else { return try body() }

@@ -3,11 +3,24 @@ import SocketKit
 import TCPTrace
 import WireFaults
 
-/// A socket the lab drives, with the tracker that records its states.
+/// A socket the lab drives: always traced (the lab exists to show the states).
 public struct LabEndpoint {
-    public let socket: Socket
+    public let traced: TracedSocket
+    /// The tracker that records its states (the lab's tracers are always on).
     public let tracker: SocketTracker
+    public var socket: Socket { traced.socket }
     public var state: TCPState? { tracker.state }
+    /// The last TCP_INFO read.
+    public var lastInfo: TCPInfo? { tracker.lastInfo }
+
+    init(_ traced: TracedSocket) throws {
+        guard let tracker = traced.tracker else { throw ScenarioError("the lab's socket is not traced") }
+        self.traced = traced
+        self.tracker = tracker
+    }
+
+    /// A note on this socket's trace: what the program does next, what it saw.
+    public func info(_ text: String) { traced.info(text) }
 }
 
 /// One run of a scenario: both sides' tracers writing into one collector, and the small steps
@@ -24,7 +37,7 @@ public final class LabRun {
     public let wire: WireTracer?
     /// The fault layer (issue 20): the server's sockets in a namespace of their own, joined to
     /// the client's through the relay; nil on the ordinary loopback wire. See LabRun+Faults.
-    public var faults: FaultWire?
+    public internal(set) var faults: FaultWire?
     /// When `finish()` stopped watching (before its cleanup): where a capture ends.
     public private(set) var stoppedWatchingNs: UInt64?
     /// Live progress for long scenarios (time-wait); nil when nobody watches.
@@ -38,7 +51,7 @@ public final class LabRun {
     /// adds FIN_WAIT_2: its client waits there for tcp_fin_timeout).
     public var restingStates: Set<TCPState> = [.timeWait]
     /// Sockets whose fd is closed, followed through sock_diag on this thread until gone.
-    private var orphans: [SocketTracker] = []
+    let orphans: ClosedSockets
     public let loopback = SocketAddress(numericHost: "127.0.0.1", port: 0)!
     /// Seconds to wait for one step: segments take up to ~100 ms each in slow motion.
     public var stepTimeout: Double { slowMotion ? 8 : 3 }
@@ -50,6 +63,7 @@ public final class LabRun {
         self.slowMotion = slowMotion
         self.progress = progress
         diag = try? SockDiag()
+        orphans = ClosedSockets(diag: diag)
         if slowMotion { SlowMotion.drainBucket() }
     }
 
@@ -59,12 +73,8 @@ public final class LabRun {
     public func listener(backlog: Int32 = 16) throws -> LabEndpoint {
         let socket = try onSide(.server) { try Socket.listening(on: serverHost, backlog: backlog) }
         if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
-        let tracker = server.track(initial: .closed, conn: 0, diag: diag(for: .server))
-        trackers.append(tracker)
-        tracker.attach(local: try socket.localAddress(), peer: nil, cookie: try? socket.cookie())
-        tracker.observe(socket, cause: "listen(backlog \(backlog))")
         keep(socket)
-        return LabEndpoint(socket: socket, tracker: tracker)
+        return try endpoint(TracedSocket(listening: socket, tracer: server, conn: 0, backlog: backlog, diag: diag(for: .server)))
     }
 
     /// A fresh socket on `tracer`'s side, optionally bound (for simultaneous open).
@@ -76,41 +86,28 @@ public final class LabRun {
             try socket.bind(to: address)
             if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
         }
-        let tracker = (side == .client ? client : server).track(initial: .closed, conn: conn, diag: diag(for: side))
-        trackers.append(tracker)
-        tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
-        return LabEndpoint(socket: socket, tracker: tracker)
+        return try endpoint(TracedSocket(fresh: socket, tracer: side == .client ? client : server, conn: conn, diag: diag(for: side)))
+    }
+
+    private func endpoint(_ traced: TracedSocket) throws -> LabEndpoint {
+        let endpoint = try LabEndpoint(traced)
+        trackers.append(endpoint.tracker)
+        return endpoint
     }
 
     /// Starts a non-blocking connect() and reads the state right after it. A connect that
-    /// fails at once (ECONNREFUSED on loopback) is recorded and rethrown.
+    /// fails at once (ECONNREFUSED on loopback) is recorded by the socket and rethrown.
     public func startConnect(_ endpoint: LabEndpoint, to address: SocketAddress) throws {
-        endpoint.tracker.info("connect(\(address)) sends a SYN")
+        endpoint.info("connect(\(address)) sends a SYN")
         wire?.watch(port: address.port)
-        do {
-            try endpoint.socket.connect(to: address)
-        } catch let error as SystemCallError {
-            endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
-            failed(endpoint, error, when: "at once", duringConnect: true)
-            throw error
-        }
-        endpoint.tracker.attach(local: try? endpoint.socket.localAddress(), peer: address, cookie: nil)
-        endpoint.tracker.observe(endpoint.socket, cause: "right after connect()")
+        try endpoint.traced.connect(to: address)
     }
 
     /// Records a failed call: the errno, a reset in the context, and the state it left. The
     /// error names its call once (`recv: Connection reset by peer (ECONNRESET)`); `when` adds
     /// the moment (`at once`) without naming the call again.
-    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, when: String? = nil, duringConnect: Bool = false) {
-        if [ECONNRESET, ECONNREFUSED, EPIPE].contains(error.errno) { endpoint.tracker.noteReset() }
-        endpoint.tracker.error(error, cause: "\(error)" + (when.map { ", \($0)" } ?? ""))
-        let tracker = endpoint.tracker
-        let anyState = collector.events.contains { $0.kind == .state && $0.side == tracker.tracer.side && $0.conn == tracker.conn }
-        if duringConnect, tracker.state == .closed, !anyState {
-            // connect() failed before any sample: the SYN went out, so SYN_SENT was crossed.
-            endpoint.tracker.infer(.synSent, cause: "connect() sent a SYN before it failed")
-        }
-        endpoint.tracker.observe(endpoint.socket, cause: "after \(Errno.name(error.errno)) from \(error.call)()")
+    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, when: String? = nil) {
+        endpoint.traced.failed(error, during: "\(error.call)()", detail: when.map { ", \($0)" } ?? "")
     }
 
     /// Waits until `endpoint`'s connect completes (ESTABLISHED) and checks SO_ERROR.
@@ -119,14 +116,8 @@ public final class LabRun {
         let done = watch([endpoint] + others, timeout: timeout ?? stepTimeout, cause: "sampling while connect() is in progress") {
             endpoint.state == .established || Self.connectFinished(endpoint.socket)
         }
-        do {
-            try endpoint.socket.finishConnect(to: address)
-        } catch let error as SystemCallError {
-            failed(endpoint, error, when: "when it completed", duringConnect: true)
-            throw error
-        }
+        try endpoint.traced.finishConnect(to: address)
         guard done else { throw ScenarioError("connect() to \(address) did not complete in time") }
-        endpoint.tracker.attach(endpoint.socket)
     }
 
     /// poll(POLLOUT) with no wait: a non-blocking connect has finished, well or not. (Reading
@@ -141,30 +132,28 @@ public final class LabRun {
     /// created by the listener, so its tracker starts in LISTEN and the first read
     /// (ESTABLISHED) implies the SYN_RECEIVED the server never sees.
     public func accept(_ listener: LabEndpoint, conn: Int, others: [LabEndpoint] = []) throws -> LabEndpoint {
-        var accepted: Socket?
+        var accepted: TracedSocket?
         _ = watch(others, timeout: stepTimeout, cause: "sampling while the server waits in accept()") {
-            if case .processed(let socket)? = try? listener.socket.accept() { accepted = socket }
+            if let socket = try? listener.traced.accept(tracer: server, conn: conn, diag: diag(for: .server)) {
+                accepted = socket
+            }
             return accepted != nil
         }
-        guard let socket = accepted else { throw ScenarioError("accept() found no connection in time") }
-        keep(socket)
-        let tracker = server.track(initial: .listen, conn: conn, diag: diag(for: .server))
-        trackers.append(tracker)
-        tracker.attach(socket)
-        tracker.observe(socket, cause: "accept() returned the connection")
-        return LabEndpoint(socket: socket, tracker: tracker)
+        guard let accepted else { throw ScenarioError("accept() found no connection in time") }
+        keep(accepted.socket)
+        return try endpoint(accepted)
     }
 
     // MARK: Data
 
     public func send(_ endpoint: LabEndpoint, _ text: String) throws {
         var bytes = Array(text.utf8)
-        let sent = try bytes.withUnsafeMutableBytes { try endpoint.socket.send(UnsafeRawBufferPointer($0)) }
+        let sent = try bytes.withUnsafeMutableBytes { try endpoint.traced.send(UnsafeRawBufferPointer($0)) }
         guard case .processed(let count) = sent, count == bytes.count else {
             throw ScenarioError("send() of \(bytes.count) bytes did not complete at once")
         }
-        endpoint.tracker.info("send(\(bytes.count) bytes)")
-        endpoint.tracker.observe(endpoint.socket, cause: "after send()")
+        endpoint.info("send(\(bytes.count) bytes)")
+        endpoint.traced.sample(cause: "after send()")
         bytes.removeAll()
     }
 
@@ -183,19 +172,18 @@ public final class LabRun {
         var buffer = [UInt8](repeating: 0, count: 4096)
         _ = watch([endpoint] + others, timeout: timeout ?? stepTimeout, cause: "sampling while waiting for data") {
             do {
-                let outcome = try buffer.withUnsafeMutableBytes { try endpoint.socket.receive(into: $0) }
+                let outcome = try buffer.withUnsafeMutableBytes {
+                    try endpoint.traced.receive(into: $0, finCause: "recv() returned 0: peer sent FIN")
+                }
                 guard case .processed(let n) = outcome else { return false }
+                // One note per recv(), dated at it: a later recv() = 0 (the peer's FIN) must
+                // come after the data it followed, not before a summary written at the end.
+                endpoint.info(n == 0 ? "recv() = 0: the peer's FIN arrived" : "recv() got \(n) bytes")
                 if n == 0 {
                     result.endOfStream = true
-                    endpoint.tracker.notePeerFIN()
-                    endpoint.tracker.info("recv() = 0: the peer's FIN arrived")
-                    endpoint.tracker.observe(endpoint.socket, cause: "recv() returned 0: peer sent FIN")
                     return true
                 }
                 result.bytes += buffer[0..<n]
-                // One note per recv(), dated at it: a later recv() = 0 (the peer's FIN) must
-                // come after the data it followed, not before a summary written at the end.
-                endpoint.tracker.info("recv() got \(n) bytes")
                 return result.bytes.count >= count
             } catch let error as SystemCallError {
                 result.error = error
@@ -211,56 +199,16 @@ public final class LabRun {
     // MARK: Closing
 
     public func shutdownWrite(_ endpoint: LabEndpoint) throws {
-        notePendingFIN(endpoint)
-        endpoint.tracker.info("shutdown(SHUT_WR) sends a FIN")
-        try endpoint.socket.sendFIN(tracedBy: endpoint.tracker, cause: "after shutdown(SHUT_WR)")
+        endpoint.info("shutdown(SHUT_WR) sends a FIN")
+        try endpoint.traced.sendFIN(cause: "after shutdown(SHUT_WR)")
     }
 
-    /// Reads the state just before our FIN: if the peer's FIN is already in (CLOSE_WAIT), the
-    /// peer closed first, whatever order the program's calls suggest.
-    private func notePendingFIN(_ endpoint: LabEndpoint) {
-        if endpoint.tracker.observe(endpoint.socket, cause: "just before our FIN") == .closeWait {
-            endpoint.tracker.notePeerFIN()
-        }
-        endpoint.tracker.willSendFIN()
-    }
-
-    /// close(): from here only sock_diag sees the socket; the tracer's follower watches it.
+    /// close(): from here only sock_diag sees the socket; the lab follows it on this thread.
     public func close(_ endpoint: LabEndpoint, abortive: Bool = false) throws {
-        if abortive {
-            try endpoint.socket.setAbortiveClose()
-            endpoint.tracker.noteReset()
-        }
-        notePendingFIN(endpoint)
-        try endpoint.socket.close()
-        endpoint.tracker.info(abortive ? "close() with SO_LINGER {1, 0} sends a RST" : "close()")
-        endpoint.tracker.closed(cause: abortive ? "close() with SO_LINGER {1, 0}" : "close()", follow: false)
-        if endpoint.tracker.state != .closed {
-            orphans.append(endpoint.tracker)
-            followOrphans(cause: "sock_diag lookup right after close()")
-        }
-    }
-
-    /// One sock_diag lookup per closed socket (~5 µs each); drops those that are gone.
-    func followOrphans(cause: String) {
-        guard !orphans.isEmpty else { return }
-        orphans.removeAll { tracker in
-            guard let local = tracker.local, let peer = tracker.peer else { return true }
-            guard let diag = diag(for: tracker.tracer.side) else { return false }
-            let entry: SockDiagEntry?
-            do {
-                entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie,
-                                        expectingTimeWait: tracker.expectsTimeWait)
-            } catch {
-                return false   // a failed lookup says nothing about the socket: ask again next sample
-            }
-            guard let entry else {
-                tracker.followed(nil, cause: "gone from the kernel's socket table (\(cause))")
-                return true
-            }
-            tracker.followed(entry, cause: cause)
-            return false
-        }
+        if abortive { try endpoint.traced.setAbortiveClose() }
+        endpoint.traced.close(cause: abortive ? "close() with SO_LINGER {1, 0}" : "close()", follow: false)
+        endpoint.info(abortive ? "close() with SO_LINGER {1, 0} sends a RST" : "close()")
+        orphans.add(endpoint.traced, cause: "sock_diag lookup right after close()")
     }
 
     // MARK: Watching
@@ -273,11 +221,8 @@ public final class LabRun {
         let start = MonotonicClock.now()
         let deadline = start + UInt64(timeout * 1e9)
         while true {
-            for endpoint in endpoints where endpoint.socket.isOpen {
-                endpoint.tracker.observe(endpoint.socket, cause: cause)
-                endpoint.tracker.checkCloseWait()
-            }
-            followOrphans(cause: "sock_diag sample")
+            for endpoint in endpoints { endpoint.traced.sample(cause: cause) }
+            orphans.sample(cause: "sock_diag sample")
             if done() { return true }
             let now = MonotonicClock.now()
             if now >= deadline { return false }
@@ -297,7 +242,7 @@ public final class LabRun {
     /// minute), or `timeout` passes.
     public func settle(timeout: Double? = nil) {
         watch([], timeout: timeout ?? stepTimeout, cause: "sock_diag sample") {
-            orphans.allSatisfy { restingStates.contains($0.state ?? .closed) }
+            orphans.allRest(in: restingStates)
         }
     }
 
@@ -308,22 +253,14 @@ public final class LabRun {
     }
 
     /// Whether `tracker`'s closed socket is still followed.
-    public func isFollowing(_ tracker: SocketTracker) -> Bool { orphans.contains { $0 === tracker } }
+    public func isFollowing(_ tracker: SocketTracker) -> Bool { orphans.contains(tracker) }
 
     /// Stops tracing and cuts the capture (the scenario's observation ends here), then resets
     /// every socket still open so no run leaves TIME_WAITs or orphans behind for the next one:
     /// those RSTs are the lab's cleanup, not part of the scenario, and are not shown.
     public func finish() {
         settle()
-        for tracker in orphans {
-            var event = tracker.makeEvent(.info, cause: "still \(tracker.state?.name ?? "?") in the kernel when the lab stopped watching")
-            event.from = tracker.state
-            if let diag = diag(for: tracker.tracer.side), let local = tracker.local, let peer = tracker.peer, tracker.state == .timeWait {
-                event.timerMs = (try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie))??.expiresMs
-            }
-            tracker.sink.emit(event)
-        }
-        orphans.removeAll()
+        orphans.finish("when the lab stopped watching")
         client.follower.finish()
         server.follower.finish()
         stoppedWatchingNs = MonotonicClock.now()

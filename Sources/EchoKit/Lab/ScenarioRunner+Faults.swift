@@ -21,8 +21,7 @@ extension ScenarioRunner {
             do { wire = try FaultWire(rules: rules) } catch { failure = "fault wire: \(error)" }
         }
         let lab = LabRun(slowMotion: false, progress: progress)
-        lab.faults = wire
-        if let diag = wire?.serverDiag { lab.server.follower.use(diag) }
+        if let wire { lab.use(wire) }
         if failure == nil {
             do { try scenario.run(lab) } catch { failure = "\(error)" }
         }

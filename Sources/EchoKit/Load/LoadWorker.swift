@@ -60,8 +60,15 @@ final class LoadWorker {
         while active > 0 {
             let now = MonotonicClock.now()
             if now >= hardDeadline { break }
-            _ = try? epoll.wait(timeoutMillis: 20) { token, events in
-                handle(connections[Int(token)], token: Int(token), events: EpollEvents(rawValue: events.rawValue))
+            do {
+                _ = try epoll.wait(timeoutMillis: 20) { token, events in
+                    handle(connections[Int(token)], token: Int(token), events: EpollEvents(rawValue: events.rawValue))
+                }
+            } catch {
+                // epoll_wait fails only on a bad descriptor or argument: nothing more can be
+                // measured; the connections still owed echo bytes are reported below.
+                note("\(error)")
+                break
             }
             let after = MonotonicClock.now()
             if after >= nextScan {
@@ -157,11 +164,16 @@ final class LoadWorker {
         }
     }
 
+    /// A failed epoll_ctl(MOD) would stall the connection unseen: it fails, counted and named.
     private func setWriteInterest(_ connection: LoadConnection, _ wanted: Bool, token: Int) {
         guard wanted != connection.wantsWrite, let socket = connection.socket else { return }
         connection.wantsWrite = wanted
-        try? epoll.modify(socket.fd, events: wanted ? [.readable, .readHangup, .writable] : [.readable, .readHangup],
-                          token: UInt64(token))
+        do {
+            try epoll.modify(socket.fd, events: wanted ? [.readable, .readHangup, .writable] : [.readable, .readHangup],
+                             token: UInt64(token))
+        } catch {
+            fail(connection, timeout: false, "\(error)")
+        }
     }
 
     // MARK: Events

@@ -1,14 +1,13 @@
 import SocketKit
 import TCPTrace
 
-/// One accepted connection inside an `EchoEventLoop`: its socket, tracker and the echo bytes
-/// the peer has not taken yet.
+/// One accepted connection inside an `EchoEventLoop`: its socket (traced or not) and the echo
+/// bytes the peer has not taken yet.
 ///
 /// Touched only by its loop's thread, so its mutable fields skip Swift's dynamic exclusivity
 /// checks (see `EchoEventLoop`).
 final class EchoConnection: @unchecked Sendable {
-    let socket: Socket
-    let tracker: SocketTracker?
+    let socket: TracedSocket
     let slot: Int
     /// Echo bytes received but not yet sent back (the peer is slow to read). Allocated only
     /// when a send falls short, so idle connections cost no buffer.
@@ -25,9 +24,8 @@ final class EchoConnection: @unchecked Sendable {
     @exclusivity(unchecked) var bytesAfterPeerFIN: UInt64 = 0
     @exclusivity(unchecked) var nextSampleNs: UInt64?
 
-    init(socket: Socket, tracker: SocketTracker?, slot: Int, now: UInt64) {
+    init(socket: TracedSocket, slot: Int, now: UInt64) {
         self.socket = socket
-        self.tracker = tracker
         self.slot = slot
         lastActivityNs = now
     }

@@ -63,12 +63,9 @@ final class EchoEventLoop: @unchecked Sendable {
         try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
         try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
         listener.join()
-        if let tracer, tracesListener {
-            let socket = listener.socket
-            let tracker = tracer.track(initial: .closed, diag: diag, mailbox: kernelMailbox)
-            tracker.attach(local: try? socket.localAddress(), peer: nil, cookie: try? socket.cookie())
-            tracker.observe(socket, cause: "listen(backlog \(config.backlog))")
-            listener.setTracker(tracker)
+        if tracesListener, let traced = TracedSocket(listening: listener.socket, tracer: tracer, backlog: config.backlog,
+                                                      diag: diag, mailbox: kernelMailbox).tracker {
+            listener.setTracker(traced)
         }
     }
 
@@ -102,6 +99,10 @@ final class EchoEventLoop: @unchecked Sendable {
             }
             runTimers(now: MonotonicClock.now())
             if control.stopRequested && drainDeadline == nil { beginDrain() }
+            if control.abortRequested {
+                closeAll(cause: "second signal: closed by the server")
+                break
+            }
             // Before the next sleep: trace lines must not wait for the next connection. Only a
             // request: the writer thread does the write(2), never the echo path.
             tracer?.sink.requestFlush()
@@ -180,30 +181,25 @@ final class EchoEventLoop: @unchecked Sendable {
         var registered = false
         defer { if !registered { handoff.assigned.subtract(1, ordering: .relaxed) } }
         let now = MonotonicClock.now()
-        let tracker = tracer?.track(initial: .listen, diag: diag, mailbox: kernelMailbox)
-        if let tracker {
-            tracker.attach(socket)
-            tracker.infer(.synReceived, cause: "SYN arrived on the listener; the kernel finished the handshake before accept() returned")
-            tracker.observe(socket, cause: "accept()")
-        }
+        let socket = TracedSocket(accepted: socket, tracer: tracer, diag: diag, mailbox: kernelMailbox)
         if stats.open.load(ordering: .relaxed) >= config.maxConnections || drainDeadline != nil {
             stats.refused.add(1, ordering: .relaxed)
-            tracker?.warning(drainDeadline != nil ? "server is shutting down: closing the new connection"
-                             : "connection limit \(config.maxConnections) reached: closing the new connection")
-            closeSocket(socket, tracker: tracker, cause: "close() over the connection limit")
+            socket.warning(drainDeadline != nil ? "server is shutting down: closing the new connection"
+                           : "connection limit \(config.maxConnections) reached: closing the new connection")
+            socket.close(cause: "close() over the connection limit")
             return
         }
-        try? socket.setOption(.noDelay, true)
+        try? socket.socket.setOption(.noDelay, true)
         let slot = freeSlots.popLast() ?? { slots.append(nil); return slots.count - 1 }()
-        let connection = EchoConnection(socket: socket, tracker: tracker, slot: slot, now: now)
+        let connection = EchoConnection(socket: socket, slot: slot, now: now)
         do {
             try epoll.add(socket.fd, events: [.readable, .readHangup], token: UInt64(slot + 2))
-        } catch let error as SystemCallError {
-            tracker?.error(error)
+        } catch {
+            socket.failed(error as? SystemCallError, during: "epoll_ctl(ADD)")
             freeSlots.append(slot)
-            closeSocket(socket, tracker: tracker, cause: "close() after epoll_ctl failed")
+            socket.close(cause: "close() after epoll_ctl failed")
             return
-        } catch { return }
+        }
         slots[slot] = connection
         registered = true
         stats.accepted.add(1, ordering: .relaxed)
@@ -246,15 +242,13 @@ final class EchoEventLoop: @unchecked Sendable {
                 peerFinished(connection)
                 return
             }
-            let bytes = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
-            connection.tracker?.data("received", bytes)
-            echo(connection, bytes)
+            echo(connection, UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
             guard slots[connection.slot] != nil else { return }
             if connection.pendingCount >= config.pendingLimit {
                 // Backpressure: the peer is not reading its echo. Stop reading from it until
                 // the queue drains, so memory stays bounded by pendingLimit per connection.
                 connection.readPaused = true
-                connection.tracker?.syscall("backpressure: \(connection.pendingCount) bytes queued, pausing reads")
+                connection.socket.verboseNote("backpressure: \(connection.pendingCount) bytes queued, pausing reads")
                 updateInterest(connection)
                 return
             }
@@ -311,61 +305,55 @@ final class EchoEventLoop: @unchecked Sendable {
         unreportedBytes &+= UInt64(count)
     }
 
-    private func updateInterest(_ connection: EchoConnection) {
+    /// Watches for what the connection needs next. A failed epoll_ctl(MOD) would leave it
+    /// without EPOLLOUT and its echo stalled for ever: the connection is closed, the error
+    /// traced. Returns false then.
+    @discardableResult
+    private func updateInterest(_ connection: EchoConnection) -> Bool {
         var events: EpollEvents = []
         if !connection.peerClosed && !connection.readPaused { events.insert([.readable, .readHangup]) }
         if connection.pendingCount > 0 { events.insert(.writable) }
-        let wantsWrite = events.contains(.writable)
-        try? epoll.modify(connection.socket.fd, events: events, token: UInt64(connection.slot + 2))
-        connection.wantsWrite = wantsWrite
+        do {
+            try epoll.modify(connection.socket.fd, events: events, token: UInt64(connection.slot + 2))
+        } catch {
+            fail(connection, error: error as? SystemCallError, cause: "epoll_ctl(MOD)")
+            return false
+        }
+        connection.wantsWrite = events.contains(.writable)
+        return true
     }
 
     /// recv() returned 0: the peer's FIN. Echo what is still queued, then close our side.
     private func peerFinished(_ connection: EchoConnection) {
         connection.peerClosed = true
-        if let tracker = connection.tracker {
-            tracker.notePeerFIN()
-            tracker.observe(connection.socket, cause: "recv()=0: peer sent FIN")
-            schedule(connection, now: MonotonicClock.now())
-        }
-        updateInterest(connection)
+        schedule(connection, now: MonotonicClock.now())
+        guard updateInterest(connection) else { return }
         if connection.pendingCount == 0 && !config.withholdClose {
             finish(connection, cause: "shutdown(SHUT_WR): peer closed, nothing left to echo")
         } else if connection.pendingCount > 0 {
-            connection.tracker?.info("peer sent FIN with \(connection.pendingCount) echo bytes still queued: sending them first (half-close)")
+            connection.socket.info("peer sent FIN with \(connection.pendingCount) echo bytes still queued: sending them first (half-close)")
         }
     }
 
     /// Our side is done: FIN via shutdown(SHUT_WR) (the fd stays, so the state can be read
     /// once more: LAST_ACK or already CLOSED), then close().
     private func finish(_ connection: EchoConnection, cause: String) {
-        let tracker = connection.tracker
         if !connection.shutDown {
             connection.shutDown = true
             var text = cause
             if connection.bytesAfterPeerFIN > 0 { text += " (\(connection.bytesAfterPeerFIN) bytes echoed after the peer's FIN)" }
             // A failed shutdown (the peer reset meanwhile) needs no handling: close() follows.
-            try? connection.socket.sendFIN(tracedBy: tracker, cause: text)
+            try? connection.socket.sendFIN(cause: text)
         }
         release(connection, cause: "close()")
     }
 
+    /// A failed call, EPOLLERR or EPOLLHUP (`error` nil: the pending SO_ERROR): traced, closed.
     private func fail(_ connection: EchoConnection, error: SystemCallError?, cause: String) {
-        var error = error
-        if error == nil, let code = try? connection.socket.getOption(.error), code != 0 {
-            error = SystemCallError(call: cause, errno: code)
-        }
         stats.errors.add(1, ordering: .relaxed)
-        if let tracker = connection.tracker {
-            if let error {
-                if error.errno == ECONNRESET || error.errno == EPIPE { tracker.noteReset() }
-                let lost = connection.pendingCount
-                tracker.error(error, cause: "\(error)" + (lost > 0 ? "; \(lost) echo bytes could not be delivered" : ""))
-            } else {
-                tracker.warning("\(cause) without a pending socket error")
-            }
-            tracker.observe(connection.socket, cause: error.map { "\(Errno.name($0.errno)) from \(cause)" } ?? cause)
-        }
+        let lost = connection.pendingCount
+        let error = connection.socket.failed(error, during: cause,
+                                             detail: lost > 0 ? "; \(lost) echo bytes could not be delivered" : "")
         release(connection, cause: "close() after \(error.map { Errno.name($0.errno) } ?? cause)")
     }
 
@@ -376,23 +364,16 @@ final class EchoEventLoop: @unchecked Sendable {
         timed.remove(connection.slot)
         stats.open.subtract(1, ordering: .relaxed)
         stats.closed.add(1, ordering: .relaxed)
-        closeSocket(connection.socket, tracker: connection.tracker, cause: cause)
-    }
-
-    private func closeSocket(_ socket: Socket, tracker: SocketTracker?, cause: String) {
-        epoll.remove(socket.fd)
-        try? socket.close()
-        tracker?.closed(cause: cause)
+        epoll.remove(connection.socket.fd)
+        connection.socket.close(cause: cause)
     }
 
     // MARK: Timers
 
     /// Connections in a transient state or in CLOSE_WAIT get a deadline on the timer list.
     private func schedule(_ connection: EchoConnection, now: UInt64) {
-        guard let tracker = connection.tracker else { return }
-        var deadline: UInt64?
-        if let delay = tracker.nextSampleDelayNs() { deadline = now + delay }
-        if let warn = tracker.closeWaitDeadline { deadline = min(deadline ?? warn, warn) }
+        guard connection.socket.isTraced else { return }
+        let deadline = connection.socket.nextCheck(now: now)
         connection.nextSampleNs = deadline
         if deadline != nil { timed.insert(connection.slot) } else { timed.remove(connection.slot) }
     }
@@ -400,15 +381,21 @@ final class EchoEventLoop: @unchecked Sendable {
     private func runTimers(now: UInt64) {
         if let until = acceptPausedUntil, now >= until, let listener {
             acceptPausedUntil = nil
-            try? epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
+            do {
+                try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
+            } catch {
+                // Not watching the listener would stop this loop accepting, silently: try again.
+                stats.errors.add(1, ordering: .relaxed)
+                let text = "\(error): the listener is not watched after the pause; retrying in 100 ms"
+                listener.withTracker { $0.warning(text) }
+                SignalSafeOutput.line("EchoServer: " + text)
+                acceptPausedUntil = now + 100_000_000
+            }
         }
         for slot in timed {
             guard let connection = slots[slot], let due = connection.nextSampleNs, now >= due else { continue }
-            if let tracker = connection.tracker {
-                tracker.observe(connection.socket, cause: "sampled while in \(tracker.state?.name ?? "?")")
-                let detail = connection.pendingCount > 0 ? "\(connection.pendingCount) echo bytes still queued for a peer that is not reading" : nil
-                tracker.checkCloseWait(now: now, detail: detail)
-            }
+            let detail = connection.pendingCount > 0 ? "\(connection.pendingCount) echo bytes still queued for a peer that is not reading" : nil
+            connection.socket.sample(cause: "sampled while in \(connection.socket.state?.name ?? "?")", now: now, closeWaitDetail: detail)
             schedule(connection, now: now)
         }
         if let idle = config.idleTimeoutSeconds, now >= nextIdleScan {
@@ -416,7 +403,7 @@ final class EchoEventLoop: @unchecked Sendable {
             nextIdleScan = now + min(1_000_000_000, max(limit / 4, 1_000_000))
             for case let connection? in slots where now - connection.lastActivityNs >= limit {
                 stats.idleClosed.add(1, ordering: .relaxed)
-                connection.tracker?.warning("idle for \(TextTraceRenderer.duration(now - connection.lastActivityNs)): closing (--idle-timeout)")
+                connection.socket.warning("idle for \(TextTraceRenderer.duration(now - connection.lastActivityNs)): closing (--idle-timeout)")
                 connection.peerClosed = true
                 finish(connection, cause: "shutdown(SHUT_WR): idle timeout")
             }
@@ -451,7 +438,7 @@ final class EchoEventLoop: @unchecked Sendable {
     private func closeAll(cause: String) {
         for case let connection? in slots {
             connection.peerClosed = true
-            connection.tracker?.warning(cause)
+            connection.socket.warning(cause)
             finish(connection, cause: "shutdown(SHUT_WR): \(cause)")
         }
     }

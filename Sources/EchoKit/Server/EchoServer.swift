@@ -10,8 +10,16 @@ public final class EchoServer: @unchecked Sendable {
     /// Flags the loops poll once per wakeup.
     final class Control: Sendable {
         private let stop = Atomic<Bool>(false)
+        /// The signal that asked to stop now (0: none).
+        private let abortSignal = Atomic<Int32>(0)
         var stopRequested: Bool { stop.load(ordering: .relaxed) }
         func requestStop() { stop.store(true, ordering: .relaxed) }
+        var abortRequested: Bool { abortSignal.load(ordering: .relaxed) != 0 }
+        var abortedBy: Int32? { let signo = abortSignal.load(ordering: .relaxed); return signo == 0 ? nil : signo }
+        func requestAbort(signal: Int32) {
+            abortSignal.store(signal, ordering: .relaxed)
+            stop.store(true, ordering: .relaxed)
+        }
     }
 
     public let configuration: EchoServerConfiguration
@@ -70,6 +78,16 @@ public final class EchoServer: @unchecked Sendable {
         if loops.isEmpty { try bind() }
         return try ThreadHandle { [self] in try? run() }
     }
+
+    /// Stop now (a second signal): every loop closes its connections at once and returns, so
+    /// `run()` returns and the program exits through its one exit path. Safe from any thread.
+    public func abort(signal: Int32) {
+        control.requestAbort(signal: signal)
+        for loop in loops { loop.wakeup.wake() }
+    }
+
+    /// The signal passed to `abort`, once the run was cut short by it.
+    public var abortedBy: Int32? { control.abortedBy }
 
     /// Graceful stop: stop accepting, let connections finish up to the drain timeout.
     /// Safe from any thread (not from a signal handler: use a dispatch signal source).

@@ -2,10 +2,14 @@ import CSocketKit
 import Glibc
 import SocketKit
 import Synchronization
+import TCPTrace
 
 /// SIGINT/SIGTERM owned by the program: blocked and routed to a signalfd at start-up, read by
 /// a thread of our own (never a signal handler, never libdispatch). The first calls `onFirst`
-/// (a graceful stop); a second one exits at once with 128 + signo.
+/// (a graceful stop); the second calls `onSecond` (stop now: the program's own thread ends the
+/// run and exits through its one exit path, with 128 + signo), or, for a program without
+/// threads of its own to stop, exits with 128 + signo. A third one, should that stop hang (a
+/// trace reader that stopped reading), leaves with `_exit`, running no exit handler.
 ///
 /// Why not a dispatch signal source: libdispatch blocks the signal at once but registers its
 /// descriptor later, lazily, on its manager thread. A server already out of descriptors (under
@@ -41,7 +45,8 @@ public final class TerminationSignals: @unchecked Sendable {
 
     /// Starts the reader thread. Signals that arrived since `init` are queued in the signalfd
     /// and delivered now, none lost. C: `pthread_create`.
-    public func start(onFirst: @escaping @Sendable (Int32) -> Void) throws {
+    public func start(onFirst: @escaping @Sendable (Int32) -> Void,
+                      onSecond: (@Sendable (Int32) -> Void)? = nil) throws {
         precondition(reader == nil, "TerminationSignals.start called twice")
         reader = try ThreadHandle { [self] in
             while true {
@@ -53,11 +58,19 @@ public final class TerminationSignals: @unchecked Sendable {
                     SignalSafeOutput.line("\(command): read(signalfd): \(Errno.message(errno)); exiting")
                     exit(71)
                 }
-                if count.wrappingAdd(1, ordering: .relaxed).newValue > 1 {
+                switch count.wrappingAdd(1, ordering: .relaxed).newValue {
+                case 1:
+                    onFirst(signo)
+                case 2:
                     SignalSafeOutput.line("\(command): second signal, exiting now")
-                    exit(128 + signo)
+                    // exit() here would run the exit handlers (trace flush, locks) on this thread
+                    // while the program's threads still run: the program stops them instead.
+                    guard let onSecond else { exit(128 + signo) }
+                    onSecond(signo)
+                default:
+                    SignalSafeOutput.line("\(command): signal \(signo) again: exiting without writing the rest of the trace")
+                    _exit(128 + signo)
                 }
-                onFirst(signo)
             }
         }
     }

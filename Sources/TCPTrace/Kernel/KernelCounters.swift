@@ -29,7 +29,7 @@ public enum KernelCounters {
 
     /// TIME_WAIT sockets in this network namespace (inet_diag dump, IPv4 + IPv6) and the limit.
     /// When `used` nears `limit`, new connections get no TIME_WAIT at all.
-    public static func timeWaitTableUsage() -> (used: Int, limit: Int)? {
+    package static func timeWaitTableUsage() -> (used: Int, limit: Int)? {
         guard let limit = maxTimeWaitBuckets(), let diag = try? SockDiag() else { return nil }
         var used = 0
         for family in [AF_INET, AF_INET6] {
@@ -44,16 +44,16 @@ public enum KernelCounters {
     /// refuses a TIME_WAIT only once the table holds `tcp_max_tw_buckets` entries, and sizes that
     /// limit from RAM (4096 on a small VM, 131072 with 8 GiB+), so the margin is a tenth of
     /// this machine's own limit (at least 256, the most one test creates), not a fixed number.
-    public static func timeWaitTableNearlyFull(margin: Int? = nil) -> Bool {
+    package static func timeWaitTableNearlyFull(margin: Int? = nil) -> Bool {
         guard let usage = timeWaitTableUsage() else { return false }
         return usage.limit - usage.used < (margin ?? timeWaitMargin(limit: usage.limit))
     }
 
     /// The free TIME_WAIT slots a test run wants: 10% of the limit, at least 256.
-    public static func timeWaitMargin(limit: Int) -> Int { max(256, limit / 10) }
+    package static func timeWaitMargin(limit: Int) -> Int { max(256, limit / 10) }
 
     /// One line for a skipped test or a note: how full the TIME_WAIT table is.
-    public static var timeWaitTableSummary: String {
+    package static var timeWaitTableSummary: String {
         guard let usage = timeWaitTableUsage() else { return "the kernel's TIME_WAIT table could not be read" }
         return "only \(usage.limit - usage.used) TIME_WAIT slots free (\(usage.used) used of net.ipv4.tcp_max_tw_buckets = "
             + "\(usage.limit); wanted \(timeWaitMargin(limit: usage.limit))): Linux may skip TIME_WAIT"

@@ -61,11 +61,11 @@ public final class KernelTracepoint: @unchecked Sendable {
     public static let tracefsPath = "/sys/kernel/tracing"
     static let eventPath = tracefsPath + "/events/sock/inet_sock_set_state"
 
-    /// Whether `init()` can succeed here, with a one-line reason when not. Actually tries:
-    /// mounts tracefs if needed and permitted (as `init()` would) and opens one event.
+    /// Whether `init()` can succeed here without mounting anything, with a one-line reason when
+    /// not. Actually tries: opens one event. Never mounts tracefs (a probe has no side effects).
     public static func availability() -> Availability {
         do {
-            let (id, _) = try loadEvent()
+            let (id, _) = try loadEvent(mayMount: false)
             guard let cpu = try onlineCPUs().first else { return .unavailable(reason: "no online CPU") }
             let (fd, _) = try openEvent(id: id, cpu: cpu)
             Glibc.close(fd)
@@ -106,10 +106,13 @@ public final class KernelTracepoint: @unchecked Sendable {
     /// the lowest latency but costs the traced connections ~5 µs per change (measured on a 2-vCPU
     /// VM: an irq_work self-IPI per wake-up); with more, also drain on a poll timeout, or a few
     /// changes can wait in the ring indefinitely.
-    public init(pagesPerCPU: Int = 64, wakeupEvents: UInt32 = 1) throws {
+    ///
+    /// `mayMount`: mount tracefs when it is not mounted (only for an explicit `--kernel-trace on`:
+    /// mounting changes the host).
+    public init(pagesPerCPU: Int = 64, wakeupEvents: UInt32 = 1, mayMount: Bool = false) throws {
         precondition(pagesPerCPU > 0 && pagesPerCPU & (pagesPerCPU - 1) == 0, "pagesPerCPU: power of 2")
         precondition(wakeupEvents > 0, "wakeupEvents: at least 1")
-        let (id, layout) = try Self.loadEvent()
+        let (id, layout) = try Self.loadEvent(mayMount: mayMount)
         var rings: [Ring] = []
         var countsLost = true
         do {
@@ -238,12 +241,14 @@ public final class KernelTracepoint: @unchecked Sendable {
         }
     }
 
-    /// The event id and its record layout, mounting tracefs first if it is not mounted.
-    static func loadEvent() throws -> (UInt64, StateChangeLayout) {
+    /// The event id and its record layout, mounting tracefs first if it is not mounted and
+    /// `mayMount` (else: `tracefsNotMounted` with errno 0, "not tried").
+    static func loadEvent(mayMount: Bool) throws -> (UInt64, StateChangeLayout) {
         let idPath = eventPath + "/id", formatPath = eventPath + "/format"
         var idText = try TextFile.readIfPresent(idPath)
         if idText == nil {
             guard !tracefsMounted() else { throw KernelTracepointError.eventMissing(path: eventPath) }
+            guard mayMount else { throw KernelTracepointError.tracefsNotMounted(path: tracefsPath, mountErrno: 0) }
             if mount("nodev", tracefsPath, "tracefs", 0, nil) != 0 {
                 throw KernelTracepointError.tracefsNotMounted(path: tracefsPath, mountErrno: errno)
             }
@@ -258,7 +263,7 @@ public final class KernelTracepoint: @unchecked Sendable {
     }
 
     /// tracefs' mount point exists (as an empty directory) even when nothing is mounted on it.
-    private static func tracefsMounted() -> Bool {
+    static func tracefsMounted() -> Bool {
         guard let dir = opendir(tracefsPath + "/events") else { return false }
         defer { closedir(dir) }
         while let entry = readdir(dir) {

@@ -4,7 +4,8 @@ import SocketKit
 
 /// Failures of the tracepoint reader that carry no errno.
 public enum KernelTracepointError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// tracefs is not mounted and mounting it failed (usually EPERM: only root may mount).
+    /// tracefs is not mounted and mounting it failed (usually EPERM: only root may mount), or
+    /// was not tried (`mountErrno` 0: only `--kernel-trace on` mounts it).
     case tracefsNotMounted(path: String, mountErrno: Int32)
     /// tracefs is there but the event is not: a kernel without `sock:inet_sock_set_state`.
     case eventMissing(path: String)
@@ -13,6 +14,8 @@ public enum KernelTracepointError: Error, Equatable, Sendable, CustomStringConve
 
     public var description: String {
         switch self {
+        case let .tracefsNotMounted(path, 0):
+            return "tracefs not mounted at \(path) (only --kernel-trace on mounts it)"
         case let .tracefsNotMounted(path, code):
             let hint = code == EPERM ? " (mounting needs root)" : ""
             return "tracefs not mounted at \(path) and mount failed: \(Errno.message(code)) (errno \(code))\(hint)"

@@ -43,30 +43,33 @@ public final class TracepointSource: @unchecked Sendable {
     /// before its socket registers is not lost to the trace: that socket falls back to tcp_info.
     static let pendingLimit = 8_192
 
-    /// Opens the tracepoint (mounting tracefs if needed and permitted) and starts the reader.
-    /// `sink`/`side` receive the source's own warnings (lost records).
-    public convenience init(sink: TraceSink, side: TraceSide) throws {
+    /// Opens the tracepoint (mounting tracefs first only if `mayMount` and permitted) and starts
+    /// the reader. `sink`/`side` receive the source's own warnings (lost records).
+    public convenience init(sink: TraceSink, side: TraceSide, mayMount: Bool = false) throws {
         // A wake-up every 64 changes (per CPU) plus a 10 ms poll: ~2–3 µs per change instead of
         // ~5–8 µs with one wake-up each; owners sync on every observation anyway.
-        try self.init(sink: sink, side: side, pagesPerCPU: 64, wakeupEvents: 64)
+        try self.init(sink: sink, side: side, pagesPerCPU: 64, wakeupEvents: 64, mayMount: mayMount)
     }
 
     /// With a chosen ring size: tests use one page per CPU to make the rings overflow.
-    package init(sink: TraceSink, side: TraceSide, pagesPerCPU: Int, wakeupEvents: UInt32) throws {
-        tracepoint = try KernelTracepoint(pagesPerCPU: pagesPerCPU, wakeupEvents: wakeupEvents)
+    package init(sink: TraceSink, side: TraceSide, pagesPerCPU: Int, wakeupEvents: UInt32, mayMount: Bool = false) throws {
+        tracepoint = try KernelTracepoint(pagesPerCPU: pagesPerCPU, wakeupEvents: wakeupEvents, mayMount: mayMount)
         self.sink = sink
         self.side = side
         reader = try ThreadHandle { [self] in readLoop() }
     }
 
     /// Resolves `--kernel-trace`: the source, or nil with the reason (auto/off). `on` throws
-    /// `KernelTraceUnavailable` when the tracepoint cannot be opened.
+    /// `KernelTraceUnavailable` when the tracepoint cannot be opened. Only `on` mounts tracefs
+    /// where it is not mounted, and its note says so; `auto` uses tracefs only where it is.
     public static func make(mode: KernelTraceMode, sink: TraceSink, side: TraceSide)
         throws(KernelTraceUnavailable) -> (source: TracepointSource?, note: String) {
         guard mode != .off else { return (nil, "kernel trace off (--kernel-trace off): states from tcp_info, sock_diag and inference") }
         do {
-            let source = try TracepointSource(sink: sink, side: side)
-            return (source, "kernel trace on: every transition from sock:inet_sock_set_state (perf_event_open), TIME_WAIT from sock_diag")
+            let mounted = KernelTracepoint.tracefsMounted()
+            let source = try TracepointSource(sink: sink, side: side, mayMount: mode == .on)
+            let mount = mounted ? "" : "; mounted tracefs on \(KernelTracepoint.tracefsPath) for it (--kernel-trace on)"
+            return (source, "kernel trace on: every transition from sock:inet_sock_set_state (perf_event_open), TIME_WAIT from sock_diag" + mount)
         } catch {
             let reason = KernelTracepoint.describe(error)
             if mode == .on { throw KernelTraceUnavailable(reason: reason) }

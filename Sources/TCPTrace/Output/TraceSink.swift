@@ -82,7 +82,10 @@ final class TraceWriterCore: @unchecked Sendable {
     private let flushTimeoutSeconds: Double
     private let side: TraceSide
     private var text: TextTraceRenderer            // writer thread only
-    private var failed = false                     // writer thread only
+    private var failed = false                     // writer thread only (or under `lock` once synchronous)
+    /// No writer thread could be started: every event is written on the emitting thread, under
+    /// `lock`, as it comes.
+    private var synchronous = false                // under `lock`
     private var out: [UInt8] = []                  // writer thread only
 
     // Shared state, guarded by `lock`.
@@ -160,6 +163,12 @@ final class TraceWriterCore: @unchecked Sendable {
         guard format != .off else { return }
         let size = Self.footprint + event.cause.utf8.count + (event.bytes?.count ?? 0)
         pthread_mutex_lock(lock)
+        if synchronous {
+            render(event)
+            write()
+            pthread_mutex_unlock(lock)
+            return
+        }
         if queue.count >= capacity || queuedBytes + size > byteBudget {
             dropped += 1
             droppedTotal += 1
@@ -195,7 +204,7 @@ final class TraceWriterCore: @unchecked Sendable {
     func flush() {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
-        guard writerStarted else { return }
+        guard writerStarted, !synchronous else { return }
         let target = enqueued
         var deadline = timespec()
         clock_gettime(CLOCK_REALTIME, &deadline)
@@ -212,10 +221,14 @@ final class TraceWriterCore: @unchecked Sendable {
         do {
             thread = try ThreadHandle { [self] in writerLoop() }
         } catch {
-            // No thread: fall back to writing on the caller's thread at each flush.
+            // No thread: write on the callers' threads from now on, starting with what is queued.
             pthread_mutex_lock(lock)
-            failed = true
+            synchronous = true
+            for event in queue { render(event) }
+            write()
+            written += queue.count
             queue.removeAll()
+            queuedBytes = 0
             pthread_mutex_unlock(lock)
         }
     }

@@ -107,14 +107,7 @@ public final class SockDiagFollower: @unchecked Sendable {
         queue.sync {
             stopped = true
             for item in items.values {
-                let tracker = item.tracker
-                let state = tracker.state?.name ?? "?"
-                var event = tracker.makeEvent(.info, cause: "still \(state) in the kernel when the program exited; not waiting for it")
-                event.from = tracker.state
-                if tracker.state == .timeWait, let local = tracker.local, let peer = tracker.peer {
-                    event.timerMs = (try? diag?.lookup(local: local, peer: peer, cookie: tracker.cookie))??.expiresMs
-                }
-                tracker.sink.emit(event)
+                item.tracker.reportStillInKernel("when the program exited; not waiting for it", diag: diag)
             }
             items.removeAll()
             active.store(0, ordering: .relaxed)

@@ -32,7 +32,11 @@ public final class SocketTracker: @unchecked Sendable {
     /// The kernel tracepoint source, when on (nil: no cost at all on any path).
     let kernel: KernelLink?
     /// We sent a FIN ourselves (shutdown or close), whoever closed first.
-    private var sentFIN = false
+    public private(set) var sentFIN = false
+    /// The program saw the peer's FIN (recv() = 0, or CLOSE_WAIT read before our own FIN).
+    public private(set) var peerFINSeen = false
+    /// At least one state event went out for this socket (observed, inferred or the kernel's).
+    public private(set) var hasEmittedState = false
 
     init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?, mailbox: KernelMailbox? = nil) {
         self.tracer = tracer
@@ -77,6 +81,7 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// recv() returned 0 or EPOLLRDHUP: the peer's FIN arrived.
     public func notePeerFIN() {
+        peerFINSeen = true
         if !context.weClosedFirst { context.peerClosedFirst = true }
     }
 
@@ -208,6 +213,7 @@ public final class SocketTracker: @unchecked Sendable {
         if stateWasObserved, let entered = enteredNs, now >= entered { event.inStateNs = now - entered }
         sink.emit(event)
         state = to
+        hasEmittedState = true
         stateWasObserved = source != .inferred
         enteredNs = now
         sampleDelayNs = 0
@@ -287,26 +293,18 @@ public final class SocketTracker: @unchecked Sendable {
     // MARK: Close
 
     /// The program closed the fd. From now on only sock_diag can see the socket: the follower
-    /// watches it (LAST_ACK, orphaned FIN_WAIT_1/2, CLOSING, TIME_WAIT) until it is gone.
+    /// watches it (LAST_ACK, orphaned FIN_WAIT_1/2, CLOSING, TIME_WAIT) until it is gone, its
+    /// first lookup at once on its own queue: a lookup can wait up to ~0.5 ms for the kernel's
+    /// TIME_WAIT hand-over (`SockDiag.lookup`), which must not stall an event loop.
     /// `follow: false` leaves the following to the caller (the scenario lab samples sock_diag
-    /// on its own thread, faster than the follower's backoff, and must not race with it).
+    /// on its own thread, faster than the follower's backoff, with `ClosedSockets`).
     public func closed(cause: String, follow: Bool = true) {
         guard !fdClosed else { return }
         fdClosed = true
         if state != .closed { noteOurFIN() }
-        guard state != .closed, let local, let peer else {
+        guard state != .closed, local != nil, peer != nil else {
             if let kernel { kernel.source.unregister(kernel) }
             return
-        }
-        // One lookup right away, on the owner's thread: orphaned FIN_WAIT_1/2 and LAST_ACK can
-        // last only microseconds after close(), too short to wait for the follower's queue.
-        if let diag, let result = try? diag.lookup(local: local, peer: peer, cookie: cookie,
-                                                   expectingTimeWait: expectsTimeWait) as SockDiagEntry?? {
-            guard let entry = result else {
-                followed(nil, cause: "gone from the kernel's socket table right after \(cause)", diag: diag)
-                return
-            }
-            followed(entry, cause: "after \(cause) (the fd is gone; sock_diag)", diag: diag)
         }
         guard follow else { return }
         tracer.follower.follow(self, cause: cause)
@@ -333,5 +331,18 @@ public final class SocketTracker: @unchecked Sendable {
         } else {
             record(.closed, source: .sockDiag, cause: cause)
         }
+    }
+}
+
+extension SocketTracker {
+    /// An `info` event when the program stops watching a closed socket the kernel still holds:
+    /// what it was last seen in, and TIME_WAIT's remaining timer (one sock_diag lookup).
+    package func reportStillInKernel(_ when: String, diag: SockDiag?) {
+        var event = makeEvent(.info, cause: "still \(state?.name ?? "?") in the kernel \(when)")
+        event.from = state
+        if state == .timeWait, let diag, let local, let peer {
+            event.timerMs = (try? diag.lookup(local: local, peer: peer, cookie: cookie))??.expiresMs
+        }
+        sink.emit(event)
     }
 }

@@ -126,9 +126,9 @@ public struct HalfCloseScenario: LabScenario {
             try lab.send(server, text)
             sent += text.utf8.count
         }
-        server.tracker.info("sent \(sent) bytes after the client's FIN (allowed: the server's direction is still open)")
+        server.info("sent \(sent) bytes after the client's FIN (allowed: the server's direction is still open)")
         let back = lab.receive(client, count: sent, others: [server])
-        client.tracker.info("received \(back.bytes.count) bytes after its own FIN")
+        client.info("received \(back.bytes.count) bytes after its own FIN")
         guard back.bytes.count == sent else { throw ScenarioError("data after FIN was lost: \(back.bytes.count) of \(sent) bytes") }
         lab.pause([server, client], cause: "sampling before the server's close()")
         try lab.close(server)

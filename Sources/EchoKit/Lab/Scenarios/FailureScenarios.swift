@@ -121,14 +121,14 @@ public struct BacklogFullScenario: LabScenario {
         try lab.startConnect(waiting, to: address)
         // Hold until the kernel has retransmitted the SYN at least once (~1 s).
         let retransmitted = lab.watch([waiting], timeout: 2.5, cause: "sampling while the SYN is unanswered") {
-            (waiting.tracker.lastInfo?.totalRetrans ?? 0) >= 1 || waiting.state == .established
+            (waiting.lastInfo?.totalRetrans ?? 0) >= 1 || waiting.state == .established
         }
         guard waiting.state == .synSent else { throw ScenarioError("the second client was not held in SYN_SENT") }
         if retransmitted {
-            waiting.tracker.info("still SYN_SENT: the SYN was retransmitted (tcpi_total_retrans=\(waiting.tracker.lastInfo?.totalRetrans ?? 0)); the listener's queue is full")
+            waiting.info("still SYN_SENT: the SYN was retransmitted (tcpi_total_retrans=\(waiting.lastInfo?.totalRetrans ?? 0)); the listener's queue is full")
         }
         _ = try lab.accept(listener, conn: 1, others: [waiting])
-        listener.tracker.info("accept() made room in the queue; the next SYN retransmission gets in")
+        listener.info("accept() made room in the queue; the next SYN retransmission gets in")
         try lab.finishConnect(waiting, to: address, timeout: 6)
         _ = try lab.accept(listener, conn: 2, others: [waiting])
     }

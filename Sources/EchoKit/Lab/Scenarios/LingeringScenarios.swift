@@ -40,7 +40,7 @@ public struct CloseWaitLeakScenario: LabScenario {
         try lab.close(client)
         let fin = lab.receive(server)
         guard fin.endOfStream else { throw ScenarioError("the server never saw the client's FIN") }
-        server.tracker.info("the server \"forgets\" to call close()")
+        server.info("the server \"forgets\" to call close()")
         // Stand still, sampling, until the CLOSE_WAIT warning is out and the hold is over.
         lab.watch([server], timeout: Self.holdSeconds, cause: "sampling while the server holds the fd") { false }
         lab.settle(timeout: 0.5)
@@ -49,7 +49,7 @@ public struct CloseWaitLeakScenario: LabScenario {
             // tcp_fin_timeout has not ended it (60 s by default): the lab's cleanup RST will, after the
             // capture is cut; the note must not credit the timeout with it.
             let timeout = FinTimeout.seconds.map { "\($0) s" } ?? "60 s by default"
-            client.tracker.info("still \(entry.state.name) after \(Self.holdSeconds) s (orphan: no fd); tcp_fin_timeout (\(timeout)) "
+            client.info("still \(entry.state.name) after \(Self.holdSeconds) s (orphan: no fd); tcp_fin_timeout (\(timeout)) "
                                 + "would drop it, but the lab stops watching first and its cleanup resets the connection")
         }
     }

@@ -48,7 +48,7 @@ public struct SimultaneousOpenScenario: LabScenario {
         }
         var failure: Error?
         for (endpoint, address) in [(a, addressB), (b, addressA)] {
-            do { try lab.finishConnect(endpoint, to: address, others: [a, b].filter { $0.tracker !== endpoint.tracker }) }
+            do { try lab.finishConnect(endpoint, to: address, others: [a, b].filter { $0.socket !== endpoint.socket }) }
             catch { failure = failure ?? error }
         }
         if let failure { throw failure }

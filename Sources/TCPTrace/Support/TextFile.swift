@@ -1,4 +1,5 @@
 import Glibc
+import SocketKit
 
 /// Whole small text files (/proc, /sys, tracefs, trace logs), through the syscall helper so
 /// EINTR and errno follow the one policy. C: `open`, `read`.
