@@ -33,8 +33,9 @@ enum FaultChecks {
         let mine = segments.filter { $0.sender == sender && $0.fault?.name != "injected" && test($0) }
         for (index, first) in mine.enumerated() {
             if let again = mine[(index + 1)...].first(where: { $0.seq == first.seq && $0.flags == first.flags }) {
-                let gap = again.timestampNs - first.timestampNs - (again.fault?.delayNs ?? 0)
-                return (WireCheck(description: "the same \(what) sent again by the \(sender.rawValue) at least \(format(minimumGapNs)) later (its RTO)",
+                // Between the two sendings: a held copy left its sender its delay before it arrived.
+                let gap = (again.timestampNs - (again.fault?.delayNs ?? 0)) - (first.timestampNs - (first.fault?.delayNs ?? 0))
+                return (WireCheck(description: "the same \(what) sent again by the \(sender.rawValue) at least \(format(minimumGapNs)) later",
                                   passed: gap >= minimumGapNs,
                                   evidence: "\(describe(first)), then #\(again.id) \(format(gap)) later, same seq"), first, again)
             }

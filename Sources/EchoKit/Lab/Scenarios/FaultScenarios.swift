@@ -137,7 +137,14 @@ public struct LostSynAckScenario: FaultScenario {
     public init() {}
     public let name = "lost-syn-ack"
     public let summary = "fault: the server's SYN+ACK is lost; SYN_RECEIVED lasts ~1 s, both sides retransmit"
-    public var faultRules: [FaultRule] { [FaultRule(FaultSelector(sender: .server, kind: .synAck), .drop)] }
+    /// The SYN+ACK is dropped. The first SYN is also held 100 ms: both sides' timers are 1 s, the
+    /// kernel's timer wheel fires a 1 s timer up to 64 ms late, and whichever fires first ends
+    /// the wait; a 100 ms head start makes it the client's, so both sides' retransmissions show
+    /// (the client's SYN, then the server's SYN+ACK in answer to it) in every run.
+    public var faultRules: [FaultRule] {
+        [FaultRule(FaultSelector(sender: .server, kind: .synAck), .drop),
+         FaultRule(FaultSelector(sender: .client, kind: .syn), .delay(ns: 100_000_000))]
+    }
     public var tracks: [ScenarioTrack] {
         [
             ScenarioTrack(.client, 1, "connects", [.synSent, .established]),
@@ -154,10 +161,11 @@ public struct LostSynAckScenario: FaultScenario {
         """
         The client's SYN arrived and the server's kernel answered with a SYN+ACK, keeping the half-open connection \
         as a request socket in SYN_RECEIVED (sock_diag shows it; accept() cannot, it returns only finished \
-        connections). The relay dropped the SYN+ACK. Each side then waited for its initial retransmission timeout, \
-        1 s (TCP_TIMEOUT_INIT, RFC 6298): the client sent its SYN again (same ISN), and the server sent its SYN+ACK \
-        again, on its own timer or in answer to the repeated SYN. The client spent that second in SYN_SENT and the \
-        server's request in SYN_RECEIVED; a connect() that takes one extra second is the mark of a lost handshake segment.
+        connections). The relay dropped the SYN+ACK (and had held the first SYN 100 ms, so that the client's timer \
+        would fire before the server's). Each side waits its initial retransmission timeout, 1 s (TCP_TIMEOUT_INIT, \
+        RFC 6298): the client sent its SYN again (same ISN), and the server, seeing the same SYN again, sent its \
+        SYN+ACK again. The client spent that second in SYN_SENT and the server's request in SYN_RECEIVED; a connect() \
+        that takes one extra second is the mark of a lost handshake segment.
         """
     }
 
@@ -180,7 +188,8 @@ public struct LostSynAckScenario: FaultScenario {
         let (lost, _) = FaultChecks.faulted(segments, "dropped", from: .server, "the server's SYN+ACK was dropped") { $0.flags.contains([.syn, .ack]) }
         let (synAckAgain, _, _) = FaultChecks.retransmitted(segments, from: .server, "SYN+ACK", minimumGapNs: 500_000_000) { $0.flags.contains([.syn, .ack]) }
         let (synAgain, _, _) = FaultChecks.retransmitted(segments, from: .client, "SYN", minimumGapNs: 800_000_000) { $0.flags == .syn }
-        return [lost, synAckAgain, synAgain] + SegmentExpectations.handshakes(segments)
+        let (held, _) = FaultChecks.faulted(segments, "delayed", from: .client, "the first SYN was held 100 ms (the client's timer runs first)") { $0.flags == .syn }
+        return [held, lost, synAckAgain, synAgain] + SegmentExpectations.handshakes(segments)
     }
 }
 
