@@ -168,17 +168,22 @@ public final class FaultRelay: @unchecked Sendable {
         }
         switch rule?.action {
         case nil:
+            // Stamped before the write: the write may run the receiver's TCP at once, and the
+            // lab may act on what that did (accept(), a state) before the write returns.
+            let at = MonotonicClock.now()
             target.write(packet)
-            let now = MonotonicClock.now()
-            record(packet, decoded, sender: sender, fault: nil, atNs: now)
-            shared.withLock { $0.forwardedNs += now - start; $0.forwarded += 1 }
+            record(packet, decoded, sender: sender, fault: nil, atNs: at)
+            let done = MonotonicClock.now()
+            shared.withLock { $0.forwardedNs += done - start; $0.forwarded += 1 }
         case .drop?:
             record(packet, decoded, sender: sender, fault: .dropped, atNs: start)
         case .duplicate?:
+            let first = MonotonicClock.now()
             target.write(packet)
-            record(packet, decoded, sender: sender, fault: nil, atNs: MonotonicClock.now())
+            record(packet, decoded, sender: sender, fault: nil, atNs: first)
+            let copy = MonotonicClock.now()
             target.write(packet)
-            record(packet, decoded, sender: sender, fault: .duplicated, atNs: MonotonicClock.now())
+            record(packet, decoded, sender: sender, fault: .duplicated, atNs: copy)
         case .delay(let ns)?:
             shared.withLock { $0.held.append(Held(packet: packet, decoded: decoded, sender: sender, readNs: start, releaseNs: start + ns)) }
         case .hold?:
@@ -195,8 +200,8 @@ public final class FaultRelay: @unchecked Sendable {
             return ready
         }
         for held in due {
-            port(toward: held.sender == .client ? .server : .client).write(held.packet)
             let at = MonotonicClock.now()
+            port(toward: held.sender == .client ? .server : .client).write(held.packet)
             record(held.packet, held.decoded, sender: held.sender, fault: .delayed(ns: at - held.readNs), atNs: at)
         }
     }
