@@ -67,10 +67,12 @@ public final class SockDiag: @unchecked Sendable {
         }
     }
 
-    /// Every TCP socket of `family` in `states` (a set of kernel state numbers).
-    public func dump(family: Int32, states: Set<UInt8> = Set(1...12)) throws -> [SockDiagEntry] {
+    /// Every TCP socket of `family` in `states` (a set of kernel state numbers) that `keep`
+    /// accepts: a table of 100,000 TIME_WAIT sockets is not held in memory to find a few.
+    public func dump(family: Int32, states: Set<UInt8> = Set(1...12),
+                     where keep: ((SockDiagEntry) -> Bool)? = nil) throws -> [SockDiagEntry] {
         let mask = states.reduce(UInt32(0)) { $0 | (1 << UInt32($1)) }
-        return try exchange(makeRequest(family: family, states: mask), dump: true)
+        return try exchange(makeRequest(family: family, states: mask), dump: true, keep: keep)
     }
 
     private func makeRequest(family: Int32, states: UInt32) -> inet_diag_req_v2 {
@@ -82,7 +84,7 @@ public final class SockDiag: @unchecked Sendable {
         return request
     }
 
-    private func exchange(_ request: inet_diag_req_v2, dump: Bool) throws -> [SockDiagEntry] {
+    private func exchange(_ request: inet_diag_req_v2, dump: Bool, keep: ((SockDiagEntry) -> Bool)? = nil) throws -> [SockDiagEntry] {
         sequence &+= 1
         var message = (nlmsghdr(), request)
         message.0.nlmsg_len = UInt32(MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size)
@@ -106,12 +108,12 @@ public final class SockDiag: @unchecked Sendable {
             let received = try buffer.withUnsafeMutableBytes { bytes in
                 try syscall("recv") { recv(fd, bytes.baseAddress, bytes.count, 0) }
             }
-            if try parse(count: received, into: &entries) || !dump { return entries }
+            if try parse(count: received, into: &entries, keep: keep) || !dump { return entries }
         }
     }
 
     /// Parses one datagram of replies; true when the exchange is complete.
-    private func parse(count: Int, into entries: inout [SockDiagEntry]) throws -> Bool {
+    private func parse(count: Int, into entries: inout [SockDiagEntry], keep: ((SockDiagEntry) -> Bool)?) throws -> Bool {
         try buffer.withUnsafeBytes { bytes in
             var remaining = count
             guard let base = bytes.baseAddress, count >= MemoryLayout<nlmsghdr>.size else { return false }
@@ -131,7 +133,7 @@ public final class SockDiag: @unchecked Sendable {
                     if code == 0 || code == ENOENT || code == ESTALE { return true }
                     throw SystemCallError(call: "sock_diag", errno: code)
                 default:
-                    if let entry = Self.entry(current) { entries.append(entry) }
+                    if let entry = Self.entry(current), keep?(entry) ?? true { entries.append(entry) }
                 }
             }
             return false

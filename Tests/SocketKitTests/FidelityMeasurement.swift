@@ -54,6 +54,12 @@ struct FidelityMeasurement {
             let p99 = values.isEmpty ? "–" : us(values[min(values.count - 1, values.count * 99 / 100)])
             lines.append("| \(key.scenario) | \(key.side.rawValue) | \(key.state.name) | \(seen[key]!) | \(values.count) | \(inferred[key] ?? 0) | \(p50) | \(p99) |")
         }
+        // Every observed state pooled: the one figure issue 23's target is stated in.
+        let pooled = latencies.values.flatMap { $0 }.sorted()
+        if !pooled.isEmpty {
+            lines.append("| all | | observed | \(seen.values.reduce(0, +)) | \(pooled.count) | \(inferred.values.reduce(0, +)) | "
+                         + "\(us(pooled[pooled.count / 2])) | \(us(pooled[min(pooled.count - 1, pooled.count * 99 / 100)])) |")
+        }
         print(lines.joined(separator: "\n"))
         #expect(missing.isEmpty, "states the kernel set but the trace lacks: \(missing.prefix(5))")
         #expect(early.isEmpty, "states observed before the kernel set them: \(early.prefix(5))")

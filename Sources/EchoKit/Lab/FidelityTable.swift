@@ -79,7 +79,7 @@ public struct FidelityTable: Sendable {
             "{\"track\":\(q(row.track)),\"state\":\(q(row.state.name)),\"observed\":\(row.observed),\"inferred\":\(row.inferred),\"missing\":\(row.missing)}"
         }.joined(separator: ",")
         let claims = falseClaims.map { "{\"run\":\($0.run),\"claims\":[\($0.claims.map(q).joined(separator: ","))]}" }.joined(separator: ",")
-        return "{\"event\":\"fidelity\",\"name\":\(q(scenario)),\"runs\":\(runs),\"matched\":\(matched),\"first_try\":\(firstTry)"
+        return "{\"v\":\(JSONTraceRenderer.formatVersion),\"event\":\"fidelity\",\"name\":\(q(scenario)),\"runs\":\(runs),\"matched\":\(matched),\"first_try\":\(firstTry)"
             + ",\"tries\":\(totalTries),\"slow_motion\":\(slowMotion.json),\"states\":[\(rowsJSON)],\"false_claims\":[\(claims)]}"
     }
 }

@@ -73,16 +73,16 @@ public enum ScenarioReport {
             let ok = !outcome.verdict.unobservedKeys.contains(key)
             return "{\"side\":\(q(key.side.rawValue)),\"conn\":\(key.conn),\"state\":\(q(key.state.name)),\"observed\":\(ok)}"
         }
-        var out = "{\"event\":\"scenario\",\"name\":\(q(scenario.name)),\"ok\":\(outcome.verdict.ok),\"tries\":\(outcome.tries)"
+        var out = "{\"v\":\(JSONTraceRenderer.formatVersion),\"event\":\"scenario\",\"name\":\(q(scenario.name)),\"ok\":\(outcome.verdict.ok),\"tries\":\(outcome.tries)"
         out += ",\"max_tries\":\(scenario.maxTries),\"first_try_ok\":\(outcome.firstTryOK)"
         out += ",\"slow_motion\":\(slowMotion.json),\"expected\":\(expected),\"observed\":\(observed),\"seen\":\(seen)"
         out += ",\"key_states\":[\(keys.joined(separator: ","))]"
         out += ",\"false_claims\":[\(outcome.verdict.falseClaims.map(q).joined(separator: ","))]"
-        out += ",\"failure\":\(outcome.verdict.failure.map(q) ?? "null")"
+        if let failure = outcome.verdict.failure { out += ",\"failure\":\(q(failure))" }   // lean format: absent, not null
         let checks = outcome.verdict.wireChecks.map { list in
             "[" + list.map { "{\"check\":\(q($0.description)),\"ok\":\($0.passed),\"evidence\":\(q($0.evidence))}" }.joined(separator: ",") + "]"
         }
-        out += ",\"wire\":\(checks ?? "null")"
+        if let checks { out += ",\"wire\":\(checks)" }
         out += ",\"explanation\":\(q(scenario.explanation(slowMotion: outcome.slowMotion)))}"
         return out
     }

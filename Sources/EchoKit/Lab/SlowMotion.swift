@@ -23,7 +23,7 @@ public struct SlowMotionStatus: Sendable {
     }
 
     public var json: String {
-        "{\"active\":\(active),\"note\":\(JSONTraceRenderer.quoted(note)),\"rate_bps\":\(active ? String(Self.rateBitsPerSecond) : "null")}"
+        "{\"active\":\(active),\"note\":\(JSONTraceRenderer.quoted(note))" + (active ? ",\"rate_bps\":\(Self.rateBitsPerSecond)}" : "}")
     }
 }
 

@@ -3,6 +3,8 @@ import SocketKit
 
 extension TraceEvent {
     /// Reads one line of our own JSON Lines output back (for `--merge`); nil if it is not one.
+    /// Both formats: version 1 (every key on every event, `null` when unknown) and the lean
+    /// version 2 (`"v":2`, absent instead of null): a missing key and a null read the same.
     ///
     /// A small flat-object reader instead of Foundation's JSONSerialization: importing
     /// Foundation anywhere in SocketKit links ~7 MiB of libraries into EchoServer's resident set.
@@ -12,7 +14,7 @@ extension TraceEvent {
               let side = object["side"]?.string.flatMap(TraceSide.init(rawValue:)),
               let kind = object["event"]?.string.flatMap(Kind.init(rawValue:))
         else { return nil }
-        self.init(timestampNs: ts, wallNs: 0, side: side,
+        self.init(timestampNs: ts, side: side,
                   pid: object["pid"]?.int.map(Int32.init(truncatingIfNeeded:)) ?? 0,
                   conn: object["conn"]?.int ?? 0,
                   local: object["local"]?.string, peer: object["peer"]?.string,

@@ -30,7 +30,8 @@ public struct TraceEvent: Sendable, Equatable {
 
     /// CLOCK_MONOTONIC ns: when it was observed (or, for tracepoint events, when the kernel did it).
     public var timestampNs: UInt64
-    /// CLOCK_REALTIME ns, for the RFC 3339 `time` field.
+    /// CLOCK_REALTIME ns, for the RFC 3339 `time` field: by default `timestampNs` plus the
+    /// process's one-time offset between the two clocks (no clock read per event).
     public var wallNs: Int64
     public var side: TraceSide
     public var pid: Int32
@@ -65,13 +66,13 @@ public struct TraceEvent: Sendable, Equatable {
     public var verdict: ExchangeVerdict?
 
     public init(
-        timestampNs: UInt64, wallNs: Int64 = MonotonicClock.wallNow(), side: TraceSide,
+        timestampNs: UInt64, wallNs: Int64? = nil, side: TraceSide,
         pid: Int32 = ProcessIdentity.pid, conn: Int, local: String? = nil, peer: String? = nil,
         cookie: UInt64? = nil, kind: Kind, from: TCPState? = nil, to: TCPState? = nil,
         source: ObservationSource? = nil, cause: String, inStateNs: UInt64? = nil, info: TCPInfo? = nil
     ) {
         self.timestampNs = timestampNs
-        self.wallNs = wallNs
+        self.wallNs = wallNs ?? TraceTime.wallNs(monotonic: timestampNs)
         self.side = side
         self.pid = pid
         self.conn = conn

@@ -65,21 +65,38 @@ public struct TextTraceRenderer: Sendable {
 
     /// `127.0.0.1:7007 ⇄ 127.0.0.1:53422  `, or blanks of that width when neither is known.
     private func addressColumns(_ e: TraceEvent) -> String {
-        if e.local == nil && e.peer == nil { return String(repeating: " ", count: 21 + 3 + 21 + 2) }
-        return Self.pad(e.local ?? "-", 21, left: true) + " ⇄ " + Self.pad(e.peer ?? "-", 21) + "  "
+        var out = TraceBytes()
+        appendAddressColumns(e, into: &out)
+        return out.string
+    }
+
+    private func appendAddressColumns(_ e: TraceEvent, into out: inout TraceBytes) {
+        if e.local == nil && e.peer == nil { out.append(repeating: UInt8(ascii: " "), count: 21 + 3 + 21 + 2); return }
+        out.append(e.local ?? "-", padTo: 21, left: true)
+        out.append(" ⇄ ")
+        out.append(e.peer ?? "-", padTo: 21)
+        out.append("  ")
     }
 
     private func transitionColor(_ e: TraceEvent) -> String {
         e.source == .inferred ? "2" : (e.unexpected ? "31" : stateColor(e.to))
     }
 
+    /// `tcp_info, segment #3, 41 ms in ESTABLISHED, timer 59 s left`: how the state was seen.
     private func notes(_ e: TraceEvent) -> [String] {
-        var notes: [String] = [e.source?.rawValue ?? "?"]
-        if let id = e.segmentID { notes.append("segment #\(id)") }
-        if let ns = e.inStateNs, let from = e.from { notes.append("\(Self.duration(ns)) in \(from.name)") }
-        if let ms = e.timerMs { notes.append("timer \(Self.duration(UInt64(ms) * 1_000_000)) left") }
-        if e.unexpected { notes.append("NOT ALLOWED BY RFC 9293") }
-        return notes
+        var out = TraceBytes()
+        appendNotes(e, into: &out)
+        return out.string.split(separator: ", ").map(String.init)
+    }
+
+    private func appendNotes(_ e: TraceEvent, into out: inout TraceBytes) {
+        out.append(e.source?.rawValue ?? "?")
+        if let id = e.segmentID { out.append(", segment #"); out.append(int: id) }
+        if let ns = e.inStateNs, let from = e.from {
+            out.append(", "); Self.appendDuration(ns, into: &out); out.append(" in "); out.append(from.name)
+        }
+        if let ms = e.timerMs { out.append(", timer "); Self.appendDuration(UInt64(ms) * 1_000_000, into: &out); out.append(" left") }
+        if e.unexpected { out.append(", NOT ALLOWED BY RFC 9293") }
     }
 
     /// `[tcp_info, 41 ms in ESTABLISHED]` as words that break only between notes.
@@ -120,57 +137,105 @@ public struct TextTraceRenderer: Sendable {
     }
 
     public func render(_ e: TraceEvent) -> String {
-        let seconds = Self.seconds(e.timestampNs >= baseNs ? e.timestampNs - baseNs : 0)
-        var line = Self.pad(seconds, 10, left: true) + " "
-        line += Self.pad(e.side.rawValue, 6) + " " + Self.pad("#\(e.conn)", 4) + " "
-        line += addressColumns(e)
+        var out = TraceBytes(capacity: 256)
+        render(e, into: &out)
+        return out.string
+    }
+
+    /// One full line (no newline) into `out`: the writer thread's path for pipes and files,
+    /// written into its reused buffer without building Strings for the common events.
+    package func render(_ e: TraceEvent, into out: inout TraceBytes) {
+        let start = out.count
+        Self.appendSeconds(e.timestampNs >= baseNs ? e.timestampNs - baseNs : 0, into: &out)
+        out.pad(from: start, to: 10, left: true)
+        out.append(byte: UInt8(ascii: " "))
+        out.append(e.side.rawValue, padTo: 6)
+        out.append(byte: UInt8(ascii: " "))
+        let id = out.count
+        out.append(byte: UInt8(ascii: "#"))
+        out.append(int: e.conn)
+        out.pad(from: id, to: 4)
+        out.append(byte: UInt8(ascii: " "))
+        appendAddressColumns(e, into: &out)
         switch e.kind {
         case .state:
-            let from = e.from?.name ?? "—"
-            let to = e.to?.name ?? "?"
-            let transition = Self.pad(from, 11, left: true) + " → " + Self.pad(to, 12)
-            line += paint(transition, transitionColor(e))
-            line += " " + e.cause
-            line += "  " + paint("[" + notes(e).joined(separator: ", ") + "]", e.unexpected ? "31" : "2")
-            if let info = e.info, e.source != .inferred { line += " " + paint(Self.infoTokens(info), "2") }
+            paint(transitionColor(e), &out) { out in
+                out.append(e.from?.name ?? "—", padTo: 11, left: true)
+                out.append(" → ")
+                out.append(e.to?.name ?? "?", padTo: 12)
+            }
+            out.append(byte: UInt8(ascii: " "))
+            out.append(e.cause)
+            out.append("  ")
+            paint(e.unexpected ? "31" : "2", &out) { out in
+                out.append(byte: UInt8(ascii: "["))
+                appendNotes(e, into: &out)
+                out.append(byte: UInt8(ascii: "]"))
+            }
+            if let info = e.info, e.source != .inferred {
+                out.append(byte: UInt8(ascii: " "))
+                paint("2", &out) { Self.appendInfoTokens(info, into: &$0) }
+            }
         case .warning:
-            line += paint("WARNING " + e.cause, "33")
+            paint("33", &out) { $0.append("WARNING "); $0.append(e.cause) }
         case .error:
-            line += paint(Self.errorText(e), "31")
+            paint("31", &out) { $0.append(Self.errorText(e)) }
         case .data:
-            line += paint("DATA ", "36") + e.cause
-            if let bytes = e.bytes { line += " \"" + ByteEscaping.escape(bytes, limit: 80) + "\"" }
+            paint("36", &out) { $0.append("DATA ") }
+            out.append(e.cause)
+            if let bytes = e.bytes {
+                out.append(" \"")
+                out.appendEscaped(bytes, limit: 80)
+                out.append(byte: UInt8(ascii: "\""))
+            }
         case .verdict:
-            line += paint("VERDICT " + e.cause, e.verdict?.ok == true ? "32" : "31")
+            paint(e.verdict?.ok == true ? "32" : "31", &out) { $0.append("VERDICT "); $0.append(e.cause) }
         case .syscall, .info:
-            line += e.cause
+            out.append(e.cause)
         case .segment:
-            line += paint((e.wire?.sender == .server ? "◀── " : "──▶ ") + e.cause, "1")
+            paint("1", &out) { $0.append(e.wire?.sender == .server ? "◀── " : "──▶ "); $0.append(e.cause) }
             var notes = ["wire #\(e.segmentID ?? 0)"]
             if let wire = e.wire, !wire.options.isEmpty { notes.append(wire.optionsSummary()) }
-            line += "  " + paint("[" + notes.joined(separator: ", ") + "]", "2")
+            out.append("  ")
+            paint("2", &out) { $0.append("[" + notes.joined(separator: ", ") + "]") }
         }
-        return line
     }
 
     /// ss-style `key:value` tokens, only those that say something.
     static func infoTokens(_ i: TCPInfo) -> String {
-        var parts: [String] = []
-        if i.rttMicros > 0 {
-            parts.append("rtt:\(ms(i.rttMicros))/\(ms(i.rttVarMicros))")
-        }
-        if i.sendCwnd > 0 { parts.append("cwnd:\(i.sendCwnd)") }
-        if i.bytesAcked > 0 { parts.append("bytes_acked:\(i.bytesAcked)") }
-        if i.bytesReceived > 0 { parts.append("bytes_received:\(i.bytesReceived)") }
-        if i.unacked > 0 { parts.append("unacked:\(i.unacked)") }
-        if i.totalRetrans > 0 { parts.append("retrans:\(i.retransmits)/\(i.totalRetrans)") }
-        if let window = i.sendWindow, window == 0, i.state != .listen, i.state != .closed, i.bytesReceived + i.bytesAcked > 1 { parts.append("snd_wnd:0") }
-        return parts.joined(separator: " ")
+        var out = TraceBytes()
+        appendInfoTokens(i, into: &out)
+        return out.string
     }
 
-    static func ms(_ micros: UInt32) -> String {
-        let whole = micros / 1000, frac = (micros % 1000) / 10
-        return "\(whole)." + (frac < 10 ? "0" : "") + "\(frac)"
+    static func appendInfoTokens(_ i: TCPInfo, into out: inout TraceBytes) {
+        let start = out.count
+        func token(_ name: StaticString, _ out: inout TraceBytes) {
+            if out.count > start { out.append(byte: UInt8(ascii: " ")) }
+            out.append(name)
+        }
+        if i.rttMicros > 0 {
+            token("rtt:", &out); appendMilliseconds(i.rttMicros, into: &out)
+            out.append(byte: UInt8(ascii: "/")); appendMilliseconds(i.rttVarMicros, into: &out)
+        }
+        if i.sendCwnd > 0 { token("cwnd:", &out); out.append(UInt64(i.sendCwnd)) }
+        if i.bytesAcked > 0 { token("bytes_acked:", &out); out.append(i.bytesAcked) }
+        if i.bytesReceived > 0 { token("bytes_received:", &out); out.append(i.bytesReceived) }
+        if i.unacked > 0 { token("unacked:", &out); out.append(UInt64(i.unacked)) }
+        if i.totalRetrans > 0 {
+            token("retrans:", &out); out.append(UInt64(i.retransmits))
+            out.append(byte: UInt8(ascii: "/")); out.append(UInt64(i.totalRetrans))
+        }
+        if let window = i.sendWindow, window == 0, i.state != .listen, i.state != .closed, i.bytesReceived + i.bytesAcked > 1 {
+            token("snd_wnd:0", &out)
+        }
+    }
+
+    /// Microseconds as milliseconds with two decimals, truncated: `0.04`.
+    static func appendMilliseconds(_ micros: UInt32, into out: inout TraceBytes) {
+        out.append(UInt64(micros / 1000))
+        out.append(byte: UInt8(ascii: "."))
+        out.append(UInt64((micros % 1000) / 10), minimumDigits: 2)
     }
 
     private func stateColor(_ state: TCPState?) -> String {
@@ -186,23 +251,46 @@ public struct TextTraceRenderer: Sendable {
         color ? "\u{1b}[\(code)m\(text)\u{1b}[0m" : text
     }
 
+    /// What `body` writes, between SGR color codes when coloring.
+    private func paint(_ code: String, _ out: inout TraceBytes, _ body: (inout TraceBytes) -> Void) {
+        if color { out.append("\u{1b}["); out.append(code); out.append(byte: UInt8(ascii: "m")) }
+        body(&out)
+        if color { out.append("\u{1b}[0m") }
+    }
+
     /// `0.000412` seconds with microsecond resolution.
     public static func seconds(_ ns: UInt64) -> String {
+        var out = TraceBytes()
+        appendSeconds(ns, into: &out)
+        return out.string
+    }
+
+    static func appendSeconds(_ ns: UInt64, into out: inout TraceBytes) {
         let micros = ns / 1000
-        let frac = String(micros % 1_000_000)
-        return "\(micros / 1_000_000)." + String(repeating: "0", count: 6 - frac.count) + frac
+        out.append(micros / 1_000_000)
+        out.append(byte: UInt8(ascii: "."))
+        out.append(micros % 1_000_000, minimumDigits: 6)
     }
 
     /// A short human duration: `17 µs`, `41 ms`, `1.2 s`, `59 s`, rounded to the nearest shown
     /// unit (61.98 s is `62 s`, not `61 s`). The unit is chosen after rounding, so 999.7 ms is `1.0 s`.
     public static func duration(_ ns: UInt64) -> String {
-        if ns < 999_500 { return "\((ns + 500) / 1000) µs" }
-        if ns < 999_500_000 { return "\((ns + 500_000) / 1_000_000) ms" }
-        if ns < 9_950_000_000 {
+        var out = TraceBytes()
+        appendDuration(ns, into: &out)
+        return out.string
+    }
+
+    static func appendDuration(_ ns: UInt64, into out: inout TraceBytes) {
+        if ns < 999_500 {
+            out.append((ns + 500) / 1000); out.append(" µs")
+        } else if ns < 999_500_000 {
+            out.append((ns + 500_000) / 1_000_000); out.append(" ms")
+        } else if ns < 9_950_000_000 {
             let tenths = (ns + 50_000_000) / 100_000_000
-            return "\(tenths / 10).\(tenths % 10) s"
+            out.append(tenths / 10); out.append(byte: UInt8(ascii: ".")); out.append(tenths % 10); out.append(" s")
+        } else {
+            out.append(ns / 1_000_000_000 + (ns % 1_000_000_000 >= 500_000_000 ? 1 : 0)); out.append(" s")
         }
-        return "\(ns / 1_000_000_000 + (ns % 1_000_000_000 >= 500_000_000 ? 1 : 0)) s"
     }
 
     package static func pad(_ text: String, _ width: Int, left: Bool = false) -> String {

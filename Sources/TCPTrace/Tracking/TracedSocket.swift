@@ -199,7 +199,9 @@ public struct TracedSocket {
             tracker?.syscall("close(fd \(descriptor)) = 0", startedAt: started)
         } catch let error as SystemCallError {
             tracker?.error(error, cause: "close(fd \(descriptor)): \(error)")
-        } catch {}
+        } catch {
+            tracker?.warning("close(fd \(descriptor)): \(error)")
+        }
         tracker?.closed(cause: cause, follow: follow)
     }
 

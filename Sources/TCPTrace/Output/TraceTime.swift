@@ -1,0 +1,53 @@
+import SocketKit
+
+/// Wall-clock times for trace events without a clock call or a calendar call per event.
+///
+/// Every event is stamped once, on CLOCK_MONOTONIC (`ts_ns`). Its RFC 3339 `time` is that
+/// stamp plus an offset to CLOCK_REALTIME read once per process, and the calendar date is
+/// computed with integer arithmetic (days since the epoch → civil date), not gmtime_r.
+/// A wall clock stepped later (NTP, settimeofday) is not followed: `time` stays on the
+/// process's first reading, so it always moves with `ts_ns`, never backwards.
+package enum TraceTime {
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, in ns, read once (two vDSO calls back to back).
+    package static let wallOffsetNs: Int64 = MonotonicClock.wallNow() - Int64(bitPattern: MonotonicClock.now())
+
+    /// The wall-clock instant of a CLOCK_MONOTONIC stamp.
+    @inline(__always)
+    package static func wallNs(monotonic ns: UInt64) -> Int64 { Int64(bitPattern: ns) &+ wallOffsetNs }
+
+    /// `2026-11-23T16:30:01.123456Z` (UTC, microseconds), written into `out`.
+    package static func appendRFC3339(_ wallNanos: Int64, to out: inout TraceBytes) {
+        let seconds = wallNanos >= 0 ? wallNanos / 1_000_000_000 : (wallNanos - 999_999_999) / 1_000_000_000
+        let micros = UInt64((wallNanos - seconds * 1_000_000_000) / 1000)
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = UInt64(seconds - days * 86_400)
+        let (year, month, day) = civilDate(daysSinceEpoch: days)
+        out.append(UInt64(max(0, year)), minimumDigits: 4)
+        out.append(byte: UInt8(ascii: "-"))
+        out.append(UInt64(month), minimumDigits: 2)
+        out.append(byte: UInt8(ascii: "-"))
+        out.append(UInt64(day), minimumDigits: 2)
+        out.append(byte: UInt8(ascii: "T"))
+        out.append(secondOfDay / 3600, minimumDigits: 2)
+        out.append(byte: UInt8(ascii: ":"))
+        out.append(secondOfDay / 60 % 60, minimumDigits: 2)
+        out.append(byte: UInt8(ascii: ":"))
+        out.append(secondOfDay % 60, minimumDigits: 2)
+        out.append(byte: UInt8(ascii: "."))
+        out.append(micros, minimumDigits: 6)
+        out.append(byte: UInt8(ascii: "Z"))
+    }
+
+    /// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
+    package static func civilDate(daysSinceEpoch: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let z = daysSinceEpoch + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+}

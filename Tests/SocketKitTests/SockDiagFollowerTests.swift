@@ -1,0 +1,73 @@
+import Glibc
+import TestSupport
+import Testing
+@testable import SocketKit
+@testable import TCPTrace
+
+/// The follower reads many closed sockets with one sock_diag dump (issue 23, "cheaper
+/// closing"): the dump must see what a lookup each sees, TIME_WAIT kept and "gone" detected.
+@Suite(.serialized) struct SockDiagFollowerTests {
+    /// A client socket closed first by us: FIN_WAIT_2 while the server has not closed; then
+    /// TIME_WAIT once `serverFIN`, or gone once the server resets.
+    static func closedClient(_ tracer: StateTracer) throws -> (SocketTracker, server: Socket, listener: Socket) {
+        let (client, server, listener) = try SockDiagTests.connectedPair()
+        let tracker = tracer.track(initial: .closed, diag: try SockDiag())
+        tracker.attach(client)
+        tracker.observe(client, cause: "connect()")
+        tracker.willSendFIN()
+        try client.close()
+        tracker.closed(cause: "close()")
+        return (tracker, server, listener)
+    }
+
+    static func waitUntil(_ condition: () -> Bool) -> Bool {
+        let deadline = MonotonicClock.now() + 3_000_000_000
+        while !condition() && MonotonicClock.now() < deadline { usleep(2_000) }
+        return condition()
+    }
+
+    @Test(.needsTimeWaitRoom) func oneDump_readsEveryDueSocket_asLookupsDo() throws {
+        let sink = TraceCollector()
+        let tracer = StateTracer(sink: sink, side: .client)
+        defer { tracer.follower.finish() }
+        var timeWait: [SocketTracker] = []
+        var reset: [SocketTracker] = []
+        var keep: [Socket] = []
+        for index in 0..<12 {
+            let (tracker, server, listener) = try Self.closedClient(tracer)
+            try listener.close()
+            if index % 3 == 0 {
+                // The server resets: the client's orphaned FIN_WAIT_2 is destroyed (gone).
+                try server.setAbortiveClose()
+                keep.append(server)
+                reset.append(tracker)
+            } else {
+                try server.close()   // its FIN: the client goes to TIME_WAIT
+                timeWait.append(tracker)
+            }
+        }
+        // Both groups are still followed (TIME_WAIT for a minute; FIN_WAIT_2 until the reset).
+        #expect(Self.waitUntil { timeWait.allSatisfy { $0.state == .timeWait } }, "\(timeWait.map(\.state))")
+        #expect(reset.allSatisfy { $0.state == .finWait2 || $0.state == .finWait1 }, "\(reset.map(\.state))")
+        for server in keep { try server.close() }   // RST now
+
+        let before = tracer.follower.reads
+        let read = tracer.follower.pollAllNow(dump: true)
+        let after = tracer.follower.reads
+        #expect(read == 12)
+        #expect(after.dumps == before.dumps + 1, "\(before) → \(after)")
+        // Sockets still on their way to TIME_WAIT (FIN_WAIT_2 here) keep the exact lookup, whose
+        // re-tries cover the kernel's TIME_WAIT hand-over; every TIME_WAIT one came from the dump.
+        #expect(after.lookups == before.lookups + reset.count, "\(before) → \(after)")
+        #expect(timeWait.allSatisfy { $0.state == .timeWait }, "\(timeWait.map(\.state))")
+        #expect(reset.allSatisfy { $0.state == .closed }, "the reset sockets are gone: \(reset.map(\.state))")
+        #expect(tracer.follower.pendingCount == timeWait.count)
+
+        // The same sockets by lookups: the same answer, one lookup each.
+        _ = tracer.follower.pollAllNow(dump: false)
+        let last = tracer.follower.reads
+        #expect(last.lookups == after.lookups + timeWait.count && last.dumps == after.dumps)
+        #expect(timeWait.allSatisfy { $0.state == .timeWait })
+        #expect(!sink.events.contains { $0.kind == .error }, "\(sink.events.filter { $0.kind == .error }.map(\.cause))")
+    }
+}
