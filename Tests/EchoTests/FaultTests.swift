@@ -88,6 +88,17 @@ import TestSupport
         }
     }
 
+    @Test("a fault run's JSON validates against docs/trace.schema.json (fault, fault_delay_ns)",
+          .enabled(if: FaultTests.available, FaultTests.reason))
+    func faultTrace_validatesAgainstTheSchema() throws {
+        for name in ["lost-syn-ack", "old-segment"] {
+            let run = try Self.run(["--scenario", name], asNobody: false)
+            #expect(run.status == 0, "\(run.output)")
+            try TraceSchemaTests.validate(run.output, name, minimum: 10)
+            #expect(run.output.contains("\"fault\":\"dropped\"") || run.output.contains("\"fault\":\"injected\""))
+        }
+    }
+
     @Test("the demo: the last line leaves with the FIN, its echo crosses the wire after it",
           .enabled(if: FaultTests.available || WireTracer.probe() == nil, "needs a capture (root, or user+net namespaces)"))
     func demo_echoAfterFIN() throws {
