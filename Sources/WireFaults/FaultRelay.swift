@@ -109,12 +109,21 @@ public final class FaultRelay: @unchecked Sendable {
         return done(records)
     }
 
-    /// Stops the thread (held segments are never delivered) and closes both devices.
-    func stop() {
+    /// Lets segments held for a time be delivered first (at most `limit` seconds), stops the
+    /// thread, and records what is still held (a hold the lab never released) as dropped: it
+    /// never reached its receiver. Closes both ports.
+    func stop(deliveringHeldWithin limit: Double = 3) {
         guard let thread else { return }
+        let deadline = MonotonicClock.now() + UInt64(limit * 1e9)
+        while MonotonicClock.now() < deadline, shared.withLock({ $0.held.contains { $0.releaseNs != .max } }) { usleep(1000) }
         stopping.store(true, ordering: .releasing)
         thread.join()
         self.thread = nil
+        let left = shared.withLock { state in
+            defer { state.held.removeAll() }
+            return state.held
+        }
+        for held in left { record(held.packet, held.decoded, sender: held.sender, fault: .dropped, atNs: held.readNs) }
         clientPort.close()
         serverPort.close()
     }
