@@ -132,6 +132,6 @@ static inline size_t CSocketKit_RTA_PAYLOAD(const struct rtattr *rta) { return R
 
 #include "CSocketKitPerf.h"
 #include "CSocketKitPacket.h"
-#include "CSocketKitTun.h"
+#include "CSocketKitFaultWire.h"
 
 #endif

@@ -1,4 +1,4 @@
-// Faults on the wire: TUN devices and network namespaces (see include/CSocketKitTun.h).
+// Faults on the wire: veth pairs, interfaces and network namespaces (include/CSocketKitFaultWire.h).
 #include <stdint.h>
 #include <string.h>
 #include <sched.h>
@@ -6,16 +6,7 @@
 #include <sys/socket.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <linux/if_tun.h>
-#include "CSocketKitTun.h"
-
-int CSocketKit_tun_attach(int fd, const char *name) {
-    struct ifreq request;
-    memset(&request, 0, sizeof request);
-    request.ifr_flags = IFF_TUN | IFF_NO_PI;
-    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
-    return ioctl(fd, TUNSETIFF, &request);
-}
+#include "CSocketKitFaultWire.h"
 
 int CSocketKit_if_configure(int sock, const char *name, uint32_t address, uint32_t mask) {
     struct ifreq request;
@@ -68,6 +59,34 @@ static void close_nest(struct nlmsghdr *n, struct rtattr *nest) {
     nest->rta_len = (unsigned short)((char *)n + NLMSG_ALIGN(n->nlmsg_len) - (char *)nest);
 }
 
+// Sends one rtnetlink request (NLM_F_ACK set) from a socket of the calling thread's namespace
+// and reads the kernel's answer: 0, or -1 with errno from the NLMSG_ERROR.
+static int route_request(struct nlmsghdr *request) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return -1;
+    struct sockaddr_nl kernel;
+    memset(&kernel, 0, sizeof kernel);
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(fd, request, request->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
+        int saved = errno; close(fd); errno = saved; return -1;
+    }
+    char reply[1024];
+    ssize_t n;
+    do { n = recv(fd, reply, sizeof reply, 0); } while (n < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    if (n < 0) { errno = saved; return -1; }
+    struct nlmsghdr *header = (struct nlmsghdr *)reply;
+    if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) && header->nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr *error = (struct nlmsgerr *)NLMSG_DATA(header);
+        if (error->error == 0) return 0;
+        errno = -error->error;
+        return -1;
+    }
+    errno = EPROTO;
+    return -1;
+}
+
 int CSocketKit_veth_create(const char *name, const char *peer, int peer_netns_fd) {
     struct { struct nlmsghdr n; struct ifinfomsg i; char room[512]; } request;
     memset(&request, 0, sizeof request);
@@ -87,29 +106,7 @@ int CSocketKit_veth_create(const char *name, const char *peer, int peer_netns_fd
     close_nest(&request.n, data);
     close_nest(&request.n, linkinfo);
 
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0) return -1;
-    struct sockaddr_nl kernel;
-    memset(&kernel, 0, sizeof kernel);
-    kernel.nl_family = AF_NETLINK;
-    if (sendto(fd, &request, request.n.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
-        int saved = errno; close(fd); errno = saved; return -1;
-    }
-    char reply[1024];
-    ssize_t n;
-    do { n = recv(fd, reply, sizeof reply, 0); } while (n < 0 && errno == EINTR);
-    int saved = errno;
-    close(fd);
-    if (n < 0) { errno = saved; return -1; }
-    struct nlmsghdr *header = (struct nlmsghdr *)reply;
-    if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) && header->nlmsg_type == NLMSG_ERROR) {
-        struct nlmsgerr *error = (struct nlmsgerr *)NLMSG_DATA(header);
-        if (error->error == 0) return 0;
-        errno = -error->error;
-        return -1;
-    }
-    errno = EPROTO;
-    return -1;
+    return route_request(&request.n);
 }
 
 int CSocketKit_if_no_offload(int sock, const char *name) {
@@ -136,27 +133,5 @@ int CSocketKit_link_delete(const char *name) {
     request.n.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
     request.i.ifi_family = AF_UNSPEC;
     append_attribute(&request.n, IFLA_IFNAME, name, (int)strlen(name) + 1);
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0) return -1;
-    struct sockaddr_nl kernel;
-    memset(&kernel, 0, sizeof kernel);
-    kernel.nl_family = AF_NETLINK;
-    if (sendto(fd, &request, request.n.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
-        int saved = errno; close(fd); errno = saved; return -1;
-    }
-    char reply[512];
-    ssize_t n;
-    do { n = recv(fd, reply, sizeof reply, 0); } while (n < 0 && errno == EINTR);
-    int saved = errno;
-    close(fd);
-    if (n < 0) { errno = saved; return -1; }
-    struct nlmsghdr *header = (struct nlmsghdr *)reply;
-    if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) && header->nlmsg_type == NLMSG_ERROR) {
-        struct nlmsgerr *error = (struct nlmsgerr *)NLMSG_DATA(header);
-        if (error->error == 0) return 0;
-        errno = -error->error;
-        return -1;
-    }
-    errno = EPROTO;
-    return -1;
+    return route_request(&request.n);
 }

@@ -1,14 +1,11 @@
-// Faults on the wire (issue 20): veth pairs, interfaces and network namespaces. ioctl() is variadic and
-// TUNSETIFF, SIOCSIF* and struct ifreq's unions do not import into Swift, so the few calls the
-// relay needs are written here, each returning -1 with errno set as the syscall left it.
-#ifndef CSOCKETKIT_TUN_H
-#define CSOCKETKIT_TUN_H
+// Faults on the wire (issue 20): veth pairs, interfaces and network namespaces. ioctl() is
+// variadic, SIOCSIF* and struct ifreq's unions do not import into Swift, and rtnetlink requests
+// are macros all the way down, so the few calls the relay needs are written here, each returning
+// -1 with errno set as the call left it.
+#ifndef CSOCKETKIT_FAULTWIRE_H
+#define CSOCKETKIT_FAULTWIRE_H
 
 #include <stdint.h>
-
-/// TUNSETIFF with IFF_TUN | IFF_NO_PI on an open /dev/net/tun: IP packets, no 4-byte header.
-/// The device is created in the network namespace the fd was opened in.
-int CSocketKit_tun_attach(int fd, const char *name);
 
 /// Gives interface `name` the IPv4 address `address` (network order) with netmask `mask`
 /// (network order), then brings it up: SIOCSIFADDR, SIOCSIFNETMASK, SIOCGIFFLAGS, SIOCSIFFLAGS
