@@ -4,6 +4,11 @@ import Synchronization
 import SocketKit
 import TCPTrace
 
+/// Why no fault wire was started (outside the program's private namespace).
+public struct FaultWireUnavailable: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
 /// The fault layer of one run: three network namespaces joined only through the relay.
 ///
 /// The client side is the namespace the program already runs in: the private user+net
@@ -45,8 +50,14 @@ public final class FaultWire: @unchecked Sendable {
         return nil
     }
 
-    /// Creates the server's namespace, both devices, and starts the relay with `rules`.
-    public init(rules: [FaultRule]) throws {
+    /// Creates the server's and the relay's namespaces, both veth pairs, and starts the relay
+    /// with `rules`. The client's device is created in the calling thread's namespace, so this
+    /// refuses to run outside the program's private one (`insidePrivateNamespace`): it would
+    /// otherwise add a device to the host.
+    public init(rules: [FaultRule], insidePrivateNamespace: Bool) throws {
+        if let reason = Self.unavailableReason(insidePrivateNamespace: insidePrivateNamespace) {
+            throw FaultWireUnavailable(description: reason)
+        }
         guard let server = SocketAddress(numericHost: Self.serverHost, port: 0),
               let client = SocketAddress(numericHost: Self.clientHost, port: 0) else {
             throw SystemCallError(call: "inet_pton", errno: EINVAL, subject: Self.serverHost)

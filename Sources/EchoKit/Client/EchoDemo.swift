@@ -30,7 +30,7 @@ public enum EchoDemo {
     public static func run(host: String = "127.0.0.1", port: UInt16 = 0, kernel: TracepointSource? = nil,
                            collector: TraceCollector = TraceCollector(), wire: Bool = false, pcapPath: String? = nil,
                            faults: [FaultRule]? = nil, output: ([UInt8]) -> Void) throws -> Outcome {
-        let faultWire = try faults.map { try FaultWire(rules: $0) }
+        let faultWire = try faults.map { try FaultWire(rules: $0, insidePrivateNamespace: SlowMotion.isInsideNamespace) }
         let pair = try InProcessEcho(sink: collector, host: host, kernel: kernel, faults: faultWire) { $0.port = port }
         defer { pair.stopServer() }
         // Opened before connect(): the SYN must not pass before the filter names the port.

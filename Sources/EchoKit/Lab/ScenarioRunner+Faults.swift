@@ -15,11 +15,7 @@ extension ScenarioRunner {
                          progress: ((String) -> Void)?, attempt: Int, firstTryOK: Bool?) -> ScenarioOutcome {
         var failure: String?
         var wire: FaultWire?
-        if let reason = FaultWire.unavailableReason(insidePrivateNamespace: SlowMotion.isInsideNamespace) {
-            failure = "fault wire: \(reason)"
-        } else {
-            do { wire = try FaultWire(rules: rules) } catch { failure = "fault wire: \(error)" }
-        }
+        do { wire = try FaultWire(rules: rules, insidePrivateNamespace: SlowMotion.isInsideNamespace) } catch { failure = "fault wire: \(error)" }
         let lab = LabRun(slowMotion: false, progress: progress)
         if let wire { lab.use(wire) }
         if failure == nil {
