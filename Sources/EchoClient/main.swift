@@ -26,15 +26,10 @@ let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
     With MESSAGEs: sends each (newline-terminated), prints each echo, half-closes, drains, closes.
     Without: stdin goes to the server and the echo to stdout, like nc; EOF on stdin half-closes.
-    With --expect any: the messages (or stdin) go out, then a half-close; whatever comes back is
-    printed escaped until the peer closes, for any request/response server.
-    Faults (--demo, --scenario): --drop/--delay/--duplicate put the client and the server in two
-    network namespaces joined by a relay that drops, holds or copies the segment SEL names.
-    \(FaultOptions.grammar).
-    Exit status: 0 when every byte came back identical (--expect any: the peer closed cleanly);
-    1 when the echo differed (the verdict says what came back); 64 usage;
-    68 unknown host; 69 refused/unreachable/reset, or the server closed before the end of stdin;
-    75 timeout; 71 other OS errors; 130 SIGINT (143 SIGTERM): closed cleanly, a second signal exits at once.
+    With --expect any: the messages (or stdin) go out, then a half-close; whatever comes back is printed escaped until the peer closes, for any request/response server.
+    --demo, --scenario, --merge and --load are separate modes: give at most one. The trace goes to stderr (or --trace-file) in every mode; stdout carries the echo, the merged ladder and the load report.
+    Faults (--demo, --scenario): --drop/--delay/--duplicate put the client and the server in network namespaces of their own, joined by a relay that drops, holds or copies the segment SEL names. \(FaultOptions.grammar).
+    Exit status: 0 when every byte came back identical (--expect any: the peer closed cleanly); 1 when the echo differed (the verdict says what came back) or a scenario did not match; 64 usage; 68 unknown host; 69 refused/unreachable/reset, or the server closed before the end of stdin; 73 cannot create an output file (--trace-file, --picture, --state-diagram, --pcap), checked before the run starts; 75 timeout; 71 other OS errors; 130 SIGINT (143 SIGTERM): closed cleanly (a scenario prints what it saw), a second signal exits at once.
     """)
 
 signal(SIGPIPE, SIG_IGN)
@@ -42,6 +37,7 @@ signal(SIGPIPE, SIG_IGN)
 // The one way out: every mode returns its status or throws, and CommandExit finishes the trace
 // session (sink, kernel source, followers, verdict) before the last line and exit().
 CommandExit.run(command, settleSeconds: 0.2) {
+    try ClientModes.check(arguments)
     let options = try CommandLineTrace.options(arguments)
     let pictures = try PictureOptions.options(arguments)
     if !pictures.isEmpty && !(arguments.has("--demo") || arguments.has("--merge") || arguments.string("--scenario") != nil) {
@@ -55,8 +51,13 @@ CommandExit.run(command, settleSeconds: 0.2) {
         config.ioTimeoutSeconds = timeout
     }
     let expect: ExpectMode = try arguments.choice("--expect", default: .echo)
+    // Before anything runs: a file that cannot be written fails now, not after the run.
+    try OutputPaths.check(arguments)
     if let name = arguments.string("--scenario") {
-        return try ScenarioCommand.run(name: name, arguments: arguments, options: options, pictures: pictures)
+        // Ctrl-C shows what the lab saw so far: the signals are blocked now, while this is the
+        // only thread, and read once the run starts.
+        let signals = name == "list" ? nil : try TerminationSignals(command: command)
+        return try ScenarioCommand.run(name: name, arguments: arguments, options: options, pictures: pictures, signals: signals)
     }
     if arguments.has("--load") {
         return try LoadCommand.run(arguments, host: config.host, port: config.port)

@@ -22,9 +22,8 @@ let usage = "EchoServer [--host ADDR] [--port N] [--trace text|json|off] [--trac
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo server that logs every TCP state each connection passes through.", usage: usage, footer: """
-    SIGINT/SIGTERM: stop accepting, let connections finish (--drain-timeout), print a summary, exit 0;
-    a second signal exits at once. Exit status: 0 ok; 64 usage; 68 unknown host; 69 port in use or
-    address not available; 77 permission denied; 71 other OS errors.
+    SIGINT/SIGTERM: stop accepting, let connections finish (--drain-timeout), print a summary, exit 0; a second signal exits at once.
+    Exit status: 0 ok; 64 usage; 68 unknown host; 69 port in use or address not available; 73 cannot create an output file (--trace-file, --pcap), checked before the server starts; 77 permission denied; 71 other OS errors.
     """)
 
 signal(SIGPIPE, SIG_IGN)
@@ -59,6 +58,8 @@ do {
 // The one way out: CommandExit finishes the trace session (followers, kernel source, sink)
 // before the last stderr line and exit(), whether the run ends in a summary or an error.
 CommandExit.run(command) {
+    // Every output file is checked before the server starts: one line, exit 73.
+    try OutputPaths.check(arguments)
     let session = TraceSession(sink: try trace.makeSink())
     session.makeCurrent()
     // The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
@@ -66,7 +67,8 @@ CommandExit.run(command) {
     let (kernel, kernelNote) = try trace.openKernelSource(command: command, sink: session.sink, side: .server)
     session.attach(kernel)
     let tracer = StateTracer(sink: session.sink, side: .server, verbose: trace.verbose,
-                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel)
+                             closeWaitWarnSeconds: trace.closeWaitWarnSeconds, firstConnectionID: 0, kernel: kernel,
+                             ownersMustNotBlock: true)
     session.add(tracer)
     let server = EchoServer(configuration: config, tracer: trace.format == .off ? nil : tracer)
     let address: SocketAddress

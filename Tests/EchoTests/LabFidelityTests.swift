@@ -53,7 +53,8 @@ import TestSupport
                                                             Executables.url("EchoClient").path] + arguments)
             : try ChildProcess("EchoClient", arguments)
         #expect(child.wait(timeout: 60) == 0, "\(child.stdoutText)\n\(child.stderrText)")
-        return child.stdoutText.split(separator: "\n").compactMap { TraceEvent(jsonLine: $0) }
+        // The lab's trace goes where every trace goes: stderr.
+        return child.stderrText.split(separator: "\n").compactMap { TraceEvent(jsonLine: $0) }
     }
 
     @Test(.enabled(if: WireEndToEndTests.canCapture, "needs root, or setpriv + user/net namespaces"))

@@ -28,7 +28,7 @@ import TCPTrace
                                                                 "--picture", drawn.ladderSVG.path, "--state-diagram", drawn.diagram.path])
         let status = child.wait(timeout: 60)
         #expect(status == 0 || status == 1, "EchoClient \(arguments) exited \(status): \(child.stderrText)")
-        // --demo writes its trace to --trace-file; --scenario prints its JSON on stdout.
+        // --demo and --scenario both write their trace to --trace-file.
         let file = (try? String(contentsOf: trace, encoding: .utf8)) ?? ""
         let lines = (file + child.stdoutText).split(separator: "\n")
         drawn.states = lines.filter { $0.contains("\"event\":\"state\"") }.count

@@ -158,7 +158,7 @@ struct ReadmeClaimsTests {
     func slowMotionFallbackLine() throws {
         let child = try Self.scenarioWithoutNamespaces("auto")
         #expect(child.process.terminationStatus == 0, "\(child.stderrText)")
-        let notes = child.stdoutText.split(separator: "\n").filter { $0.hasPrefix("Slow motion:") }
+        let notes = child.stderrText.split(separator: "\n").filter { $0.hasPrefix("Slow motion:") }
         #expect(notes.count == 1)
         #expect(notes.first?.hasPrefix("Slow motion: off — user/network namespaces not permitted here") == true, "\(notes)")
     }

@@ -32,10 +32,14 @@ struct ScenarioTests {
         env.merge(environment) { $1 }
         let child = try ChildProcess("EchoClient", ["--scenario", name, "--trace", "json"] + extra, environment: env)
         let status = child.wait(timeout: 60)
-        let lines = child.stdoutText.split(separator: "\n")
+        // The lab's trace (JSON events, then the summary) goes to stderr like every trace.
+        let lines = child.stderrText.split(separator: "\n").filter { $0.hasPrefix("{") }
         let last = lines.last.map { String($0) } ?? ""
         let summary = (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [String: Any] ?? [:]
-        return Run(status: status, summary: summary, events: lines.compactMap { TraceEvent(jsonLine: $0) },
+        // Every try's events carry their try; the summary names the one judged.
+        let judged = summary["try"] as? Int
+        return Run(status: status, summary: summary,
+                   events: lines.compactMap { TraceEvent(jsonLine: $0) }.filter { judged == nil || $0.attempt == judged },
                    stdout: child.stdoutText + child.stderrText)
     }
 
@@ -153,7 +157,7 @@ struct ScenarioTests {
     func repeatPrintsFidelity() throws {
         let child = try ChildProcess("EchoClient", ["--scenario", "refused", "--slow-motion", "off", "--repeat", "3"])
         #expect(child.wait() == 0)
-        #expect(child.stdoutText.contains("Fidelity of refused over 3 runs"))
-        #expect(child.stdoutText.contains("matched: 3/3"))
+        #expect(child.stderrText.contains("Fidelity of refused over 3 runs"))
+        #expect(child.stderrText.contains("matched: 3/3"))
     }
 }

@@ -30,7 +30,8 @@ struct DemoClaims {
             + (wire.serverBytesAfterClientFIN > 0 ? "a half-closed connection carries data the other way."
                 : "none came after the FIN on the wire this time, so this run does not show a half-close carrying data."))
         if !wire.faultLines.isEmpty {
-            paragraphs.append("Faults on the wire:\n" + wire.faultLines.map { "  " + $0 }.joined(separator: "\n"))
+            paragraphs.append("Faults on the wire:")
+            paragraphs += wire.faultLines
         }
     }
 }

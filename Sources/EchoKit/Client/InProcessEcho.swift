@@ -23,7 +23,7 @@ public final class InProcessEcho: @unchecked Sendable {
         serverConfig.port = 0
         serverConfig.threads = 1
         configure(&serverConfig)
-        serverTracer = StateTracer(sink: sink, side: .server, firstConnectionID: 0, kernel: kernel)
+        serverTracer = StateTracer(sink: sink, side: .server, firstConnectionID: 0, kernel: kernel, ownersMustNotBlock: true)
         let server = EchoServer(configuration: serverConfig, tracer: serverTracer)
         self.server = server
         // On the fault wire the listener (and the loops' sock_diag) live in the server's namespace.

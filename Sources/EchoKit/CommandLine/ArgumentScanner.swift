@@ -117,15 +117,54 @@ public struct ArgumentScanner: Sendable {
         return result
     }
 
-    /// The `--help` text: usage line and one line per option.
-    public func help(summary: String, usage: String, footer: String = "") -> String {
-        var text = "\(summary)\n\nUSAGE: \(usage)\n\nOPTIONS:\n"
+    /// The `--help` text, wrapped at spaces to `width` with hanging indents: the usage at
+    /// its bracket groups, each option's description in a column (on the next line when the
+    /// option itself is too wide), the footer's paragraphs.
+    public func help(summary: String, usage: String, footer: String = "", width: Int = 80) -> String {
+        let width = max(width, 40)
+        var text = TextWrap.paragraph(summary, width: width) + "\n\n"
+        for (index, line) in usage.split(separator: "\n").enumerated() {
+            let head = index == 0 ? "USAGE: " : "       "
+            let body = line.drop { $0 == " " }
+            text += head + TextWrap.lines(Self.groups(String(body)), first: width - head.count, rest: width - 9)
+                .map { TextWrap.join($0, color: false) }.joined(separator: "\n         ") + "\n"
+        }
+        text += "\nOPTIONS:\n"
+        let column = width >= 100 ? 34 : 30
         for option in options {
             var left = option.short.map { "\($0), " } ?? ""
             left += option.name + (option.valueName.map { " <\($0)>" } ?? "")
-            text += "  " + left.padding(to: 30) + " " + option.help + "\n"
+            let words = TextWrap.words(option.help)
+            if left.count > column - 3 {
+                text += "  " + left + "\n" + String(repeating: " ", count: column + 1)
+                    + TextWrap.lines(words, first: width - column - 1, rest: width - column - 1).map { TextWrap.join($0, color: false) }
+                    .joined(separator: "\n" + String(repeating: " ", count: column + 1)) + "\n"
+            } else {
+                text += TextWrap.fit("  " + left.padding(to: column - 2), firstColumns: column, words: words, width: width,
+                                     indent: column + 1, color: false, minimumRoom: 1) + "\n"
+            }
         }
-        return text + (footer.isEmpty ? "" : "\n" + footer + "\n")
+        return text + (footer.isEmpty ? "" : "\n" + TextWrap.paragraph(footer, width: width, indent: 2) + "\n")
+    }
+
+    /// A usage line's words, a bracket group (`[--trace text|json|off]`) kept as one.
+    static func groups(_ usage: String) -> [TextWrap.Word] {
+        var out: [TextWrap.Word] = []
+        var current = ""
+        var depth = 0
+        for word in usage.split(separator: " ") {
+            current += (current.isEmpty ? "" : " ") + word
+            depth += word.filter { $0 == "[" }.count - word.filter { $0 == "]" }.count
+            if depth <= 0 { out.append(TextWrap.Word(current)); current = ""; depth = 0 }
+        }
+        if !current.isEmpty { out.append(TextWrap.Word(current)) }
+        return out
+    }
+
+    /// The width `--help` wraps to: the terminal on stdout, else `$COLUMNS`, else 80 (piped
+    /// help still fits a terminal's default).
+    public static func helpWidth() -> Int {
+        TerminalWidth.columns(fd: 1) ?? TerminalWidth.resolve(columnsVariable: getenv("COLUMNS").map { String(cString: $0) }, reported: 0)
     }
 }
 
@@ -167,7 +206,7 @@ extension ArgumentScanner {
             SysExits.fail(command, "\(error) (see '\(command) --help')", code: SysExits.usage)
         }
         if arguments.has("--help") {
-            print(help(summary: summary, usage: usage, footer: footer))
+            print(help(summary: summary, usage: usage, footer: footer, width: Self.helpWidth()), terminator: "")
             exit(0)
         }
         if arguments.has("--version") {

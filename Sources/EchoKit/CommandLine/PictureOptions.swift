@@ -29,6 +29,15 @@ public struct PictureOptions: Sendable {
     /// Writes what was asked for; returns one line per file written, for the caller to print.
     public func write(_ picture: LadderPicture) throws -> [String] {
         var written: [String] = []
+        do {
+            try writeFiles(picture, into: &written)
+        } catch {
+            throw OutputWriteError(underlying: error)
+        }
+        return written
+    }
+
+    private func writeFiles(_ picture: LadderPicture, into written: inout [String]) throws {
         if let path = picturePath {
             try PictureFile.writeLadder(picture, to: path)
             written.append("picture written to \(ByteEscaping.escape(path))")
@@ -37,6 +46,5 @@ public struct PictureOptions: Sendable {
             try PictureFile.writeStateDiagram(title: picture.title, events: picture.events, to: path)
             written.append("state diagram written to \(ByteEscaping.escape(path))")
         }
-        return written
     }
 }

@@ -69,6 +69,16 @@ public enum ClientCommands {
         return 0
     }
 
+    /// One message on the trace stream, wrapped with a hanging indent on a terminal (a file
+    /// keeps it on one line).
+    static func writeLine(_ text: String, _ options: CommandLineTrace) {
+        options.write(wrap(text, options.path == nil ? TerminalWidth.columns(fd: 2) : nil) + "\n")
+    }
+
+    static func wrap(_ text: String, _ width: Int?) -> String {
+        width.map { TextWrap.paragraph(text, width: $0, indent: 2) } ?? text
+    }
+
     /// stdout carries data only (a failed write there has nowhere better to be reported).
     private static func writeOut(_ bytes: [UInt8]) {
         _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
@@ -83,8 +93,8 @@ public enum ClientCommands {
         let collector = TraceCollector()
         let kernel = try options.makeKernelSource(command: "EchoClient", sink: collector, side: .client)
         session.attach(kernel)
-        if let note = collector.events.first?.cause, options.format == .text { options.write("EchoClient --demo: \(note)\n") }
-        if options.format == .text { options.write("EchoClient --demo: \(wire.line)\n") }
+        if let note = collector.events.first?.cause, options.format == .text { writeLine("EchoClient --demo: \(note)", options) }
+        if options.format == .text { writeLine("EchoClient --demo: \(wire.line)", options) }
         let notes = collector.events.count
         let outcome: EchoDemo.Outcome
         do {
@@ -97,14 +107,14 @@ public enum ClientCommands {
         }
         // With the wire, the outcome's events hold the segments too, states stamped with them.
         // The notes are stamped before the demo starts: still first after the wire's join.
-        let timeline = outcome.wireSummary == nil ? collector.events : outcome.events
+        let raw = outcome.wireSummary == nil ? collector.events : outcome.events
+        // Both sides in causal order (RFC 9293), each moved stamp inside its interval and said.
+        let timeline = Array(raw.prefix(notes)) + CausalOrder.apply(Array(raw.dropFirst(notes)))
         present(timeline, notes: notes, sink: sink, options: options, wireSummary: outcome.wireSummary)
         let claims = DemoClaims(outcome)
         if options.format == .text {
-            let width = options.path == nil ? TerminalWidth.columns(fd: 2) : nil
-            let text = claims.paragraphs.map { paragraph in width.map { TextWrap.paragraph(paragraph, width: $0) } ?? paragraph }
-                .joined(separator: "\n")
-            options.write("\n" + text + "\n")
+            options.write("\n")
+            for paragraph in claims.paragraphs { writeLine(paragraph, options) }
         }
         let verdict: LadderPicture.Verdict = outcome.matched ? .matched("every echo came back; " + claims.subtitle) : .differs("the echo differed")
         try writePictures(pictures, LadderPicture(title: "EchoClient --demo: one connection, the client half-closes first",
@@ -126,9 +136,9 @@ public enum ClientCommands {
             var text = "\nBoth sides of one connection, in time order:\n\n"
             text += renderer.render(events).joined(separator: "\n")
             text += "\n\n" + LadderRenderer.legend(width: width) + "\n"
-            if let wireSummary { text += LadderRenderer.wireLegend + "\n" + wireSummary + "\n" }
+            if let wireSummary { text += wrap(LadderRenderer.wireLegend + "\n" + wireSummary, width) + "\n" }
             text += "\nStates each socket passed through ((…) = inferred):\n"
-            text += LadderRenderer.sequences(events).map { "  " + $0 }.joined(separator: "\n") + "\n"
+            text += LadderRenderer.sequences(events).map { wrap("  " + $0, width) }.joined(separator: "\n") + "\n"
             options.write(text)
         }
     }
@@ -152,11 +162,11 @@ public enum ClientCommands {
             let line = "EchoClient --merge: " + note
             _ = ((width.map { TextWrap.paragraph(line, width: $0) } ?? line) + "\n").withCString { write(2, $0, strlen($0)) }
         }
-        events = WireMerge.join(selection.events)
+        events = CausalOrder.apply(WireMerge.join(selection.events))
         let lines = LadderRenderer(color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)).render(events)
         print(lines.joined(separator: "\n"))
         print("\n" + LadderRenderer.legend(width: TerminalWidth.columns(fd: 1)))
-        if events.contains(where: { $0.kind == .segment }) { print(LadderRenderer.wireLegend) }
+        if events.contains(where: { $0.kind == .segment }) { print(wrap(LadderRenderer.wireLegend, TerminalWidth.columns(fd: 1))) }
         try writePictures(pictures, LadderPicture(title: "Merged trace: " + paths.joined(separator: " + "), timeline: events),
                           options: options)
         return 0
@@ -166,7 +176,7 @@ public enum ClientCommands {
     /// line of a JSON trace stays JSON).
     public static func writePictures(_ pictures: PictureOptions, _ picture: LadderPicture, options: CommandLineTrace) throws {
         for line in try pictures.write(picture) where options.format != .json {
-            options.write("EchoClient: \(line)\n")
+            writeLine("EchoClient: \(line)", options)
         }
     }
 }

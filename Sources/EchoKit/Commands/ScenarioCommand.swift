@@ -6,7 +6,10 @@ import WireFaults
 
 /// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
 public enum ScenarioCommand {
-    public static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace, pictures: PictureOptions) throws -> Int32 {
+    /// - Parameter signals: SIGINT/SIGTERM, blocked since main began; the lab starts reading
+    ///   them once slow motion is settled (a re-execution must not find a thread running).
+    public static func run(name: String, arguments: ParsedArguments, options: CommandLineTrace, pictures: PictureOptions,
+                           signals: TerminationSignals? = nil) throws -> Int32 {
         if name == "list" {
             let width = ScenarioCatalog.names.map(\.count).max() ?? 0
             for scenario in ScenarioCatalog.all {
@@ -19,52 +22,63 @@ public enum ScenarioCommand {
         }
         let mode: SlowMotionMode = try arguments.choice("--slow-motion", default: .auto)
         let runs = try arguments.integer("--repeat", range: 1...1000) ?? 1
+        if runs > 1 && !pictures.isEmpty { throw UsageError("--picture and --state-diagram draw one run: leave out --repeat") }
         let faults = try FaultOptions.parse(arguments)
         let onFaultWire = scenario is any FaultScenario || !faults.isEmpty
         let (status, wire) = onFaultWire ? try faultWire(arguments, rules: ScenarioRunner.faultRules(scenario, extra: faults))
             : (try slowMotion(mode), try WireOption.parse(arguments, defaultMode: .auto)
                 .resolve(command: "EchoClient", arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: true))
-        let live = options.format == .text && isatty(2) == 1
-        let progress: (String) -> Void = { text in
-            guard options.format == .text else { return }
-            SignalSafeOutput.line("… \(text)")
+        // The trace stream (stderr or --trace-file), opened before the run: the demo's stream.
+        let stream = try TraceStream(options)
+        let text = options.format == .text
+        let progress: (String) -> Void = { line in
+            guard text else { return }
+            if stream.isTerminal { stream.status("… " + line, always: false) } else if options.path == nil { stream.write("… \(line)\n") }
         }
+        let color = options.color && stream.isTerminal
+        // Live rows only for a terminal: a file gets the ladder once, in causal order, at the end.
+        let live = LabLiveView(color: color, width: stream.width,
+                               print: text && stream.isTerminal && runs == 1 ? { stream.write($0) } : nil)
+        try signals?.start { signo in interrupted(signo, scenario: scenario, live: live, stream: stream, options: options) }
         if runs == 1 {
+            if text && stream.isTerminal {
+                stream.write(wrap("Scenario \(scenario.name): \(scenario.summary)", stream.width) + "\n"
+                             + wrap("Live, as each state is read (the full ladder, in causal order with the segments, follows):", stream.width)
+                             + "\n")
+            }
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
-                                             faults: faults, progress: progress)
+                                             faults: faults, progress: progress, live: live)
             switch options.format {
             case .json:
-                ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).forEach { print($0) }
+                stream.write(ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).joined(separator: "\n") + "\n")
             case .text:
-                print(ScenarioReport.text(outcome, scenario: scenario, slowMotionLine: status.line(rttMicros: outcome.rttMicros) + "\n" + wire.line,
-                                          color: options.color && isatty(1) == 1, width: TerminalWidth.columns(fd: 1)), terminator: "")
+                stream.write((stream.isTerminal ? "\n" : "")
+                             + ScenarioReport.text(outcome, scenario: scenario, slowMotionLine: status.line(rttMicros: outcome.rttMicros) + "\n" + wire.line,
+                                                   color: color, width: stream.width))
             case .off:
-                print(ScenarioReport.verdictText(outcome, scenario: scenario), terminator: "")
+                stream.write(ScenarioReport.verdictText(outcome, scenario: scenario, width: stream.width))
             }
             let tries = "\(outcome.tries) \(outcome.tries == 1 ? "try" : "tries")"
             let verdict: LadderPicture.Verdict = outcome.verdict.ok ? .matched("MATCHED after \(tries)")
                 : .differs("DID NOT MATCH after \(tries)")
             let picture = LadderPicture(title: "Scenario \(scenario.name): \(scenario.summary)", verdict: verdict, timeline: outcome.events)
-            try ClientCommands.writePictures(pictures, picture, options: options)
+            for line in try pictures.write(picture) where options.format != .json { stream.write("EchoClient: \(line)\n") }
             return outcome.verdict.ok ? 0 : 1
         }
-        if !pictures.isEmpty { throw UsageError("--picture and --state-diagram draw one run: leave out --repeat") }
         var table = FidelityTable(scenario: scenario.name)
         var rtt: UInt32?
         for run in 1...runs {
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
-                                             faults: faults, progress: live ? progress : nil)
+                                             faults: faults, progress: progress, live: live)
             table.add(outcome)
             rtt = rtt ?? outcome.rttMicros
-            if options.format == .json { print(ScenarioReport.summaryJSON(outcome, scenario: scenario, slowMotion: status)) }
-            if live { progress("run \(run)/\(runs): \(outcome.verdict.ok ? "matched" : "did not match")") }
+            if options.format == .json { stream.write(ScenarioReport.summaryJSON(outcome, scenario: scenario, slowMotion: status) + "\n") }
+            progress("run \(run)/\(runs): \(outcome.verdict.ok ? "matched" : "did not match")")
         }
         if options.format == .json {
-            print(table.json(slowMotion: status))
+            stream.write(table.json(slowMotion: status) + "\n")
         } else {
-            print(status.line(rttMicros: rtt))
-            print(wire.line)
-            print(table.text(), terminator: "")
+            stream.write(wrap(status.line(rttMicros: rtt), stream.width) + "\n" + wrap(wire.line, stream.width) + "\n" + table.text())
         }
         return table.matched == table.runs ? 0 : 1
     }
@@ -73,6 +87,44 @@ public enum ScenarioCommand {
     static func faultWire(_ arguments: ParsedArguments, rules: [FaultRule]) throws -> (SlowMotionStatus, WireOption) {
         let wire = try FaultOptions.wire(arguments, rules: rules)
         return (SlowMotionStatus(active: false, note: "real speed (the fault wire's own devices carry the run, not lo)"), wire)
+    }
+
+    /// Prose wrapped to a terminal's width (`nil`: one line, for files and pipes).
+    static func wrap(_ text: String, _ width: Int?) -> String {
+        width.map { TextWrap.paragraph(text, width: $0, indent: 2) } ?? text
+    }
+
+    /// Ctrl-C (or SIGTERM) during a run: what was seen so far, in causal order, the verdict
+    /// "interrupted", and exit 128 + signal. Runs on the signal thread; the lab's thread is
+    /// left as it is (exit ends it).
+    static func interrupted(_ signo: Int32, scenario: any LabScenario, live: LabLiveView, stream: TraceStream,
+                            options: CommandLineTrace) -> Never {
+        let attempt = live.attempt
+        let events = CausalOrder.apply(live.currentTry)
+        let seconds = Double(MonotonicClock.now() - live.startNs) / 1e9
+        let signal = signo == SIGINT ? "Ctrl-C" : "SIGTERM"
+        let tenths = Int((seconds * 10).rounded())
+        let reason = "\(signal) after \(tenths / 10).\(tenths % 10) s, during try \(attempt)"
+        switch options.format {
+        case .json:
+            // Every line stays a trace event: the last one says the run was interrupted, not judged.
+            var last = TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: 0, kind: .info,
+                                  cause: "verdict: interrupted (\(reason)): scenario \(scenario.name) was not judged")
+            last.attempt = attempt
+            stream.write((events + [last]).map(JSONTraceRenderer.render).joined(separator: "\n") + "\n")
+        case .text, .off:
+            var text = "\n" + wrap("Scenario \(scenario.name): interrupted (\(reason)); what was seen so far:", stream.width) + "\n\n"
+            if options.format == .text, !events.isEmpty {
+                text += LadderRenderer(color: options.color && stream.isTerminal, width: stream.width).render(events).joined(separator: "\n")
+                text += "\n\n" + LadderRenderer.legend(width: stream.width) + "\n\n"
+            }
+            text += "States each socket passed through ((…) = inferred):\n"
+            let sequences = LadderRenderer.sequences(events)
+            text += (sequences.isEmpty ? ["  none yet"] : sequences.map { "  " + $0 }).map { wrap($0, stream.width) }.joined(separator: "\n") + "\n"
+            text += "Verdict: interrupted: \(scenario.name) was not judged\n"
+            stream.write(text)
+        }
+        exit(128 + signo)
     }
 
     /// Sets up slow motion: inside the re-executed child, or decides (and re-executes) here.

@@ -15,7 +15,11 @@ public struct LabEndpoint {
 
     init(_ traced: TracedSocket) throws {
         guard let tracker = traced.tracker else { throw ScenarioError("the lab's socket is not traced") }
-        self.traced = traced
+        self.init(socket: traced.socket, tracker: tracker)
+    }
+
+    init(socket: Socket, tracker: SocketTracker) {
+        traced = TracedSocket(socket, tracker: tracker)
         self.tracker = tracker
     }
 
@@ -29,7 +33,7 @@ public struct LabEndpoint {
 /// Everything runs on the caller's thread except the sock_diag followers, which watch sockets
 /// after close() on their own queues.
 public final class LabRun {
-    public let collector = TraceCollector()
+    public let collector: TraceCollector
     public let client: StateTracer
     public let server: StateTracer
     public let slowMotion: Bool
@@ -56,7 +60,10 @@ public final class LabRun {
     /// Seconds to wait for one step: segments take up to ~100 ms each in slow motion.
     public var stepTimeout: Double { slowMotion ? 8 : 3 }
 
-    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, wire: WireTracer? = nil, progress: ((String) -> Void)? = nil) {
+    /// - Parameter live: also gets every event as it happens (the live lab view).
+    public init(slowMotion: Bool, closeWaitWarnSeconds: Double = 1, wire: WireTracer? = nil, progress: ((String) -> Void)? = nil,
+                live: TraceSink? = nil) {
+        collector = TraceCollector(forwardingTo: live)
         self.wire = wire
         client = StateTracer(sink: collector, side: .client, closeWaitWarnSeconds: closeWaitWarnSeconds)
         server = StateTracer(sink: collector, side: .server, closeWaitWarnSeconds: closeWaitWarnSeconds)
@@ -106,8 +113,14 @@ public final class LabRun {
     /// Records a failed call: the errno, a reset in the context, and the state it left. The
     /// error names its call once (`recv: Connection reset by peer (ECONNRESET)`); `when` adds
     /// the moment (`at once`) without naming the call again.
-    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, when: String? = nil) {
-        endpoint.traced.failed(error, during: "\(error.call)()", detail: when.map { ", \($0)" } ?? "")
+    /// `duringConnect`: connect() failed (SYN_SENT inferred if nothing was seen yet); the lab's
+    /// own connect steps have it recorded by the socket already.
+    public func failed(_ endpoint: LabEndpoint, _ error: SystemCallError, when: String? = nil, duringConnect: Bool = false) {
+        if duringConnect {
+            endpoint.traced.connectFailed(error, when: when)
+        } else {
+            endpoint.traced.failed(error, during: "\(error.call)()", detail: when.map { ", \($0)" } ?? "")
+        }
     }
 
     /// Waits until `endpoint`'s connect completes (ESTABLISHED) and checks SO_ERROR.

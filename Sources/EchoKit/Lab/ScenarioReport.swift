@@ -6,47 +6,72 @@ import TCPTrace
 public enum ScenarioReport {
     public static func text(_ outcome: ScenarioOutcome, scenario: any LabScenario, slowMotionLine: String,
                             color: Bool, width: Int? = nil) -> String {
-        var out = "Scenario \(scenario.name): \(scenario.summary)\n\(slowMotionLine)\n\n"
+        var out = wrap("Scenario \(scenario.name): \(scenario.summary)\n\(slowMotionLine)", width) + "\n\n"
         out += LadderRenderer(color: color, width: width).render(outcome.events).joined(separator: "\n")
         out += "\n\n" + LadderRenderer.legend(width: width) + "\n"
-        if let wire = outcome.wireSummary { out += LadderRenderer.wireLegend + "\n" + wire + "\n" }
-        out += "\n" + verdictText(outcome, scenario: scenario)
-        out += "\nWhat happened: " + scenario.explanation(slowMotion: outcome.slowMotion) + "\n"
+        if let wire = outcome.wireSummary { out += wrap(LadderRenderer.wireLegend + "\n" + wire, width) + "\n" }
+        out += "\n" + verdictText(outcome, scenario: scenario, width: width)
+        out += wrap("What happened: " + scenario.explanation(slowMotion: outcome.slowMotion), width) + "\n"
         return out
     }
 
-    public static func verdictText(_ outcome: ScenarioOutcome, scenario: any LabScenario) -> String {
+    /// Prose for a terminal of `width` columns, wrapped at spaces with a hanging indent of 2;
+    /// unchanged for files and pipes (nil).
+    static func wrap(_ text: String, _ width: Int?) -> String {
+        width.map { TextWrap.paragraph(text, width: $0, indent: 2) } ?? text
+    }
+
+    /// `head` then `words` wrapped at spaces to `width`, continuation lines at `indent`.
+    static func fit(_ head: String, _ text: String, width: Int?, indent: Int) -> String {
+        guard let width else { return head + text }
+        return TextWrap.fit(head.count > 0 && head.last == " " ? String(head.dropLast()) : head, firstColumns: head.count - 1,
+                            words: TextWrap.words(text), width: width, indent: indent, color: false, minimumRoom: 8)
+    }
+
+    public static func verdictText(_ outcome: ScenarioOutcome, scenario: any LabScenario, width: Int? = nil) -> String {
         let verdict = outcome.verdict
         var out = "Verdict:\n"
+        // Files and wide terminals: the sequences in a column beside the track's name; a
+        // narrower terminal puts the name on a line of its own.
+        let wide = (width ?? Int.max) >= 120
         for track in verdict.tracks {
-            let name = TextTraceRenderer.pad("\(track.track.name) (\(track.track.label))", 34)
-            out += "  \(name) expected: " + track.track.states.map(\.name).joined(separator: " → ") + "\n"
-            out += "  " + String(repeating: " ", count: 34) + " got:      "
-                + (track.seen.isEmpty ? "nothing" : track.seen.joined(separator: " → "))
-                + (track.matched ? "   ✓" : "   ✗ differs") + "\n"
-            let parts = zip(track.track.states, track.statuses).map { "\($0.name) \($1.word)" }
-            out += "  " + String(repeating: " ", count: 34) + " how:      " + parts.joined(separator: ", ") + "\n"
+            let label = "\(track.track.name) (\(track.track.label))"
+            let lead = wide ? "  " + TextTraceRenderer.pad(label, 34) + " " : "    "
+            if !wide { out += "  " + label + "\n" }
+            let blank = String(repeating: " ", count: lead.count)
+            let indent = lead.count + 10
+            out += fit(lead + "expected: ", track.track.states.map(\.name).joined(separator: " → "), width: width, indent: indent) + "\n"
+            out += fit(blank + "got:      ", (track.seen.isEmpty ? "nothing" : track.seen.joined(separator: " → "))
+                       + (track.matched ? "   ✓" : "   ✗ differs"), width: width, indent: indent) + "\n"
+            let parts = zip(track.track.states, track.statuses).map { "\($0.name) \($1.word)," }
+            var how = parts.joined(separator: " ")
+            if how.hasSuffix(",") { how.removeLast() }
+            out += fit(blank + "how:      ", how, width: width, indent: indent) + "\n"
         }
         let keys = verdict.keyStates.map { "\($0.side.rawValue) #\($0.conn) \($0.state.name)" }
+        var lines: [String] = []
         if !keys.isEmpty {
-            out += "  key states that must be observed: " + keys.joined(separator: ", ")
-            out += verdict.unobservedKeys.isEmpty ? " — all observed\n"
-                : " — NOT observed: " + verdict.unobservedKeys.map { "\($0.side.rawValue) #\($0.conn) \($0.state.name)" }.joined(separator: ", ") + "\n"
+            lines.append("key states that must be observed: " + keys.joined(separator: ", ")
+                + (verdict.unobservedKeys.isEmpty ? " — all observed"
+                    : " — NOT observed: " + verdict.unobservedKeys.map { "\($0.side.rawValue) #\($0.conn) \($0.state.name)" }.joined(separator: ", ")))
         }
         for check in verdict.wireChecks ?? [] {
-            out += "  wire: \(check.description): \(check.passed ? "✓" : "✗") \(check.evidence)\n"
+            lines.append("wire: \(check.description): \(check.passed ? "✓" : "✗") \(check.evidence)")
         }
-        for claim in verdict.falseClaims { out += "  false claim: \(claim)\n" }
-        if let failure = verdict.failure { out += "  stopped early: \(failure)\n" }
+        for claim in verdict.falseClaims { lines.append("false claim: \(claim)") }
+        if let failure = verdict.failure { lines.append("stopped early: \(failure)") }
         let tries = "\(outcome.tries) \(outcome.tries == 1 ? "try" : "tries") (at most \(scenario.maxTries))"
-        out += verdict.ok ? "  MATCHED after \(tries)\n" : "  DID NOT MATCH after \(tries)\n"
+        lines.append(verdict.ok ? "MATCHED after \(tries)" : "DID NOT MATCH after \(tries)")
+        if outcome.tries > 1 { lines.append("judged: try \(outcome.tries); the earlier tries did not match") }
+        for line in lines { out += wrap("  " + line, width) + "\n" }
         return out
     }
 
     /// The events, then `{"event":"scenario",...}` as the last line.
     public static func json(_ outcome: ScenarioOutcome, scenario: any LabScenario, slowMotion: SlowMotionStatus) -> [String] {
-        let sorted = outcome.events.enumerated().sorted {
-            ($0.element.timestampNs, $0.offset) < ($1.element.timestampNs, $1.offset)
+        let all = outcome.allTries.isEmpty ? outcome.events : outcome.allTries
+        let sorted = all.enumerated().sorted {
+            ($0.element.attempt ?? 0, $0.element.timestampNs, $0.offset) < ($1.element.attempt ?? 0, $1.element.timestampNs, $1.offset)
         }.map(\.element)
         return sorted.map(JSONTraceRenderer.render) + [summaryJSON(outcome, scenario: scenario, slowMotion: slowMotion)]
     }
@@ -73,7 +98,7 @@ public enum ScenarioReport {
             let ok = !outcome.verdict.unobservedKeys.contains(key)
             return "{\"side\":\(q(key.side.rawValue)),\"conn\":\(key.conn),\"state\":\(q(key.state.name)),\"observed\":\(ok)}"
         }
-        var out = "{\"v\":\(JSONTraceRenderer.formatVersion),\"event\":\"scenario\",\"name\":\(q(scenario.name)),\"ok\":\(outcome.verdict.ok),\"tries\":\(outcome.tries)"
+        var out = "{\"v\":\(JSONTraceRenderer.formatVersion),\"event\":\"scenario\",\"name\":\(q(scenario.name)),\"ok\":\(outcome.verdict.ok),\"tries\":\(outcome.tries),\"try\":\(outcome.tries)"
         out += ",\"max_tries\":\(scenario.maxTries),\"first_try_ok\":\(outcome.firstTryOK)"
         out += ",\"slow_motion\":\(slowMotion.json),\"expected\":\(expected),\"observed\":\(observed),\"seen\":\(seen)"
         out += ",\"key_states\":[\(keys.joined(separator: ","))]"

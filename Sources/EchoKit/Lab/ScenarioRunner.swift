@@ -15,6 +15,8 @@ public struct ScenarioOutcome: Sendable {
     public var firstTryOK: Bool
     /// The capture's one-line summary (segments, drops), when the wire was on.
     public var wireSummary: String?
+    /// Every try's events, each tagged with its try (`attempt`); `events` is the judged one's.
+    public var allTries: [TraceEvent] = []
 }
 
 public enum ScenarioRunner {
@@ -22,25 +24,26 @@ public enum ScenarioRunner {
     /// - Parameters:
     ///   - wire: capture each try's segments (`--wire`), checked as part of the verdict.
     ///   - pcapPath: write the last try's capture there as pcapng.
-    ///   - faults: `--drop/--delay/--duplicate`; with them, or for a fault scenario, the run goes
-    ///     over the fault wire (ScenarioRunner+Faults).
+    ///   - faults: `--drop/--delay/--duplicate`; with them, or for a fault scenario, each try goes
+    ///     over the fault wire, whose relay is the capture (ScenarioRunner+Faults).
     public static func run(_ scenario: any LabScenario, slowMotion: Bool, wire: Bool = false, pcapPath: String? = nil,
-                           faults: [FaultRule] = [], progress: ((String) -> Void)? = nil) -> ScenarioOutcome {
+                           faults: [FaultRule] = [], progress: ((String) -> Void)? = nil, live: LabLiveView? = nil) -> ScenarioOutcome {
         var outcome: ScenarioOutcome?
+        var allTries: [TraceEvent] = []
         let rules = faultRules(scenario, extra: faults)
+        let onFaultWire = scenario is any FaultScenario || !rules.isEmpty
         for attempt in 1...max(1, scenario.maxTries) {
-            if scenario is any FaultScenario || !rules.isEmpty {
-                outcome = faultTry(scenario, rules: rules, pcapPath: pcapPath, progress: progress, attempt: attempt,
-                                   firstTryOK: outcome?.firstTryOK)
-                if outcome?.verdict.ok == true { break }
-                continue
-            }
+            live?.begin(attempt: attempt)
             var failure: String?
             var capture: WireTracer?
-            if wire {
+            var faultWire: FaultWire?
+            if onFaultWire {
+                do { faultWire = try FaultWire(rules: rules, insidePrivateNamespace: SlowMotion.isInsideNamespace) } catch { failure = "fault wire: \(error)" }
+            } else if wire {
                 do { capture = try WireTracer() } catch { failure = "wire capture: \(error)" }
             }
-            let lab = LabRun(slowMotion: slowMotion, wire: capture, progress: progress)
+            let lab = LabRun(slowMotion: slowMotion, wire: capture, progress: progress, live: live)
+            if let faultWire { lab.use(faultWire) }
             if failure == nil {
                 do {
                     try scenario.run(lab)
@@ -63,10 +66,21 @@ public enum ScenarioRunner {
                     failure = failure ?? "--pcap: \(error)"
                 }
             }
+            if let faultWire {
+                let result = finish(faultWire, scenario, lab: lab, events: events, pcapPath: pcapPath)
+                (events, checks, summary) = (result.events, result.checks, result.summary)
+                failure = failure ?? result.failure
+            }
+            events = CausalOrder.apply(events).map { event in
+                var event = event
+                event.attempt = attempt
+                return event
+            }
+            allTries += events
             let verdict = ScenarioVerdict.judge(scenario, events: events, slowMotion: slowMotion, failure: failure, wireChecks: checks)
             outcome = ScenarioOutcome(scenario: scenario.name, events: events, verdict: verdict, tries: attempt,
                                       slowMotion: slowMotion, rttMicros: lab.measuredRTTMicros,
-                                      firstTryOK: outcome?.firstTryOK ?? verdict.ok, wireSummary: summary)
+                                      firstTryOK: outcome?.firstTryOK ?? verdict.ok, wireSummary: summary, allTries: allTries)
             if verdict.ok { break }
             if attempt < scenario.maxTries { progress?("try \(attempt) did not match (\(failure ?? "sequence differs")); trying again") }
         }

@@ -193,6 +193,7 @@ final class LoadWorker {
                 return
             }
             setWriteInterest(connection, false, token: token)
+            guard connection.socket != nil else { return }   // epoll_ctl failed: already failed and closed
             established(connection, token: token, now: now)
             return
         }

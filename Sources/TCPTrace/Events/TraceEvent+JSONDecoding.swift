@@ -28,6 +28,9 @@ extension TraceEvent {
         timerMs = object["timer_ms"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
         errno = object["errno"]?.int.map(Int32.init(truncatingIfNeeded:))
         segmentID = object["segment"]?.int
+        earliestNs = object["earliest_ns"]?.uint64
+        latestNs = object["latest_ns"]?.uint64
+        attempt = object["try"]?.int
         if kind == .segment, let nested = object["wire"]?.nestedText, let fields = FlatJSON.parseObject(nested[...]) {
             wire = Self.segment(fields, id: segmentID ?? 0, timestampNs: ts, local: local, peer: peer)
         }

@@ -64,6 +64,12 @@ public struct TraceEvent: Sendable, Equatable {
     /// Verdict events: sent/received counts, first difference, outcome. `bytes` then holds the
     /// first bytes that came back.
     public var verdict: ExchangeVerdict?
+    /// State events: the interval the change happened in (the reading before, the reading or
+    /// call that showed it), for ordering both sides causally (`CausalOrder`).
+    public var earliestNs: UInt64?
+    public var latestNs: UInt64?
+    /// Lab events: which try of a retried scenario (1, 2, ...).
+    public var attempt: Int?
 
     public init(
         timestampNs: UInt64, wallNs: Int64? = nil, side: TraceSide,

@@ -6,7 +6,7 @@ public struct LadderRenderer: Sendable {
     public var color: Bool
     /// Terminal columns; nil (pipes, files) keeps one full line per event.
     public var width: Int?
-    static let cellWidth = 34
+    public static let cellWidth = 34
 
     public init(color: Bool, width: Int? = nil) {
         self.color = color
@@ -59,22 +59,50 @@ public struct LadderRenderer: Sendable {
         }
     }
 
+    /// Column widths: full columns unless a terminal is too narrow for them and a useful cause
+    /// column; then each cell only as wide as `cellWidth`, the cause on indented lines below.
+    struct Layout {
+        var fullFits: Bool, cellWidth: Int, timeWidth: Int, gap: String
+        /// Where the descriptions start, and whether they have a column of their own: when the
+        /// terminal leaves 30 columns beside both cells (120 and more); below that they follow
+        /// the cell and wrap under the time.
+        var columnStart: Int { timeWidth + gap.count + 2 * cellWidth + 2 }
+        var aligned = true
+    }
+
+    func layout(cellWidth narrow: Int) -> Layout {
+        let fullFits = width.map { $0 - (12 + 2 * Self.cellWidth + 2) >= 60 } ?? true
+        var l = Layout(fullFits: fullFits, cellWidth: fullFits ? Self.cellWidth : narrow, timeWidth: fullFits ? 10 : 9,
+                       gap: fullFits ? "  " : " ")
+        l.aligned = fullFits || (width.map { $0 - l.columnStart >= 30 } ?? true)
+        return l
+    }
+
     public func render(_ events: [TraceEvent]) -> [String] {
         let sorted = events.enumerated().sorted {
             ($0.element.timestampNs, $0.offset) < ($1.element.timestampNs, $1.offset)
         }.map(\.element)
         guard let base = sorted.first?.timestampNs else { return [] }
+        let narrow = max(sorted.map(cell).map(\.count).max() ?? 0, 20)
+        return [header(cellWidth: narrow)] + rows(sorted, base: base, cellWidth: narrow)
+    }
+
+    /// The column titles. `cellWidth`: the narrow layout's cell (the live lab: the widest cell).
+    public func header(cellWidth narrow: Int = LadderRenderer.cellWidth) -> String {
+        let l = layout(cellWidth: narrow)
+        return TextTraceRenderer.pad("time", l.timeWidth, left: true) + l.gap + TextTraceRenderer.pad("CLIENT", l.cellWidth) + " "
+            + (l.aligned ? TextTraceRenderer.pad("SERVER", l.cellWidth) + " what happened" : "SERVER")
+    }
+
+    /// The rows of `sorted` (already in time order), times relative to `base`.
+    public func rows(_ sorted: [TraceEvent], base: UInt64, cellWidth narrow: Int = LadderRenderer.cellWidth) -> [String] {
+        let l = layout(cellWidth: narrow)
+        let (fullFits, cellWidth, timeWidth, gap) = (l.fullFits, l.cellWidth, l.timeWidth, l.gap)
+        let (columnStart, aligned) = (l.columnStart, l.aligned)
         let cells = sorted.map(cell)
-        // Full columns unless a terminal is too narrow for them and a useful cause column; then
-        // each cell only as wide as the widest one, the cause on indented lines below.
-        let fullFits = width.map { $0 - (12 + 2 * Self.cellWidth + 2) >= 60 } ?? true
-        let cellWidth = fullFits ? Self.cellWidth : max(cells.map(\.count).max() ?? 0, 20)
-        let timeWidth = fullFits ? 10 : 9
-        let gap = fullFits ? "  " : " "
-        var lines = [TextTraceRenderer.pad("time", timeWidth, left: true) + gap
-            + TextTraceRenderer.pad("CLIENT", cellWidth) + " " + (fullFits ? TextTraceRenderer.pad("SERVER", cellWidth) + " what happened" : "SERVER")]
+        var lines: [String] = []
         for (event, cellText) in zip(sorted, cells) {
-            let time = TextTraceRenderer.pad(TextTraceRenderer.seconds(event.timestampNs - base), timeWidth, left: true)
+            let time = TextTraceRenderer.pad(TextTraceRenderer.seconds(event.timestampNs &- base), timeWidth, left: true)
             if event.kind == .segment, let segment = event.wire {
                 let arrow = Self.arrow(segment, cellWidth: cellWidth)
                 var why = "#\(segment.id)"
@@ -84,7 +112,7 @@ public struct LadderRenderer: Sendable {
                     lines.append(time + "  " + paint(arrow, "1") + " " + paint(why, "2"))
                     continue
                 }
-                let indent = fullFits ? timeWidth + 2 + 2 * cellWidth + 2 : timeWidth + 1
+                let indent = aligned ? columnStart : timeWidth + 1
                 lines.append(TextWrap.fit(time + gap + paint(arrow, "1"), firstColumns: timeWidth + gap.count + arrow.count,
                                           words: TextWrap.words(why, "2"), width: width, indent: indent, color: color, minimumRoom: 24))
                 continue
@@ -106,12 +134,12 @@ public struct LadderRenderer: Sendable {
             // Trailing blanks of a client-only row are not printed on a terminal.
             var head = time + gap + paint(columns, code(event))
             var headColumns = timeWidth + gap.count + columns.count
-            if !fullFits {
+            if !aligned {
                 let trimmed = event.side == .client ? padded : String(repeating: " ", count: cellWidth) + " " + cellText
                 head = time + gap + paint(trimmed, code(event))
                 headColumns = timeWidth + gap.count + trimmed.count
             }
-            let indent = fullFits ? timeWidth + 2 + 2 * cellWidth + 2 : timeWidth + 1
+            let indent = aligned ? columnStart : timeWidth + 1
             lines.append(TextWrap.fit(head, firstColumns: headColumns, words: TextWrap.words(why, "2"), width: width,
                                       indent: indent, color: color, minimumRoom: 24))
         }

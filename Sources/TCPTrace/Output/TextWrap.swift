@@ -74,8 +74,18 @@ package enum TextWrap {
         return out
     }
 
-    /// Plain prose wrapped to `width` at spaces.
-    package static func paragraph(_ text: String, width: Int) -> String {
-        lines(words(text), first: width, rest: width).map { join($0, color: false) }.joined(separator: "\n")
+    /// Plain prose wrapped to `width` at spaces, each paragraph (line of `text`) on its own;
+    /// continuation lines indented by `indent` more than the line's own leading spaces (a
+    /// hanging indent).
+    package static func paragraph(_ text: String, width: Int, indent: Int = 0) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            let lead = line.prefix { $0 == " " }.count
+            let hang = String(repeating: " ", count: lead + indent)
+            let laid = lines(words(String(line)), first: width - lead, rest: max(width - lead - indent, 8))
+            guard !laid.isEmpty else { return "" }
+            return laid.enumerated().map { (index, words) in
+                (index == 0 ? String(repeating: " ", count: lead) : hang) + join(words, color: false)
+            }.joined(separator: "\n")
+        }.joined(separator: "\n")
     }
 }

@@ -47,6 +47,9 @@ public enum JSONTraceRenderer {
         }
         if let id = e.segmentID { out.member("segment", id) }
         if let wire = e.wire { out.key("wire"); segment(wire, into: &out) }
+        if let ns = e.earliestNs { out.member("earliest_ns", ns) }
+        if let ns = e.latestNs { out.member("latest_ns", ns) }
+        if let attempt = e.attempt { out.member("try", attempt) }
         out.closeObject()
     }
 

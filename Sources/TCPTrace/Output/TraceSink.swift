@@ -326,7 +326,8 @@ final class TraceWriterCore: @unchecked Sendable {
     }
 }
 
-/// Keeps events in memory: for tests, the scenario lab and the demo's merged timeline.
+/// Keeps events in memory: the scenario lab's and the demo's merged timeline (public: `LabRun` and
+/// `EchoDemo` hand it out). Tests use it too; it is product code, not a test helper.
 public final class TraceCollector: TraceSink, @unchecked Sendable {
     private let storage = Mutex<[TraceEvent]>([])
     private let forward: TraceSink?

@@ -45,7 +45,8 @@ public struct LadderHTMLRenderer {
 
     static let css = """
         body{font-family:DejaVu Sans,Verdana,Arial,sans-serif;margin:16px;color:#111827}
-        main{display:flex;gap:16px;align-items:flex-start}.picture{overflow-x:auto;flex:0 1 auto}
+        main{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+        .picture{flex:1 1 auto;min-width:0;max-width:100%}.picture svg{max-width:100%;height:auto;display:block}
         aside{position:sticky;top:8px;width:360px;flex:0 0 360px}pre{white-space:pre-wrap;word-break:break-all;
         background:#f3f4f6;padding:8px;font-size:12px;border-radius:6px}.hint{color:#6b7280;font-size:13px}
         [data-event],[data-segment]{cursor:pointer}.selected rect,.selected line{stroke-width:3}

@@ -20,9 +20,16 @@ public struct StateDiagramRenderer {
     public func render(title: String, events: [TraceEvent]) -> String {
         let steps = Self.steps(events)
         let edges = Self.edges()
+        let taken = Set(steps.map { Edge($0.from, $0.to) })
+        let known = Set(edges)
+        let unexpected = taken.filter { !known.contains($0) }
+        let placement = StateDiagramPlacement(edges: edges + unexpected.sorted { ($0.from.name, $0.to.name) < ($1.from.name, $1.to.name) },
+                                              unexpected: unexpected, steps: steps, width: StateDiagramLayout.width)
+        let titleLines = PictureText.lines(title, maxWidth: StateDiagramLayout.width - 40, size: 17, bold: true)
+        let shift = Double(max(titleLines.count - 1, 0)) * 22
         let listTop = Self.diagramBottom + 30
         let rows = (steps.count + 1) / 2
-        let height = listTop + Double(max(rows, 1)) * 18 + 100
+        let height = listTop + Double(max(rows, 1)) * 18 + 118 + shift
         let width = StateDiagramLayout.width
         var svg = SVGDocument()
         svg.raw("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\" role=\"img\">\n")
@@ -32,25 +39,31 @@ public struct StateDiagramRenderer {
             + Self.marker("server", PictureStyle.serverColor) + Self.marker("both", "#111827")
             + Self.marker("bad", PictureStyle.unexpectedColor) + "</defs>\n")
         svg.element("rect", [("x", "0"), ("y", "0"), ("width", "100%"), ("height", "100%"), ("fill", "#ffffff")])
-        svg.element("text", [("class", "title"), ("x", "20"), ("y", "30")], text: title)
+        for (index, line) in titleLines.enumerated() {
+            svg.element("text", [("class", "title"), ("x", "20"), ("y", n(30 + 22 * Double(index)))], text: line)
+        }
+        svg.open("g", [("class", "body"), ("transform", "translate(0," + n(shift) + ")")])
         svg.element("text", [("class", "muted"), ("x", "20"), ("y", "52")],
                     text: "RFC 9293 state diagram, edges from TCPStateMachine.allowed; this run's transitions numbered in time order.")
         // Dimmed edges first, so the run's path is drawn on top of them.
-        let taken = Set(steps.map { Edge($0.from, $0.to) })
-        for edge in edges where !taken.contains(edge) { drawEdge(edge, steps: [], into: &svg) }
-        for edge in edges where taken.contains(edge) { drawEdge(edge, steps: steps.filter { Edge($0.from, $0.to) == edge }, into: &svg) }
-        let known = Set(edges)
-        for edge in taken where !known.contains(edge) {
-            drawEdge(edge, steps: steps.filter { Edge($0.from, $0.to) == edge }, unexpected: true, into: &svg)
+        for edge in edges where !taken.contains(edge) { drawEdge(edge, steps: [], placement: placement, into: &svg) }
+        for edge in edges where taken.contains(edge) {
+            drawEdge(edge, steps: steps.filter { Edge($0.from, $0.to) == edge }, placement: placement, into: &svg)
+        }
+        for edge in unexpected {
+            drawEdge(edge, steps: steps.filter { Edge($0.from, $0.to) == edge }, unexpected: true, placement: placement, into: &svg)
         }
         drawNodes(steps: steps, into: &svg)
         drawList(steps, top: listTop, into: &svg)
         let legendTop = listTop + Double(max(rows, 1)) * 18 + 24
-        svg.element("text", [("x", "20"), ("y", n(legendTop))], text: PictureStyle.legendMarks)
-        svg.element("text", [("class", "muted"), ("x", "20"), ("y", n(legendTop + 22))],
-                    text: "Blue: client, green: server, black: both sides. Solid: observed, dashed: inferred.")
+        for (index, line) in PictureText.lines(PictureStyle.legendMarks, maxWidth: StateDiagramLayout.width - 40, size: 12).enumerated() {
+            svg.element("text", [("x", "20"), ("y", n(legendTop + 18 * Double(index)))], text: line)
+        }
         svg.element("text", [("class", "muted"), ("x", "20"), ("y", n(legendTop + 40))],
+                    text: "Blue: client, green: server, black: both sides. Solid: observed, dashed: inferred.")
+        svg.element("text", [("class", "muted"), ("x", "20"), ("y", n(legendTop + 58))],
                     text: "Grey: allowed by RFC 9293 but not taken in this run. Red: observed although RFC 9293 does not allow it.")
+        svg.close("g")
         svg.raw("</svg>\n")
         return svg.body
     }
@@ -119,7 +132,8 @@ public struct StateDiagramRenderer {
                 u * u * c.start.1 + 2 * u * t * c.control.1 + t * t * c.end.1)
     }
 
-    private func drawEdge(_ edge: Edge, steps: [Step], unexpected: Bool = false, into svg: inout SVGDocument) {
+    private func drawEdge(_ edge: Edge, steps: [Step], unexpected: Bool = false, placement: StateDiagramPlacement,
+                          into svg: inout SVGDocument) {
         guard let c = Self.curve(edge) else { return }
         let sides = Set(steps.map(\.event.side))
         let key = unexpected ? "bad" : steps.isEmpty ? "dim" : sides.count > 1 ? "both" : (sides.first == .client ? "client" : "server")
@@ -134,22 +148,19 @@ public struct StateDiagramRenderer {
         if allInferred || unexpected { attributes.append(("stroke-dasharray", "6 4")) }
         svg.element("path", attributes, tooltip: "\(edge.from.name) → \(edge.to.name)")
         let words = unexpected ? "not allowed by RFC 9293" : StateDiagramLayout.edgeWords[edge]
-        if let words {
-            let mid = Self.point(on: c, at: 0.5)
-            let anchor = c.outward.0 > 0.3 ? "start" : c.outward.0 < -0.3 ? "end" : "middle"
-            svg.element("text", [("class", "edge-word halo"), ("x", n(mid.0 + c.outward.0 * 14)), ("y", n(mid.1 + c.outward.1 * 14 + 4)),
-                                 ("text-anchor", anchor)], text: words)
+        if let words, let place = placement.words[edge] {
+            svg.element("text", [("class", "edge-word halo"), ("x", n(place.x)), ("y", n(place.y)), ("text-anchor", place.anchor)],
+                        text: words)
         }
-        for (k, step) in steps.enumerated() {
-            let t = min(max(0.5 + (Double(k) - Double(steps.count - 1) / 2) * 0.16, 0.15), 0.85)
-            let p = Self.point(on: c, at: t)
+        for step in steps {
+            let p = placement.badges[step.number] ?? Self.point(on: c, at: 0.5)
             let stepColor = PictureStyle.sideColor(step.event.side)
             svg.open("g", [("class", "step" + (step.inferred ? " inferred" : "")), ("data-step", String(step.number))])
-            var circle = [("cx", n(p.0)), ("cy", n(p.1 + 8)), ("r", "9"), ("fill", step.inferred ? "#ffffff" : stepColor),
+            var circle = [("cx", n(p.0)), ("cy", n(p.1)), ("r", "9"), ("fill", step.inferred ? "#ffffff" : stepColor),
                           ("stroke", stepColor), ("stroke-width", "1.5")]
             if step.inferred { circle.append(("stroke-dasharray", "3 2")) }
             svg.element("circle", circle, tooltip: Self.describe(step))
-            svg.element("text", [("x", n(p.0)), ("y", n(p.1 + 12)), ("text-anchor", "middle"), ("font-size", "10.5"),
+            svg.element("text", [("x", n(p.0)), ("y", n(p.1 + 4)), ("text-anchor", "middle"), ("font-size", "10.5"),
                                  ("font-weight", "bold"), ("fill", step.inferred ? stepColor : "#ffffff")], text: String(step.number))
             svg.close("g")
         }

@@ -37,12 +37,21 @@ public final class SocketTracker: @unchecked Sendable {
     public private(set) var peerFINSeen = false
     /// At least one state event went out for this socket (observed, inferred or the kernel's).
     public private(set) var hasEmittedState = false
+    /// CLOCK_MONOTONIC of the last reading (tcp_info or sock_diag): a change seen by the next
+    /// reading happened after it. nil until a reading, or a fresh socket's creation, bounds it.
+    private var lastReadingNs: UInt64?
+    /// The reading before the current one: the start of the interval a new state is dated in.
+    private var intervalStartNs: UInt64?
+    /// When the call that sends our FIN began: FIN_WAIT_1/LAST_ACK cannot be earlier.
+    private var finCallNs: UInt64?
 
     init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?, mailbox: KernelMailbox? = nil) {
         self.tracer = tracer
         self.conn = conn
         self.diag = diag
         state = initial
+        // A fresh socket (CLOSED) has no history before now; an accepted one does.
+        if initial == .closed { lastReadingNs = MonotonicClock.now() }
         kernel = tracer.kernel.map { KernelLink(source: $0, mailbox: mailbox, diag: diag) }
     }
 
@@ -75,6 +84,7 @@ public final class SocketTracker: @unchecked Sendable {
     /// the kernel's TIME_WAIT overflow count (~20 µs): on loopback the whole close can finish
     /// inside the call, so a baseline taken afterwards could already include our own overflow.
     public func willSendFIN() {
+        finCallNs = MonotonicClock.now()
         guard !sentFIN, !context.peerClosedFirst, timeWaitOverflowsAtFIN == nil else { return }
         timeWaitOverflowsAtFIN = KernelCounters.timeWaitOverflows()
     }
@@ -95,6 +105,8 @@ public final class SocketTracker: @unchecked Sendable {
     public func observe(_ socket: Socket, cause: @autoclosure () -> String) -> TCPState? {
         guard let info = try? socket.tcpInfo() else { return nil }
         let now = MonotonicClock.now()
+        intervalStartNs = lastReadingNs
+        lastReadingNs = now
         lastInfo = info
         var kernelRecordsLost = false
         if let kernel {
@@ -130,12 +142,14 @@ public final class SocketTracker: @unchecked Sendable {
     }
 
     /// Linux moves a connection that finished its active close to a TIME_WAIT mini-socket and
-    /// the fd then reads CLOSED. Ask the kernel's table before claiming CLOSED.
+    /// the fd then reads CLOSED. Ask the kernel's table before claiming CLOSED. On an event
+    /// loop (`ownersMustNotBlock`) nothing is asked: the state stays as it was, and the
+    /// follower's first lookup after close() (on its own queue) says TIME_WAIT or gone.
     private func resolveClosedFD(cause: String, at now: UInt64, info: TCPInfo) -> TCPState? {
         // Only an active closer can have a TIME_WAIT; checking costs one ~5 µs netlink lookup.
-        guard let state, context.weClosedFirst || [.finWait1, .finWait2, .closing, .timeWait].contains(state),
-              let entry = timeWaitMiniSocket(using: diag)
-        else { return nil }
+        guard let state, context.weClosedFirst || [.finWait1, .finWait2, .closing, .timeWait].contains(state) else { return nil }
+        if ownerMustNotBlock { return state }
+        guard let entry = timeWaitMiniSocket(using: diag) else { return nil }
         record(.timeWait, source: .sockDiag,
                cause: "\(cause); the fd reads CLOSED, the kernel holds the connection in a TIME_WAIT mini-socket",
                at: MonotonicClock.now(), info: nil, timerMs: entry.expiresMs)
@@ -144,10 +158,11 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// The TIME_WAIT mini-socket that took over this connection after the full socket closed,
     /// or nil (a reset, or Linux skipped TIME_WAIT). Looked up with `expectingTimeWait`, so the
-    /// hash swap inside tcp_time_wait() cannot make it look gone.
+    /// hash swap inside tcp_time_wait() cannot make it look gone; on an event loop once, without
+    /// the retries' sleeps (the kernel reported the close, so the swap is long done).
     func timeWaitMiniSocket(using diag: SockDiag?) -> SockDiagEntry? {
         guard !context.reset, let diag, let local, let peer,
-              let entry = try? diag.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: true),
+              let entry = try? diag.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: !ownerMustNotBlock),
               entry.state == .timeWait
         else { return nil }
         return entry
@@ -211,6 +226,14 @@ public final class SocketTracker: @unchecked Sendable {
         event.timerMs = timerMs
         event.unexpected = unexpected
         if stateWasObserved, let entered = enteredNs, now >= entered { event.inStateNs = now - entered }
+        // The interval it happened in: a kernel tracepoint dates it exactly; a reading says
+        // "after the previous reading (or the call that caused it), before this one".
+        if source == .tracepoint {
+            event.earliestNs = now
+        } else if let start = intervalStartNs {
+            event.earliestNs = min(now, (to == .finWait1 || to == .lastAck) ? max(start, finCallNs ?? start) : start)
+        }
+        event.latestNs = now
         sink.emit(event)
         state = to
         hasEmittedState = true
@@ -310,6 +333,10 @@ public final class SocketTracker: @unchecked Sendable {
         tracer.follower.follow(self, cause: cause)
     }
 
+    /// This socket's owner is an event loop that must not sleep (until close() hands the
+    /// tracker to the follower, whose queue may).
+    var ownerMustNotBlock: Bool { tracer.ownersMustNotBlock && !fdClosed }
+
     /// Our FIN went first and no reset: the connection is on its way to TIME_WAIT, so a
     /// sock_diag answer of "gone" deserves a second look (see `SockDiag.lookup`).
     public var expectsTimeWait: Bool {
@@ -319,6 +346,8 @@ public final class SocketTracker: @unchecked Sendable {
 
     /// Called by the follower with what sock_diag showed (nil: the socket is gone).
     public func followed(_ entry: SockDiagEntry?, cause: String, diag: SockDiag? = nil) {
+        intervalStartNs = lastReadingNs
+        lastReadingNs = MonotonicClock.now()
         if let kernel {
             // The follower owns the tracker now: its sock_diag handle, not the event loop's.
             kernel.diag = diag

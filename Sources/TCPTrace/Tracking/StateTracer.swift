@@ -14,10 +14,14 @@ public final class StateTracer: Sendable {
     private let nextConn: Atomic<Int>
     /// The kernel tracepoint source (`--kernel-trace`), nil when off or unavailable.
     public let kernel: TracepointSource?
+    /// The sockets' owners are event loops: a tracker never sleeps in a sock_diag retry on its
+    /// owner's thread, and leaves an open fd's "CLOSED or TIME_WAIT?" to the follower after close().
+    public let ownersMustNotBlock: Bool
 
     public init(sink: TraceSink, side: TraceSide, verbose: Bool = false, closeWaitWarnSeconds: Double = 5,
-                firstConnectionID: Int = 1, kernel: TracepointSource? = nil) {
+                firstConnectionID: Int = 1, kernel: TracepointSource? = nil, ownersMustNotBlock: Bool = false) {
         self.kernel = kernel
+        self.ownersMustNotBlock = ownersMustNotBlock
         self.sink = sink
         self.side = side
         self.verbose = verbose

@@ -102,7 +102,9 @@ public struct TracedSocket {
         tracker.observe(socket, cause: "connect() completed (SO_ERROR 0)")
     }
 
-    private func connectFailed(_ error: SystemCallError, when: String? = nil) {
+    /// Records a failed connect (`connect`/`finishConnect` do it themselves): a refusal or reset
+    /// noted, SYN_SENT inferred if no state was seen, the error, the state it left.
+    public func connectFailed(_ error: SystemCallError, when: String? = nil) {
         guard let tracker else { return }
         if [ECONNREFUSED, ECONNRESET].contains(error.errno) { tracker.noteReset() }
         // connect() failed before any state was seen: the SYN went out, so SYN_SENT was crossed.
