@@ -32,7 +32,10 @@ import TestSupport
             : try ChildProcess("EchoClient", full)
         let status = child.wait(timeout: 60)
         let lines = child.stdoutText.split(separator: "\n")
-        let summary = lines.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any] ?? [:]
+        // The scenario's verdict line: its last JSON line, on stdout or (the trace stream) stderr.
+        let summary = (lines + child.stderrText.split(separator: "\n")).reversed().lazy
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { $0["event"] as? String == "scenario" } ?? [:]
         // A scenario prints its JSON on stdout; the demo's trace goes to stderr (stdout is the echo).
         return Run(status: status, summary: summary, events: lines.compactMap { TraceEvent(jsonLine: $0) } + child.events,
                    output: child.stdoutText + child.stderrText)
