@@ -170,6 +170,7 @@ public final class FaultWire: @unchecked Sendable {
         text += counts.isEmpty ? ", no fault" : ", " + counts.joined(separator: ", ")
         text += "; relay cost \(TextTraceRenderer.duration(cost.meanNs)) per forwarded segment"
         if cost.notTCP > 0 { text += "; \(cost.notTCP) other frames (ARP, neighbour discovery) passed untouched" }
+        if !faulted.isEmpty { text += "; in the ladder ──✕ is a segment the relay dropped, ┄┄ one the lab injected, and \"fault:\" says what was done" }
         return text
     }
 }
