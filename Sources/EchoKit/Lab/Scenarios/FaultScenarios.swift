@@ -100,15 +100,9 @@ public struct LostFINScenario: FaultScenario {
         """
     }
 
+    /// client-close's steps, on a wire that loses the client's first FIN.
     public func run(_ lab: LabRun) throws {
-        let (_, client, server) = try lab.establish()
-        try lab.echo("hello\n", client: client, server: server)
-        try lab.close(client)
-        let fin = lab.receive(server)
-        guard fin.endOfStream else { throw ScenarioError("the server never saw the client's FIN (not even its retransmission)") }
-        lab.pause([server], cause: "sampling while the server finishes its work before close()")
-        try lab.close(server)
-        lab.settle()
+        try ClientCloseScenario().run(lab)
     }
 
     public func wireChecks(_ segments: [WireSegment], events: [TraceEvent]) -> [WireCheck] {
