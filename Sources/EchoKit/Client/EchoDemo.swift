@@ -88,21 +88,48 @@ public struct DemoWireFacts: Sendable {
             guard let fault = segment.fault else { continue }
             var line = "#\(segment.id) \(segment.sender?.rawValue ?? "?") \(segment.flags) seq=\(segment.relativeSeq): \(fault.note)"
             if fault == .dropped {
-                if let again = segments.first(where: {
-                    $0.id > segment.id && $0.sender == segment.sender && $0.seq == segment.seq && $0.flags == segment.flags && $0.fault != .dropped
-                }) {
-                    let gap = again.timestampNs - segment.timestampNs
-                    line += "; the \(segment.sender?.rawValue ?? "sender")'s kernel sent it again \(TextTraceRenderer.duration(gap)) later as #\(again.id)"
-                    // Linux's tail loss probe (RFC 8985): with more than one segment unacknowledged
-                    // it probes after ~2 RTT + 2 ms; with one, after 2 RTT + 200 ms (the RTO's minimum).
-                    if gap < 100_000_000 { line += " (a tail loss probe: more than one segment was unacknowledged, so Linux probed after about two round trips instead of waiting 200 ms)" }
-                } else if segment.length == 0 && !segment.flags.contains(.syn) && !segment.flags.contains(.fin) {
-                    line += "; a bare ACK is never retransmitted as such"
-                } else {
-                    line += "; not sent again before the run ended"
-                }
+                line += Self.consequence(of: segment, in: segments)
             }
             faultLines.append(line)
         }
+    }
+
+    /// What the kernels did about a lost segment: its sender sends one that occupies sequence
+    /// space (data, SYN, FIN) again; a bare ACK is never resent as such, so its loss shows as the
+    /// peer sending what it had not seen acknowledged again, and that copy being answered.
+    static func consequence(of lost: WireSegment, in segments: [WireSegment]) -> String {
+        let later = segments.filter { $0.id > lost.id && $0.fault != .dropped }
+        let sender = lost.sender?.rawValue ?? "sender"
+        if lost.sequenceLength > 0 {
+            guard let again = later.first(where: { $0.sender == lost.sender && $0.seq == lost.seq && $0.flags == lost.flags }) else {
+                return "; not sent again before the run ended"
+            }
+            return "; the \(sender)'s kernel sent it again \(gap(lost, again)) later as #\(again.id)" + probeNote(lost, again)
+        }
+        // A bare ACK: the peer's unacknowledged segment comes again, and is answered.
+        let earlier = segments.filter { $0.id < lost.id && $0.sender != lost.sender && $0.sequenceLength > 0 }
+        guard let resent = later.first(where: { copy in copy.sender != lost.sender && earlier.contains { $0.seq == copy.seq && $0.flags == copy.flags } }),
+              let original = earlier.last(where: { $0.seq == resent.seq && $0.flags == resent.flags }) else {
+            return "; a bare ACK is never sent again as such, and nothing was resent before the run ended"
+        }
+        let peer = resent.sender?.rawValue ?? "peer"
+        var text = "; a bare ACK is never sent again as such: the \(peer), never acknowledged, sent #\(original.id) (\(original.flags)) again \(gap(original, resent)) later as #\(resent.id)"
+            + probeNote(original, resent)
+        if let answer = later.first(where: { $0.id > resent.id && $0.sender == lost.sender && $0.flags.contains(.ack) && $0.ack == resent.seq &+ resent.sequenceLength }) {
+            text += ", and the \(sender) answered it with #\(answer.id)"
+        }
+        return text
+    }
+
+    static func gap(_ first: WireSegment, _ second: WireSegment) -> String {
+        TextTraceRenderer.duration(second.timestampNs - first.timestampNs)
+    }
+
+    /// Linux's tail loss probe (RFC 8985): with more than one segment unacknowledged it probes
+    /// after ~2 RTT + 2 ms; with one, after 2 RTT + 200 ms (the RTO's minimum).
+    static func probeNote(_ first: WireSegment, _ second: WireSegment) -> String {
+        second.timestampNs - first.timestampNs < 100_000_000
+            ? " (a tail loss probe: more than one segment was unacknowledged, so Linux probed after about two round trips instead of waiting 200 ms)"
+            : ""
     }
 }
