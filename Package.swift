@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "TCPTrace", targets: ["TCPTrace"]),
         .executable(name: "EchoServer", targets: ["EchoServer"]),
         .executable(name: "EchoClient", targets: ["EchoClient"]),
+        .executable(name: "TCPWatch", targets: ["TCPWatch"]),
     ],
     targets: [
         .target(
@@ -28,11 +29,12 @@ let package = Package(
         .target(name: "EchoKit", dependencies: ["SocketKit", "TCPTrace", "CSocketKit", "WireFaults"]),
         .executableTarget(name: "EchoServer", dependencies: ["EchoKit", "SocketKit", "TCPTrace"]),
         .executableTarget(name: "EchoClient", dependencies: ["EchoKit", "SocketKit", "TCPTrace"]),
+        .executableTarget(name: "TCPWatch", dependencies: ["EchoKit", "SocketKit", "TCPTrace"]),
         // Shared by both test targets (swift-argument-parser keeps one such helper target).
         .target(name: "TestSupport", dependencies: ["SocketKit", "TCPTrace"], path: "Tests/TestSupport"),
         .testTarget(name: "SocketKitTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "CSocketKit", "TestSupport"]),
         // Depends on the executables so `swift test` builds them; the tests spawn them from the
         // build directory next to the test bundle.
-        .testTarget(name: "EchoTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "WireFaults", "TestSupport", "EchoServer", "EchoClient"]),
+        .testTarget(name: "EchoTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "WireFaults", "TestSupport", "EchoServer", "EchoClient", "TCPWatch"]),
     ]
 )

@@ -60,7 +60,9 @@ do {
 CommandExit.run(command) {
     // Every output file is checked before the server starts: one line, exit 73.
     try OutputPaths.check(arguments)
-    let session = TraceSession(sink: try trace.makeSink())
+    let writer = try trace.makeSink()
+    // With the live wire, segments come from the capture thread: written in time order.
+    let session = TraceSession(sink: wire.mode == .off ? writer : TimeOrderedSink(target: writer))
     session.makeCurrent()
     // The tracepoint opens before bind() so it sees the listener's CLOSE → LISTEN; its note is
     // emitted only once bind() succeeded (a busy port stays a one-line error).

@@ -19,7 +19,8 @@ public struct EpollEvents: OptionSet, Sendable {
 }
 
 /// An epoll instance; user data is a 64-bit token (a connection slot), never a pointer.
-public final class Epoll: @unchecked Sendable {
+/// Single owner (one event loop): not Sendable.
+public final class Epoll {
     public let fd: Int32
     // Used by the owning loop thread only: no dynamic exclusivity check per event.
     @exclusivity(unchecked) private var buffer: [epoll_event]
@@ -74,7 +75,7 @@ public final class Epoll: @unchecked Sendable {
 }
 
 /// An eventfd used to wake an event loop from another thread or a signal handler.
-public final class WakeupFD: @unchecked Sendable {
+public final class WakeupFD: Sendable {
     public let fd: Int32
 
     /// C: `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.

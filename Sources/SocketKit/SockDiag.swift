@@ -31,6 +31,8 @@ public struct SockDiagEntry: Sendable, Equatable {
 /// Queries the kernel's TCP socket table over NETLINK_SOCK_DIAG: what `ss` uses. Works
 /// unprivileged for sockets of any user (the kernel hides nothing but other namespaces).
 /// Exact lookups cost ~5 µs; a dump of the table ~1 ms.
+/// @unchecked: one user at a time (an event loop; after close() the follower's own instance):
+/// `buffer` and `sequence` are that user's. Sendable only so trackers can carry it.
 public final class SockDiag: @unchecked Sendable {
     private let fd: Int32
     private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -114,33 +116,13 @@ public final class SockDiag: @unchecked Sendable {
 
     /// Parses one datagram of replies; true when the exchange is complete.
     private func parse(count: Int, into entries: inout [SockDiagEntry], keep: ((SockDiagEntry) -> Bool)?) throws -> Bool {
+        // ENOENT: no such socket; ESTALE: the tuple matched a different socket.
         try buffer.withUnsafeBytes { bytes in
-            var remaining = count
-            guard let base = bytes.baseAddress, count >= MemoryLayout<nlmsghdr>.size else { return false }
-            var header: UnsafePointer<nlmsghdr>? = UnsafePointer(base.assumingMemoryBound(to: nlmsghdr.self))
-            while let current = header, CSocketKit_NLMSG_OK(current, remaining) != 0 {
-                defer { header = CSocketKit_NLMSG_NEXT(current, &remaining) }
-                guard current.pointee.nlmsg_seq == sequence else { continue }
-                switch Int32(current.pointee.nlmsg_type) {
-                case NLMSG_DONE:
-                    return true
-                case NLMSG_ERROR:
-                    // A truncated error message reads as "no answer", not a crash.
-                    guard Int(current.pointee.nlmsg_len) >= CSocketKit_NLMSG_LENGTH(MemoryLayout<Int32>.size),
-                          let payload = CSocketKit_NLMSG_DATA(current) else { return true }
-                    let code = -payload.loadUnaligned(as: Int32.self)
-                    // ENOENT: no such socket; ESTALE: the tuple matched a different socket.
-                    if code == 0 || code == ENOENT || code == ESTALE { return true }
-                    throw SystemCallError(call: "sock_diag", errno: code)
-                default:
-                    if let entry = Self.entry(current), keep?(entry) ?? true { entries.append(entry) }
-                }
-            }
-            return false
+            try SockDiagReplies.parse(bytes, count: count, sequence: sequence, ending: [ENOENT, ESTALE], into: &entries, keep: keep)
         }
     }
 
-    private static func entry(_ header: UnsafePointer<nlmsghdr>) -> SockDiagEntry? {
+    static func entry(_ header: UnsafePointer<nlmsghdr>) -> SockDiagEntry? {
         let messageSize = MemoryLayout<inet_diag_msg>.size
         guard Int(header.pointee.nlmsg_len) >= CSocketKit_NLMSG_LENGTH(messageSize) else { return nil }
         guard let raw = CSocketKit_NLMSG_DATA(header) else { return nil }

@@ -1,18 +1,23 @@
 import CSocketKit
 import Glibc
+import Synchronization
 
 /// An owned TCP socket descriptor: created here, closed exactly once.
 ///
-/// Not thread-safe by design: each socket belongs to one event loop or one client thread.
-public final class Socket: @unchecked Sendable {
+/// Each connection socket belongs to one event loop or one client thread; a server's listener
+/// is shared by its loops (accept, shutdown, the last one closes). So the descriptor is an
+/// atomic: a close() on one thread and a read of `fd` on another are ordered, never a data
+/// race, and two close() calls cannot both close the number (one exchange wins).
+public final class Socket: Sendable {
+    private let descriptor: Atomic<Int32>
     /// The descriptor, or -1 once closed.
-    public private(set) var fd: Int32
+    public var fd: Int32 { descriptor.load(ordering: .acquiring) }
     /// AF_INET or AF_INET6.
     public let family: Int32
 
     /// Takes ownership of `fd`; it will be closed by `close()` or, failing that, on deinit.
     public init(takingOwnershipOf fd: Int32, family: Int32) {
-        self.fd = fd
+        descriptor = Atomic(fd)
         self.family = family
     }
 
@@ -28,6 +33,7 @@ public final class Socket: @unchecked Sendable {
         // Every owner must call close(): a socket reaching deinit open is a bug (a path that
         // forgot it), so debug builds stop here, as swift-nio's BaseSocket does. Release builds
         // still close it, because leaking a descriptor is worse than closing it late.
+        let fd = self.fd
         assert(fd < 0, "leak of open Socket (fd \(fd)): call close() before dropping it")
         if fd >= 0 { Glibc.close(fd) }
     }
@@ -38,15 +44,15 @@ public final class Socket: @unchecked Sendable {
     /// Closes the descriptor once. EINTR counts as closed: Linux has released the fd already,
     /// and retrying could close a descriptor another thread just received. C: `close(2)`.
     public func close() throws {
-        guard fd >= 0 else { return }
-        let descriptor = fd
-        fd = -1
-        try closeDescriptor(descriptor)
+        let closing = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
+        guard closing >= 0 else { return }
+        try closeDescriptor(closing)
     }
 
     /// Runs `body` with the raw descriptor, or throws EBADF if the socket was closed.
     @inline(__always)
     public func withDescriptor<R>(_ call: StaticString, _ body: (Int32) throws -> R) throws -> R {
+        let fd = self.fd
         guard fd >= 0 else { throw SystemCallError(call: call.description, errno: EBADF) }
         return try body(fd)
     }

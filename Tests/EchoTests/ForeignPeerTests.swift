@@ -61,7 +61,7 @@ struct ForeignPeerTests {
     }
 
     @Test("the same as nobody (sock_diag and tcp_info only)",
-          .enabled(if: UnprivilegedTests.canDropPrivileges, "needs root to switch to nobody with setpriv, and a build directory nobody can reach"))
+          .enabled(if: Capabilities.canRunBuiltExecutablesAsNobody, "needs root to switch to nobody with setpriv, and a build directory nobody can reach"))
     func greetingServer_isNotAnEchoServer_asNobody() throws {
         try checkNotAnEchoServer(wrapper: Self.asNobody)
     }
@@ -83,7 +83,7 @@ struct ForeignPeerTests {
     }
 
     @Test("--expect any as nobody",
-          .enabled(if: UnprivilegedTests.canDropPrivileges, "needs root to switch to nobody with setpriv, and a build directory nobody can reach"))
+          .enabled(if: Capabilities.canRunBuiltExecutablesAsNobody, "needs root to switch to nobody with setpriv, and a build directory nobody can reach"))
     func greetingServer_expectAny_asNobody() throws {
         try checkExpectAny(wrapper: Self.asNobody)
     }
@@ -132,7 +132,7 @@ struct ForeignPeerTests {
     }
 
     @Test("the same with EchoServer as nobody",
-          .enabled(if: UnprivilegedTests.canDropPrivileges, "needs root to switch to nobody with setpriv, and a build directory nobody can reach"))
+          .enabled(if: Capabilities.canRunBuiltExecutablesAsNobody, "needs root to switch to nobody with setpriv, and a build directory nobody can reach"))
     func oneShotClient_againstEchoServer_asNobody() throws {
         try checkOneShotClient(wrapper: Self.asNobody)
     }

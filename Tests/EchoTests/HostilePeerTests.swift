@@ -26,10 +26,10 @@ final class WellBehavedClient: @unchecked Sendable {
                     if try TestPeer.echoRoundTrip(port: port, size: 1 + Int(seed * 7919 % 32768), seed: seed) {
                         rounds.add(1, ordering: .relaxed)
                     } else {
-                        failures.withLock { $0.append("round \(seed): echo differs") }
+                        failures.locked { $0.append("round \(seed): echo differs") }
                     }
                 } catch {
-                    failures.withLock { $0.append("round \(seed): \(error)") }
+                    failures.locked { $0.append("round \(seed): \(error)") }
                 }
                 usleep(2_000)
             }
@@ -41,7 +41,7 @@ final class WellBehavedClient: @unchecked Sendable {
     func finish() -> (rounds: Int, failures: [String]) {
         stopFlag.store(true, ordering: .relaxed)
         _ = done.wait(timeout: .now() + 15)
-        return (rounds.load(ordering: .relaxed), failures.withLock { $0 })
+        return (rounds.load(ordering: .relaxed), failures.locked { $0 })
     }
 }
 
@@ -75,6 +75,23 @@ func serverCloseWaitCount(port: UInt16) -> Int {
     return entries.filter { $0.local.port == port }.count
 }
 
+/// Bytes waiting unread in the receive queue of the server's socket for one connection
+/// (sock_diag's Recv-Q, as `ss` shows it); -1 when there is no such socket.
+func serverReceiveQueue(port: UInt16, peer: UInt16) -> Int {
+    guard let diag = try? SockDiag(), let entries = try? diag.dump(family: AF_INET, states: [1, 8]) else { return -1 }
+    return entries.first { $0.local.port == port && $0.peer.port == peer }.map { Int($0.receiveQueue) } ?? -1
+}
+
+/// Backpressure seen from outside: bytes from `peer` sit unread in the server's receive queue
+/// and the server takes none of them over 100 ms (a server still reading empties it in far
+/// less; the receive buffer's size, which autotuning changes, does not matter).
+func serverStoppedReading(port: UInt16, peer: UInt16) -> Bool {
+    let first = serverReceiveQueue(port: port, peer: peer)
+    guard first >= 16 * 1024 else { return false }
+    usleep(100_000)
+    return serverReceiveQueue(port: port, peer: peer) >= first
+}
+
 /// Every socket on `port` as "STATE local peer" (diagnostics for a failed expectation).
 func socketsOn(port: UInt16) -> [String] {
     guard let diag = try? SockDiag(), let entries = try? diag.dump(family: AF_INET) else { return [] }
@@ -105,7 +122,8 @@ struct HostilePeerTests {
     static func server(_ extra: [String] = [], traceFile: String? = nil) throws -> (ServerProcess, rss: Int, fds: Int) {
         let server = try ServerProcess(extra, traceFile: traceFile)
         #expect(try TestPeer.echoRoundTrip(port: server.port))
-        usleep(100_000)
+        // The warm-up connection is closed on the server's side too: the listener only.
+        #expect(waitForSockets(server.pid, atMost: 1, timeout: 10) <= 1, "\(socketsOn(port: server.port))")
         return (server, ProcStats.rssKiB(server.pid), ProcStats.socketCount(server.pid))
     }
 
@@ -174,17 +192,16 @@ struct HostilePeerTests {
             var sent = 0
             // Send until the socket blocks for 1.5 s: the server has stopped reading from us.
             while sent < 64 << 20, (try? peer.send(chunk)) != nil { sent += chunk.count }
-            accepted.withLock { $0.append(sent) }
-            peers.withLock { $0.append(peer) }
+            accepted.locked { $0.append(sent) }
+            peers.locked { $0.append(peer) }
         }
-        let sentCounts = accepted.withLock { $0 }
+        let sentCounts = accepted.locked { $0 }
         #expect(sentCounts.count == 8)
         for sent in sentCounts {
             // Kernel buffers both ways plus the server's 256 KiB queue: megabytes, not 64 MiB.
             #expect(sent < 32 << 20, "a non-reading peer pushed \(sent) bytes: no backpressure")
         }
-        for peer in peers.withLock({ $0 }) { peer.close() }
-        usleep(300_000)
+        for peer in peers.locked({ $0 }) { peer.close() }
         Self.finish(server, baseFDs: baseFDs, client: client, rss: rss, baseRSS: baseRSS, "slowloris readers")
         // Closing with unread echo in our receive queue resets the connection: traced with its errno.
         let resets = server.child.events.filter { $0.kind == .error && ($0.errno == ECONNRESET || $0.errno == EPIPE) }
@@ -202,7 +219,6 @@ struct HostilePeerTests {
             peer.shutdownWrite()
             peer.close()
         }
-        usleep(300_000)
         Self.finish(server, baseFDs: baseFDs, client: client, rss: rss, baseRSS: baseRSS, "half-close and vanish")
         let events = server.child.events
         #expect(events.contains { $0.kind == .error && ($0.errno == ECONNRESET || $0.errno == EPIPE) })
@@ -225,7 +241,6 @@ struct HostilePeerTests {
             }
         }
         #expect(connected.load(ordering: .relaxed) == 1200)
-        usleep(500_000)
         Self.finish(server, baseFDs: baseFDs, client: client, rss: rss, baseRSS: baseRSS, "connect/close flood")
         let events = (try? TraceEvent.read(jsonLinesAt: traceFile)) ?? []
         let resets = events.filter { $0.kind == .error && $0.errno == ECONNRESET }
@@ -247,7 +262,6 @@ struct HostilePeerTests {
         peer.shutdownWrite()
         #expect(peer.receiveToEnd().bytes.isEmpty)
         #expect(echo == garbage, "echoed byte for byte")
-        usleep(200_000)
         #expect(server.stop() == 0)
         let stderr = [UInt8](server.child.stderr)
         #expect(!stderr.contains(0x1b), "no ESC byte reaches the terminal")
@@ -275,11 +289,13 @@ struct HostilePeerTests {
                 for _ in 0..<(total >> 20) { try peer.send(block) }
                 peer.shutdownWrite()
             } catch {
-                sendError.withLock { $0 = "\(error)" }
+                sendError.locked { $0 = "\(error)" }
             }
         }
-        // Do not read for 2 s: the server must stop reading from us (backpressure), not buffer.
-        usleep(2_000_000)
+        // Do not read: the server must stop reading from us (backpressure), not buffer. Seen by
+        // sock_diag: our bytes pile up in the server's receive queue, unread.
+        #expect(waitFor(timeout: 20) { serverStoppedReading(port: server.port, peer: peer.localPort) },
+                "backpressure: the server stopped reading (\(socketsOn(port: server.port)))")
         let pausedPeak = ProcStats.rssKiB(server.pid)
         var received = 0
         var mismatch = false
@@ -302,9 +318,9 @@ struct HostilePeerTests {
             received += n
         }
         let seconds = Date().timeIntervalSince(started)
-        sender.wait()
+        #expect(sender.wait(timeout: .now() + 60) == .success, "HUNG: the sender did not finish within 60 s of the echo")
         peer.close()
-        #expect(sendError.withLock { $0 } == nil)
+        #expect(sendError.locked { $0 } == nil)
         #expect(received == total, "received \(received) of \(total)")
         #expect(!mismatch, "the echo differs")
         #expect(pausedPeak - baseRSS < rssGrowthLimitKiB)

@@ -48,7 +48,7 @@ import TestSupport
     /// namespace path users get), else as is.
     static func scenario(_ name: String) throws -> [TraceEvent] {
         let arguments = ["--scenario", name, "--trace", "json", "--wire", "on"]
-        let child = UnprivilegedTests.canDropPrivileges
+        let child = Capabilities.canRunBuiltExecutablesAsNobody
             ? try ChildProcess(UnprivilegedTests.setpriv!, ["--reuid=65534", "--regid=65534", "--clear-groups",
                                                             Executables.url("EchoClient").path] + arguments)
             : try ChildProcess("EchoClient", arguments)

@@ -79,7 +79,8 @@ import TCPTrace
         let client = try ChildProcess("EchoClient", ["--port", "\(server.port)", "--trace", "json", "--trace-file", clientFile,
                                                      "--wire", "on", "hello"])
         #expect(client.wait(timeout: 20) == 0, "\(client.stderrText)")
-        usleep(200_000)                                        // the server's last close and its capture's last read
+        // The server has closed its side (listener only left); its capture reads the rest at stop.
+        #expect(waitForSockets(server.pid, atMost: 1, timeout: 10) <= 1, "\(socketsOn(port: server.port))")
         #expect(server.stop() == 0)
         func syns(_ arguments: [String]) throws -> Int {
             let merged = try ChildProcess("EchoClient", ["--merge"] + arguments + [serverFile, clientFile, "--no-color"])
@@ -121,8 +122,8 @@ import TCPTrace
         for (scenario, code, call) in [("reset", "ECONNRESET", "recv"), ("refused", "ECONNREFUSED", "connect")] {
             let json = try ChildProcess("EchoClient", ["--scenario", scenario, "--slow-motion", "off", "--trace", "json"])
             #expect(json.wait(timeout: 60) == 0, "\(scenario): \(json.stderrText.suffix(400))")
-            // A scenario's timeline is its output: stdout.
-            let events = json.stdoutText.split(separator: "\n").compactMap { TraceEvent(jsonLine: $0) }
+            // A scenario's timeline is its trace: stderr, like every trace.
+            let events = json.stderrText.split(separator: "\n").compactMap { TraceEvent(jsonLine: $0) }
             let errors = events.filter { $0.kind == .error }
             let error = try #require(errors.first { $0.cause.contains(code) }, "\(scenario): no \(code) error in \(errors.map(\.cause))")
             #expect(error.cause.hasPrefix(call + ":") || error.cause.hasPrefix(call + "("), "\(error.cause)")
@@ -132,7 +133,7 @@ import TCPTrace
             let text = try ChildProcess("EchoClient", ["--scenario", scenario, "--slow-motion", "off", "--no-color"],
                                         environment: ["COLUMNS": "300", "PATH": "/usr/bin:/bin"])
             #expect(text.wait(timeout: 60) == 0)
-            let line = try #require(text.stdoutText.split(separator: "\n").first { $0.contains("✗") && $0.contains(code) })
+            let line = try #require(text.stderrText.split(separator: "\n").first { $0.contains("✗") && $0.contains(code) })
             #expect(line.components(separatedBy: "(\(code))").count - 1 == 1, "\(line)")
             #expect(!line.contains("\(call)(): \(call)"), "\(line)")
         }

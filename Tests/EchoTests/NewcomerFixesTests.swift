@@ -54,7 +54,7 @@ import SocketKit
             #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "not JSON: \(line)")
         }
         // The summary is an event (followers may still report the last closes after it).
-        #expect(lines.contains { $0.contains("\"event\":\"info\"") && $0.contains("\"cause\":\"stopped: 1 connections served") },
+        #expect(lines.contains { $0.contains("\"event\":\"info\"") && $0.contains("\"cause\":\"stopped: 1 connection served") },
                 "\(server.stderrText)")
     }
 }

@@ -9,7 +9,7 @@ import Testing
 /// cause, a live lab that Ctrl-C can stop.
 @Suite("Output tells the truth and fits") struct OutputTruthTests {
     static var asNobody: [String] {
-        UnprivilegedTests.canDropPrivileges ? [UnprivilegedTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups"] : []
+        Capabilities.canRunBuiltExecutablesAsNobody ? [UnprivilegedTests.setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups"] : []
     }
 
     // MARK: item 4 — options honoured or refused
@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test("as nobody, --scenario --trace-file /root/x is refused with 73 before the run",
-          .enabled(if: UnprivilegedTests.canDropPrivileges, "needs root to switch to nobody"))
+          .enabled(if: Capabilities.canRunBuiltExecutablesAsNobody, "needs root to switch to nobody"))
     func traceFileUnwritableAsNobody() throws {
         let child = try ChildProcess(UnprivilegedTests.setpriv!, ["--reuid=65534", "--regid=65534", "--clear-groups",
                                                                   Executables.url("EchoClient").path,
@@ -106,13 +106,13 @@ import Testing
         for piece in run.allPieces { #expect(!piece.hasSuffix("FIN_WAIT") && !piece.hasSuffix("CLOSE_"), "split: \(piece)") }
     }
 
-    @Test("every scenario fits 80 columns, live rows and report", arguments: ["client-close", "server-close", "half-close",
-          "simultaneous-open", "simultaneous-close", "close-wait-leak", "reset", "refused", "backlog-full"])
-    func scenarioFits80(_ name: String) throws {
-        let run = try TerminalRun.run("EchoClient", ["--scenario", name, "--kernel-trace", "off"], columns: 80, timeout: 80)
+    @Test("every scenario fits the terminal, live rows and report", arguments: ["client-close", "server-close", "half-close",
+          "simultaneous-open", "simultaneous-close", "close-wait-leak", "reset", "refused", "backlog-full"], widths)
+    func scenarioFits(_ name: String, _ columns: Int) throws {
+        let run = try TerminalRun.run("EchoClient", ["--scenario", name, "--kernel-trace", "off"], columns: columns, timeout: 80)
         #expect(run.status == 0 || run.status == 1, "\(run.text)")
         #expect(run.text.contains("Verdict:"))
-        #expect(run.tooWide(80).isEmpty, "\(name): \(run.tooWide(80))")
+        #expect(run.tooWide(columns).isEmpty, "\(name) at \(columns): \(run.tooWide(columns))")
     }
 
     @Test("at 120 columns the descriptions line up in one column")
@@ -129,21 +129,21 @@ import Testing
         #expect(starts == [column], "description columns: \(starts), header at \(column)\n\(rows.joined(separator: "\n"))")
     }
 
-    @Test("the server with a client fits 80 columns")
-    func serverFits80() throws {
+    @Test("the server with a client fits the terminal", arguments: widths)
+    func serverFits(_ columns: Int) throws {
         // A port the kernel just handed out and took back: free now.
         let probe = try Socket.listening(on: SocketAddress(numericHost: "127.0.0.1", port: 0)!, backlog: 1)
         let port = try probe.localAddress().port
         try probe.close()
         let pty = Thread.detachNewThread_sync {
-            try? TerminalRun.run("EchoServer", ["--port", String(port), "--kernel-trace", "off"], columns: 80, interruptAfter: 3, timeout: 15)
+            try? TerminalRun.run("EchoServer", ["--port", String(port), "--kernel-trace", "off"], columns: columns, interruptAfter: 3, timeout: 15)
         }
         Thread.sleep(forTimeInterval: 1)
         let client = try ChildProcess("EchoClient", ["--port", String(port), "hello", "world"])
         _ = client.wait(timeout: 10)
         let run = try #require(pty.value() ?? nil)
         #expect(run.text.contains("CLOSE_WAIT"), "\(run.text)")
-        #expect(run.tooWide(80).isEmpty, "\(run.tooWide(80))")
+        #expect(run.tooWide(columns).isEmpty, "\(run.tooWide(columns))")
     }
 
     // MARK: item 1 — causal order

@@ -237,13 +237,30 @@ enum ProcStats {
         return -1
     }
 
-    /// utime + stime in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
-    static func cpuTicks(_ pid: Int32) -> Int {
+    /// utime + stime in clock ticks (fields 14 and 15 of /proc/<pid>/stat). Unreadable: a
+    /// failed expectation (and -1), never a figure a comparison could pass with.
+    static func cpuTicks(_ pid: Int32, sourceLocation: SourceLocation = #_sourceLocation) -> Int {
+        measured(readCPUTicks(pid), "CPU time of \(pid) (/proc/\(pid)/stat)", sourceLocation)
+    }
+
+    static func readCPUTicks(_ pid: Int32) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return -1 }
+              let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // fields[0] is the state (field 3): utime is field 14 → index 11.
-        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
+        return user + system
+    }
+
+    /// Whether `signo` is ignored by `pid` (the SigIgn mask in /proc/<pid>/status).
+    static func ignores(_ pid: Int32, signal signo: Int32, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("SigIgn:") }),
+              let mask = UInt64(line.dropFirst("SigIgn:".count).trimmingCharacters(in: .whitespaces), radix: 16) else {
+            Issue.record("cannot read SigIgn of \(pid)", sourceLocation: sourceLocation)
+            return false
+        }
+        return mask & (1 << UInt64(signo - 1)) != 0
     }
 
     /// "fd → target" for every descriptor (diagnostics).
@@ -257,9 +274,12 @@ enum ProcStats {
     static var ticksPerSecond: Int { sysconf(Int32(_SC_CLK_TCK)) }
 }
 
-/// Runs `body` on `count` dedicated threads and waits for all (bounded by the body's own
-/// timeouts). Not Dispatch: its pool may run only a couple of blocking bodies at once.
-func concurrently(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+/// Runs `body` on `count` dedicated threads and waits for all, at most `timeoutSeconds` (the
+/// bodies bound their own calls; past the bound the test fails naming what hung, and the
+/// threads are left behind rather than the suite hung). Not Dispatch: its pool may run only a
+/// couple of blocking bodies at once.
+func concurrently(_ count: Int, timeoutSeconds: Double = 120, sourceLocation: SourceLocation = #_sourceLocation,
+                  _ body: @escaping @Sendable (Int) -> Void) {
     let group = DispatchGroup()
     for index in 0..<count {
         group.enter()
@@ -268,7 +288,9 @@ func concurrently(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
             group.leave()
         }
     }
-    group.wait()
+    if group.wait(timeout: .now() + timeoutSeconds) == .timedOut {
+        Issue.record("HUNG: \(count) concurrent peers not done within \(timeoutSeconds) s", sourceLocation: sourceLocation)
+    }
 }
 
 /// Text that would mean the program crashed instead of reporting an error.

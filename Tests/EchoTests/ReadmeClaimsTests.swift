@@ -187,6 +187,6 @@ struct ReadmeClaimsTests {
         #expect(client.stdoutText == "hello\n")
         #expect(client.events.states(side: .client).contains(.established))
         #expect(server.stop() == 0)
-        #expect(server.child.stderrText.contains("stopped: 1 connections served"))
+        #expect(server.child.stderrText.contains("stopped: 1 connection served"))
     }
 }

@@ -79,10 +79,8 @@ struct RobustnessTests {
         #expect(quiet.stderrText.split(separator: "\n").count == 1, "\(quiet.stderrText)")
     }
 
-    static var canDropPrivileges: Bool { geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") }
-
     @Test("binding port 80 as an unprivileged user: one line naming bind() and EACCES, exit 77",
-          .enabled(if: canDropPrivileges, "needs root to run the server as nobody via setpriv"))
+          .enabled(if: Capabilities.canDropPrivileges, "needs root to run the server as nobody via setpriv"))
     func permissionDenied() throws {
         // The build directory may not be readable by nobody: run a copy from a world-readable place.
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("socketkit-perm-\(getpid())")

@@ -138,9 +138,14 @@ import TestSupport
             }
             try? socket.shutdown(.write)
         }
-        usleep(500_000)
+        // Backpressure, seen from outside: the server stops reading (our bytes wait unread in its
+        // receive queue, sock_diag's Recv-Q) while our sender is blocked with data in its own
+        // send queue. Only then is the echo read.
+        let port = try socket.localAddress().port
+        #expect(waitFor(timeout: 20) { serverStoppedReading(port: server.port, peer: port) },
+                "the server kept reading a client that does not read: no backpressure (\(socketsOn(port: server.port)))")
         let (echo, eof) = Self.readToEOF(socket)
-        writer.join()
+        #expect(writer.join(timeoutSeconds: 60), "HUNG: the writer thread did not finish within 60 s")
         #expect(eof)
         #expect(echo.count == payload.count)
         #expect(echo == payload)
@@ -162,10 +167,10 @@ import TestSupport
             #expect(result == .processed(4))
         }
         #expect(server.child.waitForStderr(timeout: 5) { $0.contains("connection limit 2 reached") })
-        // A slot frees up when a client leaves.
+        // A slot frees up when a client leaves: once the server has closed it (listener + second).
         try first.close()
+        #expect(waitForSockets(server.pid, atMost: 2, timeout: 10) <= 2, "\(socketsOn(port: server.port))")
         let (_, firstEOF) = (try? Self.client(server.port)).map { socket -> ([UInt8], Bool) in
-            usleep(100_000)
             _ = "x".utf8.withContiguousStorageIfAvailable { try? socket.send(UnsafeRawBufferPointer($0)) }
             var buffer = [UInt8](repeating: 0, count: 4)
             let r = buffer.withUnsafeMutableBytes { try? socket.receive(into: $0) }

@@ -17,7 +17,10 @@ struct SignalTests {
         client.stdinHandle.write(Data("before\n".utf8))
         #expect(waitFor { client.stdoutText == "before\n" })
         client.signal(SIGPIPE)
-        usleep(100_000)
+        // An ignored signal is discarded when sent (nothing to wait for); a default one would
+        // kill the client, which `wait` below then sees.
+        #expect(ProcStats.ignores(client.pid, signal: SIGPIPE))
+        #expect(ProcStats.ignores(server.pid, signal: SIGPIPE))
         client.stdinHandle.write(Data("after\n".utf8))
         try client.stdinHandle.close()
         #expect(client.wait(timeout: 10) == 0)
@@ -49,7 +52,7 @@ struct SignalTests {
         #expect(rest.bytes == second)
         #expect(server.child.wait(timeout: 10) == 0)
         // ServerProcess traces JSON: the summary is an event, and every line stays JSON.
-        #expect(server.child.events.contains { $0.kind == .info && $0.cause == "stopped: 1 connections served, 350000 bytes echoed, 0 errors" },
+        #expect(server.child.events.contains { $0.kind == .info && $0.cause == "stopped: 1 connection served, 350000 bytes echoed, 0 errors" },
                 "\(server.child.stderrText)")
         #expect(!server.child.stderrText.contains("EchoServer: stopped:"))
         #expect(server.child.events.contains { $0.kind == .info && $0.cause.hasPrefix("draining 1 connection, up to 10 s") })
@@ -69,7 +72,7 @@ struct SignalTests {
         #expect(server.child.wait(timeout: 10) == 0)
         #expect(Date().timeIntervalSince(started) < 8)
         #expect(server.child.events.contains { $0.kind == .warning && $0.cause.contains("drain timeout") })
-        #expect(server.child.events.contains { $0.kind == .info && $0.cause == "stopped: 1 connections served, 3 bytes echoed, 0 errors" })
+        #expect(server.child.events.contains { $0.kind == .info && $0.cause == "stopped: 1 connection served, 3 bytes echoed, 0 errors" })
     }
 
     @Test("a second signal exits at once")
@@ -102,8 +105,8 @@ struct SignalTests {
         #expect(states.contains(.finWait1), "our FIN is in the trace: \(states)")
         #expect(client.stderrText.hasSuffix("EchoClient: interrupted by SIGINT\n"), "\(client.stderrText.suffix(200))")
         #expect(!hasCrashMarker(client.stderrText))
-        // The server saw an orderly close, not a reset.
-        usleep(200_000)
+        // The server saw an orderly close, not a reset (and has closed its side: listener only).
+        #expect(waitForSockets(server.pid, atMost: 1, timeout: 10) <= 1, "\(socketsOn(port: server.port))")
         #expect(server.stop() == 0)
         #expect(!server.child.events.contains { $0.kind == .error })
     }
@@ -114,7 +117,16 @@ struct SignalTests {
         let client = try ChildProcess("EchoClient", ["--port", "\(listener.port)", "--trace", "json", "hello"])
         let fd = try listener.accept()
         defer { Glibc.close(fd) }
-        usleep(300_000)
+        // The client has sent its message and now waits for an answer that never comes.
+        var hello = [UInt8](repeating: 0, count: 5)
+        var got = 0
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while got < 5 && poll(&ready, 1, 10_000) == 1 {
+            let n = hello.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, 5 - got, 0) }
+            if n <= 0 { break }
+            got += n
+        }
+        #expect(hello == Array("hello".utf8), "the client sent its message before waiting")
         client.signal(SIGINT)
         #expect(client.wait(timeout: 10) == 130)
         #expect(client.events.states(side: .client).contains(.finWait1))

@@ -36,8 +36,8 @@ struct SoakTests {
         let deadline = Date().addingTimeInterval(seconds)
         let failures = Mutex<[String]>([])
         let counts = Mutex<[String: Int]>([:])
-        @Sendable func count(_ key: String, _ n: Int = 1) { counts.withLock { $0[key, default: 0] += n } }
-        @Sendable func fail(_ text: String) { failures.withLock { if $0.count < 20 { $0.append(text) } } }
+        @Sendable func count(_ key: String, _ n: Int = 1) { counts.locked { $0[key, default: 0] += n } }
+        @Sendable func fail(_ text: String) { failures.locked { if $0.count < 20 { $0.append(text) } } }
         concurrently(6) { role in
             var seed = UInt64(role) << 32
             while Date() < deadline {
@@ -86,7 +86,7 @@ struct SoakTests {
                 }
             }
         }
-        return (counts.withLock { $0 }, failures.withLock { $0 })
+        return (counts.locked { $0 }, failures.locked { $0 })
     }
 
     @Test("a mixed workload leaks no descriptor, memory, thread or CLOSE_WAIT socket")
@@ -110,9 +110,9 @@ struct SoakTests {
         usleep(1_000_000)
         let after = Sample(server.pid)
         let closeWait = serverCloseWaitCount(port: server.port)
-        let summary = "soak \(Int(Self.seconds)) s: \(counts.withLock { $0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))\n  before: \(before)\n  after:  \(after)\n  server CLOSE_WAIT sockets: \(closeWait)"
+        let summary = "soak \(Int(Self.seconds)) s: \(counts.locked { $0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))\n  before: \(before)\n  after:  \(after)\n  server CLOSE_WAIT sockets: \(closeWait)"
         print(summary)
-        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+        #expect(failures.locked { $0 }.isEmpty, "\(failures.locked { $0 })")
         #expect(after.sockets == before.sockets, "TCP sockets: \(before.sockets) → \(after.sockets)")
         // The trace follower creates its netlink socket and Dispatch its timerfd lazily, once,
         // the first time a closed socket needs following on a timer (which a short warm-up may

@@ -42,7 +42,7 @@ struct TerminalRun {
     }
 
     static let script = #"""
-import fcntl, json, os, pty, select, signal, struct, sys, termios, time
+import codecs, fcntl, json, os, pty, select, signal, struct, sys, termios, time
 cols, rows = int(sys.argv[1]), 50
 interrupt_after, timeout = float(sys.argv[2]), float(sys.argv[3])
 argv = sys.argv[4:]
@@ -54,6 +54,8 @@ if pid == 0:
     os.execv(argv[0], argv)
 start = time.monotonic()
 chunks, sent, status = [], False, None
+# A character split across two reads must not become two replacement characters.
+decoder = codecs.getincrementaldecoder("utf-8")("replace")
 while True:
     now = time.monotonic() - start
     if interrupt_after > 0 and not sent and now >= interrupt_after:
@@ -67,7 +69,7 @@ while True:
         except OSError:
             data = b""
         if data:
-            chunks.append([time.monotonic() - start, data.decode("utf-8", "replace")])
+            chunks.append([time.monotonic() - start, decoder.decode(data)])
             continue
     done, st = os.waitpid(pid, os.WNOHANG)
     if done:
@@ -80,7 +82,8 @@ while True:
             try: data = os.read(fd, 65536)
             except OSError: break
             if not data: break
-            chunks.append([time.monotonic() - start, data.decode("utf-8", "replace")])
+            chunks.append([time.monotonic() - start, decoder.decode(data)])
+        chunks.append([time.monotonic() - start, decoder.decode(b"", final=True)])
         break
 print(json.dumps({"status": status, "chunks": chunks}))
 """#

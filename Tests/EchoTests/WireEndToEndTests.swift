@@ -12,12 +12,12 @@ import TestSupport
     static let tcpdump = ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].first { FileManager.default.isExecutableFile(atPath: $0) }
     static let tshark = ["/usr/bin/tshark"].first { FileManager.default.isExecutableFile(atPath: $0) }
     /// Either this process may capture (root), or nobody can through a namespace of its own.
-    static var canCapture: Bool { WireTracer.probe() == nil || UnprivilegedTests.canDropPrivileges }
+    static var canCapture: Bool { WireTracer.probe() == nil || Capabilities.canRunBuiltExecutablesAsNobody }
 
     /// Runs the demo (as nobody when root can switch, so the namespace path is the one tested).
     func demo(_ extra: [String]) throws -> ChildProcess {
         let arguments = ["--demo", "--trace", "json"] + extra
-        let child = UnprivilegedTests.canDropPrivileges
+        let child = Capabilities.canRunBuiltExecutablesAsNobody
             ? try ChildProcess(UnprivilegedTests.setpriv!, ["--reuid=65534", "--regid=65534", "--clear-groups",
                                                             Executables.url("EchoClient").path] + arguments)
             : try ChildProcess("EchoClient", arguments)
@@ -129,7 +129,8 @@ import TestSupport
         let client = try ChildProcess("EchoClient", ["--port", String(server.port), "--trace", "json", "--trace-file", clientFile,
                                                      "--wire", "on", "hello"])
         #expect(client.wait() == 0, "\(client.stderrText)")
-        usleep(200_000)                                        // the server's close and its capture's last read
+        // The server has closed its side (listener only left); its capture reads the rest at stop.
+        #expect(waitForSockets(server.pid, atMost: 1, timeout: 10) <= 1, "\(socketsOn(port: server.port))")
         #expect(server.stop() == 0)
         let serverEvents = try TraceEvent.read(jsonLinesAt: serverFile)
         let clientEvents = try TraceEvent.read(jsonLinesAt: clientFile)
@@ -145,7 +146,7 @@ import TestSupport
         #expect(closeWait.segmentID == fin.id && closeWait.timestampNs >= fin.timestampNs)
     }
 
-    @Test(.enabled(if: UnprivilegedTests.canDropPrivileges, "needs root to switch to nobody with setpriv"))
+    @Test(.enabled(if: Capabilities.canRunBuiltExecutablesAsNobody, "needs root to switch to nobody with setpriv"))
     func server_wireOn_withoutPrivilege_isOneLineAndExit77() throws {
         let child = try ChildProcess(UnprivilegedTests.setpriv!, ["--reuid=65534", "--regid=65534", "--clear-groups",
                                                                   Executables.url("EchoServer").path, "--port", "0", "--wire", "on"])

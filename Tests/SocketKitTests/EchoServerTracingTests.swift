@@ -58,7 +58,7 @@ import Testing
         let server = EchoServer(configuration: config, tracer: tracer)
         let address = try server.bind()
         let thread = try server.start()
-        defer { server.stop(); thread.join() }
+        defer { server.stop(); #expect(thread.join(timeoutSeconds: 30), "HUNG: the server thread did not end within 30 s") }
         let client = try Socket(family: AF_INET, nonBlocking: false)
         defer { try? client.close() }
         try client.connect(to: address)
@@ -82,7 +82,7 @@ import Testing
         #expect(listens.allSatisfy { $0.local == address.description && $0.source == .tcpInfo })
         let thread = try server.start()
         server.stop()
-        thread.join()
+        #expect(thread.join(timeoutSeconds: 30), "HUNG: the thread did not end within 30 s")
         #expect(sink.events.filter { $0.from == .listen && $0.to == .closed && $0.source == .tcpInfo }.count == 1)
     }
 }

@@ -19,7 +19,7 @@ struct FidelityMeasurement {
         var latencies: [Key: [UInt64]] = [:]
         var inferred: [Key: Int] = [:]
         var seen: [Key: Int] = [:]
-        let oracle = try KernelTracepoint(pagesPerCPU: 512)
+        let oracle = try KernelTracepoint(pagesPerCPU: Oracle.pagesPerCPU)
         defer { oracle.close() }
         for scenario in Oracle.Scenario.allCases {
             for _ in 0..<runs {

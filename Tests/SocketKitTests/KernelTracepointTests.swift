@@ -170,14 +170,12 @@ private let liveAvailability: KernelTracepoint.Availability = {
     @Test(.enabled(if: liveAvailability == .available, "needs root and perf_event_open: \(liveAvailability)"))
     func reportsLoopbackConnectionLifecycle() throws {
         // 2 MiB per CPU: room for ~20k changes of other processes while this test sleeps.
-        let tracepoint = try KernelTracepoint(pagesPerCPU: 512)
+        let tracepoint = try KernelTracepoint(pagesPerCPU: Oracle.pagesPerCPU)
         defer { tracepoint.close() }
         #expect(tracepoint.pollDescriptors.count == (try KernelTracepoint.onlineCPUs()).count)
 
         let before = monotonicNs()
         let (serverPort, clientPort) = try loopbackExchange()
-        usleep(5_000)  // the client's last ACK is processed in softirq, possibly after close() returned
-        let after = monotonicNs()
         var fds = tracepoint.pollDescriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         #expect(poll(&fds, nfds_t(fds.count), 1000) > 0)
 
@@ -189,6 +187,9 @@ private let liveAvailability: KernelTracepoint.Availability = {
             if changes.contains(where: { $0.sourcePort == serverPort && $0.newState == CLOSE && $0.destinationPort == clientPort }) { break }
             usleep(10_000)
         }
+        // The client's last ACK is processed in softirq, possibly after close() returned: the
+        // upper bound is taken once the child's CLOSE has been read.
+        let after = monotonicNs()
         changes.sort { $0.timestampNs < $1.timestampNs }  // ordered within a batch only
         #expect(tracepoint.lostRecords == 0)
 

@@ -60,7 +60,7 @@ import Testing
     @Test(arguments: LoadConfiguration.Mode.allCases)
     func everyMode_againstTheEchoServer_verifiesEveryByte(mode: LoadConfiguration.Mode) throws {
         let (server, thread, port) = try Self.startServer()
-        defer { server.stop(); thread.join() }
+        defer { server.stop(); #expect(thread.join(timeoutSeconds: 30), "HUNG: the server thread did not end within 30 s") }
         var config = LoadConfiguration()
         config.port = port
         config.mode = mode
@@ -99,7 +99,7 @@ import Testing
     @Test(arguments: [true, false])
     func aFaultyServer_isReportedAsFailed(corrupt: Bool) throws {
         let (listener, thread, port) = try Self.faultyServer(corrupt: corrupt)
-        defer { thread.join(); try? listener.close() }
+        defer { #expect(thread.join(timeoutSeconds: 30), "HUNG: the peer thread did not end within 30 s"); try? listener.close() }
         var config = LoadConfiguration()
         config.port = port
         config.connections = 1

@@ -1,4 +1,6 @@
 import Glibc
+import Synchronization
+import TestSupport
 @testable import SocketKit
 @testable import TCPTrace
 @testable import EchoKit
@@ -7,6 +9,9 @@ import Glibc
 /// record of them from an independent tracepoint reader: the oracle for the tracer.
 enum Oracle {
     static let available = geteuid() == 0 && KernelTracepoint.availability() == .available
+    /// 8 MiB per CPU, ~80,000 changes: a busy host's churn (~80,000 changes/s) must not fill
+    /// the oracle's rings between two drains of its drainer thread.
+    static let pagesPerCPU = 2048
 
     enum Scenario: String, CaseIterable {
         /// Client close()s right after its echo: it is the active closer.
@@ -25,12 +30,24 @@ enum Oracle {
 
     /// One exchange. `kernel`: the tracer's tracepoint source (nil: unprivileged path).
     static func run(_ scenario: Scenario, kernel: TracepointSource?, oracle: KernelTracepoint) throws -> Run {
-        let collector = TraceCollector()
-        let pair = try InProcessEcho(sink: collector, kernel: kernel, timeoutSeconds: 5) { config in
+        let traces = TraceCollector()
+        let pair = try InProcessEcho(sink: traces, kernel: kernel, timeoutSeconds: 5) { config in
             if scenario == .serverClose { config.idleTimeoutSeconds = 0.05 }
         }
         let client = pair.client
-        var kernelChanges: [KernelStateChange] = []
+        // Drained all along by a thread of its own and decoded by the oracle's own decoder: on
+        // a busy host other processes' changes would otherwise fill the rings during the run.
+        // Only our server's port: every socket of the run has it on one end.
+        let decoder = try OracleDecoder()
+        let collector = OracleCollector()
+        let serverPort = pair.server.boundAddress?.port ?? 0
+        let drainer = try ThreadHandle {
+            while !collector.stop.load(ordering: .acquiring) {
+                let batch = decoder.drain(oracle, port: serverPort)
+                collector.changes.locked { $0 += batch }
+                usleep(1_000)
+            }
+        }
         do {
             defer { pair.stopServer() }
             try client.connect()
@@ -49,11 +66,17 @@ enum Oracle {
             }
             pair.settle()
         }
-        // Let the trailing LISTEN→CLOSE reach the rings, then apply what is left.
-        usleep(2_000)
-        kernelChanges += oracle.drain()
+        // Until the listener's trailing LISTEN→CLOSE has reached the rings (bounded).
+        let listenerClosed = { collector.changes.locked { changes in
+            changes.contains { $0.sourcePort == serverPort && $0.destinationPort == 0 && $0.newState == 7 } } }
+        let deadline = MonotonicClock.now() + 2_000_000_000
+        while !listenerClosed() && MonotonicClock.now() < deadline { usleep(1_000) }
+        collector.stop.store(true, ordering: .releasing)
+        if !drainer.join(timeoutSeconds: 10) { throw HarnessError("the oracle's drainer thread hung") }
+        let rest = decoder.drain(oracle, port: serverPort)
+        let kernelChanges = collector.changes.locked { $0 + rest }.sorted { $0.timestampNs < $1.timestampNs }
         pair.finishFollowing()
-        return Run(events: collector.events, kernel: kernelChanges, lost: oracle.lostRecords)
+        return Run(events: traces.events, kernel: kernelChanges, lost: oracle.lostRecords)
     }
 
     private static func sendAndEcho(_ client: EchoClient, _ text: String) throws {
@@ -138,4 +161,10 @@ enum Oracle {
         while end < same.count - 1, same[end].newState != 7 { end += 1 }
         return Array(same[start...end])
     }
+}
+
+/// What the oracle's drainer thread collects, and its stop flag.
+final class OracleCollector: Sendable {
+    let changes = Mutex<[KernelStateChange]>([])
+    let stop = Atomic<Bool>(false)
 }

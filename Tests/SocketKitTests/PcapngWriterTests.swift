@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+import TestSupport
 import SocketKit
 @testable import TCPTrace
 
@@ -13,7 +14,7 @@ import SocketKit
     }
 
     /// Read back by tools nobody here wrote: tcpdump for the packets, tshark for the comments.
-    @Test(.enabled(if: ToolRunner.find("tcpdump") != nil, "needs tcpdump (apt-get install tcpdump)"))
+    @Test(.enabled(if: Capabilities.tool("tcpdump") != nil, "needs tcpdump (apt-get install tcpdump)"))
     func file_readsBackInTcpdumpAndTshark() throws {
         let path = "/tmp/wire-pcapng-test-\(getpid()).pcapng"
         defer { unlink(path) }
@@ -27,19 +28,21 @@ import SocketKit
                          comments: ["client #1 SYN_SENT → ESTABLISHED", "second comment"])
         try writer.close()
 
-        let tcpdump = try #require(ToolRunner.find("tcpdump"))
-        let dump = try ToolRunner.run(tcpdump, ["-nn", "-tt", "--nano", "-r", path])
-        let lines = dump.output.split(separator: "\n")
-        #expect(lines.count == 2, "\(dump.output)")
-        #expect(lines.first?.contains("1700000000.123456789") == true, "\(dump.output)")
-        #expect(lines.first?.contains("127.0.0.1.40000 > 127.0.0.1.7007: Flags [S], seq 1000") == true, "\(dump.output)")
-        #expect(lines.last?.contains("Flags [S.], seq 5000, ack 1001") == true, "\(dump.output)")
+        let tcpdump = try #require(Capabilities.tool("tcpdump"))
+        let dump = try ChildProcess(tcpdump, ["-nn", "-tt", "--nano", "-r", path])
+        #expect(dump.wait(timeout: 30) == 0, "\(dump.stderrText)")
+        let lines = dump.stdoutText.split(separator: "\n")
+        #expect(lines.count == 2, "\(dump.stdoutText)")
+        #expect(lines.first?.contains("1700000000.123456789") == true, "\(dump.stdoutText)")
+        #expect(lines.first?.contains("127.0.0.1.40000 > 127.0.0.1.7007: Flags [S], seq 1000") == true, "\(dump.stdoutText)")
+        #expect(lines.last?.contains("Flags [S.], seq 5000, ack 1001") == true, "\(dump.stdoutText)")
 
         // The comments need tshark (tcpdump does not print them); without it tcpdump checked the rest.
-        guard let tshark = ToolRunner.find("tshark") else { return }
-        let fields = try ToolRunner.run(tshark, ["-r", path, "-T", "fields", "-e", "frame.comment"])
-        let comments = fields.output.split(separator: "\n").map(String.init)
-        #expect(comments.count == 2, "\(fields.output)")
+        guard let tshark = Capabilities.tool("tshark") else { return }
+        let fields = try ChildProcess(tshark, ["-r", path, "-T", "fields", "-e", "frame.comment"])
+        #expect(fields.wait(timeout: 30) == 0, "\(fields.stderrText)")
+        let comments = fields.stdoutText.split(separator: "\n").map(String.init)
+        #expect(comments.count == 2, "\(fields.stdoutText)")
         #expect(comments.first == "server #1 LISTEN: SYN received")
         #expect(comments.last?.contains("client #1 SYN_SENT → ESTABLISHED") == true)
         #expect(comments.last?.contains("second comment") == true)

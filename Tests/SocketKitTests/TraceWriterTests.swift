@@ -32,7 +32,7 @@ import Testing
             writer.flush()
             #expect(writer.droppedCount == 0)
         }   // deinit stops the thread and closes the write end: the reader sees EOF.
-        thread.join()
+        #expect(thread.join(timeoutSeconds: 30), "HUNG: the thread did not end within 30 s")
         let lines = reader.text.split(separator: "\n").compactMap { TraceEvent(jsonLine: $0) }
         #expect(lines.map(\.conn) == Array(0..<500))
     }
@@ -70,7 +70,7 @@ import Testing
             thread = try ThreadHandle { reader.run() }
             writer.flush()
         }   // deinit joins the writer and closes fds[1]: the reader sees EOF.
-        thread?.join()
+        #expect(thread?.join(timeoutSeconds: 30) ?? true, "HUNG: the reader thread did not end within 30 s")
         let events = reader.text.split(separator: "\n").compactMap { TraceEvent(jsonLine: $0) }
         let notes = events.filter { $0.cause.hasSuffix("lines dropped (slow reader)") }
         #expect(!notes.isEmpty)

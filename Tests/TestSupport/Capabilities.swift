@@ -39,19 +39,34 @@ public enum Capabilities {
     /// `unshare` options for a network namespace this user can configure.
     public static var networkNamespacePrefix: [String] { [unshare ?? "/usr/bin/unshare", isRoot ? "-n" : "-rn"] }
 
-    /// Runs a probe, bounded (10 s, then SIGKILL); true on exit 0.
+    /// Runs a probe through the one spawner (`ChildProcess`), bounded (10 s, then SIGTERM and
+    /// SIGKILL); true on exit 0.
     public static func succeeds(_ path: String, _ arguments: [String]) -> Bool {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: path)
-        probe.arguments = arguments
-        probe.standardOutput = FileHandle.nullDevice
-        probe.standardError = FileHandle.nullDevice
-        guard (try? ChildProcess.withTerminationSignalsUnblocked({ try probe.run() })) != nil else { return false }
-        if !ChildProcess.poll(timeout: 10, { !probe.isRunning }) {
-            kill(probe.processIdentifier, SIGKILL)
-            _ = ChildProcess.poll(timeout: 5) { !probe.isRunning }
-            return false
+        guard let probe = try? ChildProcess(path, arguments) else { return false }
+        return probe.finish(timeout: 10) == .exited(0) && probe.terminationReason == .exit
+    }
+
+    public static let setpriv = tool("setpriv")
+
+    /// Root with setpriv: tests can run a program as nobody
+    /// (`setpriv --reuid=65534 --regid=65534 --clear-groups`).
+    public static var canDropPrivileges: Bool { isRoot && setpriv != nil }
+
+    /// `canDropPrivileges`, and nobody can reach the built executables where they are (a
+    /// checkout under a private home may not be; tests that copy the binary need only the former).
+    public static var canRunBuiltExecutablesAsNobody: Bool {
+        canDropPrivileges && nobodyCanExecute(Executables.url("EchoClient").path)
+    }
+
+    /// Every directory up to `path` has the others' search bit, and the file their execute bit.
+    public static func nobodyCanExecute(_ path: String) -> Bool {
+        var url = URL(fileURLWithPath: path)
+        while url.path != "/" {
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),
+                  let mode = attributes[.posixPermissions] as? Int else { return false }
+            if mode & 0o001 == 0 { return false }
+            url.deleteLastPathComponent()
         }
-        return probe.terminationReason == .exit && probe.terminationStatus == 0
+        return true
     }
 }

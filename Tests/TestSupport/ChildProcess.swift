@@ -123,26 +123,46 @@ public final class ChildProcess: @unchecked Sendable {
     /// status, or the signal number when a signal ended the child (see `terminationReason`).
     @discardableResult
     public func wait(timeout: Double = 30, _ what: String = "exit", sourceLocation: SourceLocation = #_sourceLocation) -> Int32 {
-        if !Self.poll(timeout: timeout, { !self.process.isRunning }) {
-            let test = Self.currentTestName
-            var how = "SIGTERM"
-            kill(process.processIdentifier, SIGTERM)
-            if !Self.poll(timeout: Self.graceSeconds, { !self.process.isRunning }) {
-                how += ", then SIGKILL after \(Self.graceSeconds) s"
-                kill(process.processIdentifier, SIGKILL)
-                _ = Self.poll(timeout: 10) { !self.process.isRunning }
-            }
-            Issue.record("HUNG in test \"\(test)\": `\(label)` did not \(what) within \(timeout) s; sent \(how). stderr tail: \(stderrText.suffix(400))",
+        switch finish(timeout: timeout) {
+        case .exited(let status):
+            return status
+        case .killed(let how, let status):
+            Issue.record("HUNG in test \"\(Self.currentTestName)\": `\(label)` did not \(what) within \(timeout) s; sent \(how). stderr tail: \(stderrText.suffix(400))",
                          sourceLocation: sourceLocation)
-        }
-        if process.isRunning {
+            return status
+        case .unkillable:
             // Unkillable (D state): report and move on rather than block the suite.
             Issue.record("`\(label)` survived SIGKILL for 10 s; not waiting any longer", sourceLocation: sourceLocation)
             return -1
         }
+    }
+
+    /// How a bounded wait ended.
+    public enum Ending: Equatable {
+        case exited(Int32)
+        /// Overran the deadline: `how` it was ended, then its status.
+        case killed(how: String, status: Int32)
+        case unkillable
+    }
+
+    /// The bounded wait behind `wait`, recording nothing: SIGTERM at the deadline, SIGKILL
+    /// after the grace period. For probes that run outside any test.
+    public func finish(timeout: Double) -> Ending {
+        var how: String?
+        if !Self.poll(timeout: timeout, { !self.process.isRunning }) {
+            how = "SIGTERM"
+            kill(process.processIdentifier, SIGTERM)
+            if !Self.poll(timeout: Self.graceSeconds, { !self.process.isRunning }) {
+                how! += ", then SIGKILL after \(Self.graceSeconds) s"
+                kill(process.processIdentifier, SIGKILL)
+                _ = Self.poll(timeout: 10) { !self.process.isRunning }
+            }
+        }
+        if process.isRunning { return .unkillable }
         collectOutput()
         Self.activity("end \(process.processIdentifier)")
-        return process.terminationStatus
+        if let how { return .killed(how: how, status: process.terminationStatus) }
+        return .exited(process.terminationStatus)
     }
 
     /// Whether the child exited by itself or was ended by a signal.

@@ -17,7 +17,8 @@ public struct EchoClientConfiguration: Sendable {
 
 /// The echo client: connects, sends, reads the echo, half-closes, drains and closes. Its socket
 /// records its own states when tracing is on (`TracedSocket`).
-public final class EchoClient: @unchecked Sendable {
+/// Single owner (one client thread): not Sendable.
+public final class EchoClient {
     public let configuration: EchoClientConfiguration
     public let tracer: StateTracer?
     public private(set) var socket: TracedSocket?

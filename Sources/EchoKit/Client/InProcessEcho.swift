@@ -6,7 +6,8 @@ import WireFaults
 /// An EchoServer on a free loopback port and an EchoClient aimed at it, both in this process
 /// and tracing into one sink: the demo, the oracle tests and anything else that wants both
 /// sides of one connection in one timeline.
-public final class InProcessEcho: @unchecked Sendable {
+/// Single owner (the thread running the demo or test): not Sendable.
+public final class InProcessEcho {
     public let server: EchoServer
     public let client: EchoClient
     public let serverTracer: StateTracer

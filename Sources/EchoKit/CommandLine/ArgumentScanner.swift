@@ -28,9 +28,8 @@ public struct ParsedArguments: Sendable {
     public var values: [String: String] = [:]
     public var flags: Set<String> = []
     public var positionals: [String] = []
-    /// Every value of an option given more than once (`--drop A --drop B`), in order.
-    public var repeated: [String: [String]] = [:]
-    public func all(_ name: String) -> [String] { repeated[name] ?? [] }
+    /// Every value of a repeatable option (`--port 80 --port 443`), in order.
+    public var valueLists: [String: [String]] = [:]
 
     public func has(_ flag: String) -> Bool { flags.contains(flag) }
     public func string(_ name: String) -> String? { values[name] }
@@ -108,7 +107,7 @@ public struct ArgumentScanner: Sendable {
                     throw UsageError("option '\(spec.name)' needs a value (\(spec.valueName!))")
                 }
                 result.values[spec.name] = value
-                result.repeated[spec.name, default: []].append(value)
+                result.valueLists[spec.name, default: []].append(value)
             } else {
                 if inlineValue != nil { throw UsageError("option '\(spec.name)' takes no value") }
                 result.flags.insert(spec.name)

@@ -19,7 +19,7 @@ public enum FaultOptions {
     public static func parse(_ arguments: ParsedArguments) throws -> [FaultRule] {
         var rules: [FaultRule] = []
         for name in names {
-            for value in arguments.all(name) {
+            for value in arguments.valueLists[name] ?? [] {
                 guard let rule = FaultRule.parse(option: name, value: value) else {
                     let form = name == "--delay" ? "SEL=DURATION (DURATION like 300ms or 1.5s, at most 60s)" : "SEL"
                     throw UsageError("\(name) '\(ByteEscaping.escape(value))': expected \(form); \(FaultSelector.grammar)")

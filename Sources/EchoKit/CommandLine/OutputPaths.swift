@@ -35,7 +35,8 @@ public struct OutputFileError: Error, CustomStringConvertible, ExitStatusProvidi
     public var path: String
     public var errno: Int32
     public var description: String {
-        "\(option): cannot create '\(ByteEscaping.escape(path))': \(Errno.message(errno)) (\(Errno.name(errno)))"
+        // The shape of every failed call's message (the trace file's always read so).
+        "open(\(ByteEscaping.escape(path))): \(Errno.message(errno)) (\(Errno.name(errno)))"
     }
     public var exitStatus: Int32 { SysExits.cantCreate }
 }

@@ -11,7 +11,7 @@ import TCPTrace
 /// executables, finishes it before printing the last line and exiting; and because some exits
 /// are not in main's hands (a second SIGINT exits at once from the signal queue; `SysExits.fail`
 /// anywhere), an `atexit` handler finishes it too. Finishing twice is a no-op.
-public final class TraceSession: @unchecked Sendable {
+public final class TraceSession: Sendable {
     public let sink: TraceSink
     private let kernel = Mutex<TracepointSource?>(nil)
     private let tracers = Mutex<[StateTracer]>([])
@@ -27,17 +27,17 @@ public final class TraceSession: @unchecked Sendable {
     }
 
     /// The kernel tracepoint source, stopped (its rings drained) when the session finishes.
-    public func attach(_ source: TracepointSource?) { kernel.withLock { $0 = source } }
+    public func attach(_ source: TracepointSource?) { kernel.locked { $0 = source } }
 
     /// The live wire capture (`--wire on`), stopped when the session finishes; its summary
     /// (segments, drops) becomes an `info` event of `side`.
-    public func attach(_ live: LiveWire?, side: TraceSide) { wire.withLock { $0 = live.map { ($0, side) } } }
+    public func attach(_ live: LiveWire?, side: TraceSide) { wire.locked { $0 = live.map { ($0, side) } } }
 
     /// Follows `tracer`'s closed sockets until the session finishes.
-    public func add(_ tracer: StateTracer) { tracers.withLock { $0.append(tracer) } }
+    public func add(_ tracer: StateTracer) { tracers.locked { $0.append(tracer) } }
 
     /// The event written after everything else (the client's verdict). The last call wins.
-    public func conclude(with event: TraceEvent) { conclusion.withLock { $0 = event } }
+    public func conclude(with event: TraceEvent) { conclusion.locked { $0 = event } }
 
     /// Settles the followers (at most `settleSeconds`: a client's socket reaching TIME_WAIT or
     /// gone), reports what is still pending, stops the kernel source, writes the conclusion,
@@ -49,14 +49,14 @@ public final class TraceSession: @unchecked Sendable {
             while phase.load(ordering: .acquiring) != 2 && MonotonicClock.now() < deadline { usleep(1_000) }
             return
         }
-        let followers = tracers.withLock { $0 }.map(\.follower)
+        let followers = tracers.locked { $0 }.map(\.follower)
         if settleSeconds > 0 { for follower in followers { follower.settle(timeoutSeconds: settleSeconds) } }
         for follower in followers { follower.finish() }
-        kernel.withLock { $0 }?.stop()
-        if let (live, side) = wire.withLock({ $0 }) {
+        kernel.locked { $0 }?.stop()
+        if let (live, side) = wire.locked({ $0 }) {
             sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .info, cause: live.stop()))
         }
-        if var event = conclusion.withLock({ $0 }) {
+        if var event = conclusion.locked({ $0 }) {
             // Stamped when written: it follows every other event, in the file and in time.
             event.timestampNs = MonotonicClock.now()
             event.wallNs = MonotonicClock.wallNow()
@@ -73,7 +73,7 @@ public final class TraceSession: @unchecked Sendable {
 
     /// Makes this the session `CommandExit` and the exit handler finish.
     public func makeCurrent() {
-        Self.current.withLock { $0 = self }
+        Self.current.locked { $0 = self }
         if !Self.atExitInstalled.exchange(true, ordering: .acquiringAndReleasing) {
             // exit() from anywhere (a second signal, SysExits.fail) runs this before the
             // process ends; _exit and a crash do not, and nothing can help those.
@@ -83,7 +83,7 @@ public final class TraceSession: @unchecked Sendable {
 
     /// Finishes the current session, if any (idempotent).
     public static func finishCurrent(settleSeconds: Double = 0) {
-        current.withLock { $0 }?.finish(settleSeconds: settleSeconds)
+        current.locked { $0 }?.finish(settleSeconds: settleSeconds)
     }
 }
 

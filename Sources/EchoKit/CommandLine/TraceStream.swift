@@ -39,7 +39,7 @@ public final class TraceStream: Sendable {
     /// Writes `text` whole (lines from other threads never land inside it). A status line on
     /// screen is erased first.
     public func write(_ text: String) {
-        lock.withLock { statusShown in
+        lock.locked { statusShown in
             var out = statusShown ? "\r\u{1b}[K" : ""
             statusShown = false
             out += text
@@ -51,7 +51,7 @@ public final class TraceStream: Sendable {
     /// One line that replaces itself on a terminal (`… TIME_WAIT 54 s left`); elsewhere a
     /// plain line, only when `always` (a file or pipe does not need a countdown every second).
     public func status(_ text: String, always: Bool) {
-        lock.withLock { statusShown in
+        lock.locked { statusShown in
             if isTerminal {
                 let fitted = width.map { String(text.prefix(max($0 - 1, 10))) } ?? text
                 try? TextFile.writeAll(fd, Array(("\r\u{1b}[K" + fitted).utf8), subject: "trace")

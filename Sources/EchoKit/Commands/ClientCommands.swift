@@ -19,7 +19,10 @@ public enum ClientCommands {
                      wire: WireOption, interruption: ClientInterruption? = nil) throws -> Int32 {
         // Resolve first: a bad name is one line on stderr, before any trace starts.
         let addresses = try HostResolver.resolve(config.host, port: config.port)
-        let session = TraceSession(sink: try options.makeSink())
+        // With the live wire, states (this thread) and segments (the capture thread) reach the
+        // trace late by different amounts: written in time order.
+        let writer = try options.makeSink()
+        let session = TraceSession(sink: wire.mode == .off ? writer : TimeOrderedSink(target: writer))
         session.makeCurrent()
         let kernel = try options.makeKernelSource(command: "EchoClient", sink: session.sink, side: .client)
         session.attach(kernel)
@@ -46,6 +49,13 @@ public enum ClientCommands {
                 }.comparison
                 if let last, last != UInt8(ascii: "\n") { writeOut([UInt8(ascii: "\n")]) }
             }
+        } catch let error as SystemCallError where error.call == "write" && error.errno == EPIPE {
+            // stdout's reader went away (`| head -1`): stop quietly, like cat in a pipe, after
+            // a clean close of the connection.
+            client.tracker?.info("stdout closed by its reader: closing the connection")
+            try? client.halfClose()
+            client.close()
+            return 0
         } catch let error as ClientInterrupted {
             // SIGINT/SIGTERM: a clean close (our FIN, then close()), traced like any other.
             client.socket?.info("\(error): closing the connection")

@@ -6,6 +6,9 @@ import TCPTrace
 /// The lab while it runs: every event of every try kept (tagged with its try), the states
 /// printed as they are read when a terminal watches, and on Ctrl-C what was seen so far with
 /// the verdict "interrupted". The final ladder (segments joined, causal order) comes at the end.
+/// @unchecked: the events are behind `state`'s lock; `print` and `renderer` are set once and
+/// only read. `print` (the caller's writer, a non-Sendable closure) may run on any emitting
+/// thread: the one caller passes `TraceStream.write`, which writes under its own lock.
 public final class LabLiveView: TraceSink, @unchecked Sendable {
     private struct State {
         var events: [TraceEvent] = []
@@ -26,13 +29,13 @@ public final class LabLiveView: TraceSink, @unchecked Sendable {
 
     /// The next try begins: its events carry `attempt`, its rows start from its own zero.
     public func begin(attempt: Int) {
-        state.withLock { $0.attempt = attempt; $0.baseNs = nil }
+        state.locked { $0.attempt = attempt; $0.baseNs = nil }
         if attempt > 1 { print?("\ntry \(attempt):\n") }
     }
 
     public func emit(_ event: TraceEvent) {
         var event = event
-        let row: String? = state.withLock { s in
+        let row: String? = state.locked { s in
             event.attempt = s.attempt
             s.events.append(event)
             guard print != nil, [.state, .warning, .error, .segment].contains(event.kind) else { return nil }
@@ -51,8 +54,8 @@ public final class LabLiveView: TraceSink, @unchecked Sendable {
     public func flush() {}
 
     /// Every event so far (all tries).
-    public var events: [TraceEvent] { state.withLock { $0.events } }
-    public var attempt: Int { state.withLock { $0.attempt } }
+    public var events: [TraceEvent] { state.locked { $0.events } }
+    public var attempt: Int { state.locked { $0.attempt } }
     /// The current try's events.
-    public var currentTry: [TraceEvent] { state.withLock { s in s.events.filter { $0.attempt == s.attempt } } }
+    public var currentTry: [TraceEvent] { state.locked { s in s.events.filter { $0.attempt == s.attempt } } }
 }

@@ -1,5 +1,6 @@
 import Glibc
 import SocketKit
+import Synchronization
 import TCPTrace
 
 /// Drives an echo server (this one or any other) with many connections and checks every byte
@@ -55,9 +56,11 @@ public final class LoadGenerator: Sendable {
 }
 
 /// Where worker threads leave their reports (each writes its own slot once, read after join).
-private final class ResultSlots: @unchecked Sendable {
-    private var reports: [LoadReport?]
-    init(count: Int) { reports = Array(repeating: nil, count: count) }
-    func store(_ index: Int, _ report: LoadReport) { reports[index] = report }
-    var all: [LoadReport] { reports.compactMap { $0 } }
+/// A lock, not per-slot writes: two threads assigning elements of one array both mutate the
+/// array (TSan: a Swift access race).
+private final class ResultSlots: Sendable {
+    private let reports: Mutex<[LoadReport?]>
+    init(count: Int) { reports = Mutex(Array(repeating: nil, count: count)) }
+    func store(_ index: Int, _ report: LoadReport) { reports.locked { $0[index] = report } }
+    var all: [LoadReport] { reports.locked { $0.compactMap { $0 } } }
 }

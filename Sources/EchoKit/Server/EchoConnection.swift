@@ -6,7 +6,7 @@ import TCPTrace
 ///
 /// Touched only by its loop's thread, so its mutable fields skip Swift's dynamic exclusivity
 /// checks (see `EchoEventLoop`).
-final class EchoConnection: @unchecked Sendable {
+final class EchoConnection {
     let socket: TracedSocket
     let slot: Int
     /// Echo bytes received but not yet sent back (the peer is slow to read). Allocated only

@@ -9,6 +9,8 @@ import TCPTrace
 /// Level-triggered. State is read with TCP_INFO only where it can change (accept, recv()=0,
 /// EPOLLRDHUP/HUP/ERR, shutdown, errors) and sampled on a backoff while a socket sits in a
 /// transient state, so plain data traffic pays nothing for tracing.
+/// @unchecked: created on the main thread, then run by exactly one thread; other loops touch
+/// only `handoff` (locked) and `wakeup` (an eventfd), which are Sendable themselves.
 final class EchoEventLoop: @unchecked Sendable {
     private static let wakeToken: UInt64 = 0
     private static let listenerToken: UInt64 = 1
@@ -63,8 +65,11 @@ final class EchoEventLoop: @unchecked Sendable {
         try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
         try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
         listener.join()
+        // Any loop may use the listener's tracker (under the listener's lock): so it gets its own
+        // sock_diag socket and no mailbox (a mailbox would apply kernel changes on this loop's
+        // thread without that lock); its observations apply the changes under the lock.
         if tracesListener, let traced = TracedSocket(listening: listener.socket, tracer: tracer, backlog: config.backlog,
-                                                      diag: diag, mailbox: kernelMailbox).tracker {
+                                                      diag: tracer == nil ? nil : try? SockDiag(), mailbox: nil).tracker {
             listener.setTracker(traced)
         }
     }

@@ -6,7 +6,7 @@ import TCPTrace
 /// A multi-threaded echo server: one epoll loop per thread, all accepting on the one listener
 /// (no SO_REUSEPORT: the port has one owner, see `SharedListener`), each connection owned by the
 /// least loaded loop; every connection's TCP states traced (unless tracing is off).
-public final class EchoServer: @unchecked Sendable {
+public final class EchoServer: Sendable {
     /// Flags the loops poll once per wakeup.
     final class Control: Sendable {
         private let stop = Atomic<Bool>(false)
@@ -26,9 +26,14 @@ public final class EchoServer: @unchecked Sendable {
     public let tracer: StateTracer?
     public let stats = EchoServerStats()
     /// The address actually bound (with the real port when asked for port 0).
-    public private(set) var boundAddress: SocketAddress?
-    private var loops: [EchoEventLoop] = []
-    private var threads: [ThreadHandle] = []
+    public var boundAddress: SocketAddress? { bound.locked { $0.address } }
+    /// Set by `bind`, read by `run` and by `stop` from any thread (a signal's).
+    private struct Bound {
+        var address: SocketAddress?
+        var loops: [EchoEventLoop] = []
+    }
+    private let bound = Mutex(Bound())
+    private var loops: [EchoEventLoop] { bound.locked { $0.loops } }
     private let control = Control()
 
     /// - Parameter tracer: nil for `--trace off`: no state reads at all on any path.
@@ -42,9 +47,11 @@ public final class EchoServer: @unchecked Sendable {
     @discardableResult
     public func bind() throws -> SocketAddress {
         let addresses = try HostResolver.resolve(configuration.host, port: configuration.port)
+        if let address = boundAddress { return address }
         let count = max(1, configuration.threads)
         let socket = try Socket.listening(on: addresses[0], backlog: configuration.backlog)
         let address: SocketAddress
+        var loops: [EchoEventLoop] = []
         do {
             address = try socket.localAddress()   // port 0 → the real port
             let listener = SharedListener(socket: socket)
@@ -54,28 +61,31 @@ public final class EchoServer: @unchecked Sendable {
             }
             for loop in loops { loop.peers = loops.map { EchoEventLoop.Peer(loop: $0) } }
         } catch {
-            loops.removeAll()
             try? socket.close()
             throw error
         }
-        boundAddress = address
+        bound.locked { [loops] in
+            $0.address = address
+            $0.loops = loops
+        }
         return address
     }
 
     /// Runs every loop (the first on the calling thread) until `stop()` and the drain finish.
     public func run() throws {
-        if loops.isEmpty { try bind() }
+        try bind()
+        let loops = self.loops
+        var threads: [ThreadHandle] = []
         for loop in loops.dropFirst() {
             threads.append(try ThreadHandle { loop.run() })
         }
         loops[0].run()
         for thread in threads { thread.join() }
-        threads.removeAll()
     }
 
     /// Starts `run()` on background threads; returns once listening.
     public func start() throws -> ThreadHandle {
-        if loops.isEmpty { try bind() }
+        try bind()
         return try ThreadHandle { [self] in try? run() }
     }
 

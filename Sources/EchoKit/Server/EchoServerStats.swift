@@ -34,7 +34,7 @@ public final class EchoServerStats: Sendable {
 
 extension EchoServerStats.Snapshot: CustomStringConvertible {
     public var description: String {
-        "\(accepted) connections served, \(bytesEchoed) bytes echoed, \(errors) errors"
+        "\(accepted) connection\(accepted == 1 ? "" : "s") served, \(bytesEchoed) bytes echoed, \(errors) errors"
             + (refusedOverLimit > 0 ? ", \(refusedOverLimit) refused over the connection limit" : "")
             + (idleClosed > 0 ? ", \(idleClosed) closed idle" : "")
             + (open > 0 ? ", \(open) still open at exit" : "")

@@ -15,7 +15,7 @@ import TCPTrace
 /// leave shuts the listener down (new connections are refused at once, for every loop); the last
 /// closes the descriptor. Only then can its number be reused, so no loop can accept() on, or
 /// epoll_ctl, a descriptor that has become someone else's.
-final class SharedListener: @unchecked Sendable {
+final class SharedListener: Sendable {
     private struct Membership {
         var members = 0
         var shutDown = false
@@ -32,15 +32,15 @@ final class SharedListener: @unchecked Sendable {
     }
 
     /// Set once, by the first loop (its sock_diag and kernel mailbox serve the listener).
-    func setTracker(_ tracker: SocketTracker) { self.tracker.withLock { $0 = tracker } }
+    func setTracker(_ tracker: SocketTracker) { self.tracker.locked { $0 = tracker } }
 
     /// The loop watches the listener from now on.
-    func join() { membership.withLock { $0.members += 1 } }
+    func join() { membership.locked { $0.members += 1 } }
 
     /// A loop stops watching (its epoll has dropped the descriptor already). The first leaver
     /// shuts the listener down; the last closes it.
     func leave() {
-        membership.withLock { state in
+        membership.locked { state in
             if !state.shutDown {
                 state.shutDown = true
                 // shutdown() moves a listener to CLOSED while the fd is still readable by TCP_INFO.
@@ -53,10 +53,10 @@ final class SharedListener: @unchecked Sendable {
     }
 
     /// Whether accepting has ended (a shut-down listener fails accept() with EINVAL).
-    var isShutDown: Bool { membership.withLock { $0.shutDown } }
+    var isShutDown: Bool { membership.locked { $0.shutDown } }
 
     func withTracker(_ body: (SocketTracker) -> Void) {
-        tracker.withLock { if let tracker = $0 { body(tracker) } }
+        tracker.locked { if let tracker = $0 { body(tracker) } }
     }
 }
 
@@ -84,7 +84,7 @@ final class ConnectionHandoff: Sendable {
 
     /// From the accepting loop. False when the owner has stopped.
     func offer(_ socket: Socket) -> Bool {
-        state.withLock { state in
+        state.locked { state in
             if state.closed { return false }
             state.sockets.append(socket)
             return true
@@ -93,7 +93,7 @@ final class ConnectionHandoff: Sendable {
 
     /// On the owner's thread: what arrived since the last call.
     func take() -> [Socket] {
-        state.withLock { state in
+        state.locked { state in
             defer { state.sockets.removeAll(keepingCapacity: true) }
             return state.sockets
         }
@@ -101,7 +101,7 @@ final class ConnectionHandoff: Sendable {
 
     /// The owner stops: refuse further offers, return what is still queued.
     func close() -> [Socket] {
-        state.withLock { state in
+        state.locked { state in
             state.closed = true
             defer { state.sockets.removeAll() }
             return state.sockets

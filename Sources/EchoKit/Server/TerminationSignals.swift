@@ -16,12 +16,12 @@ import TCPTrace
 /// `prlimit --nofile=64`, flooded) never got the SIGTERM descriptor, so SIGTERM stayed blocked
 /// and pending forever (issue 14). Here the descriptor exists before the first accept/connect,
 /// or the program does not start.
-public final class TerminationSignals: @unchecked Sendable {
+public final class TerminationSignals: Sendable {
     private let count = Atomic<Int>(0)
     private let fd: Int32
     private let command: String
-    /// Written once, by `start`, before the reader thread exists.
-    private var reader: ThreadHandle?
+    /// Set once, by `start`.
+    private let reader = Mutex<ThreadHandle?>(nil)
 
     /// Blocks SIGINT/SIGTERM in the calling thread and opens the signalfd. Call it first thing
     /// in `main`, before any thread starts: threads inherit the mask, and a thread that does not
@@ -47,8 +47,8 @@ public final class TerminationSignals: @unchecked Sendable {
     /// and delivered now, none lost. C: `pthread_create`.
     public func start(onFirst: @escaping @Sendable (Int32) -> Void,
                       onSecond: (@Sendable (Int32) -> Void)? = nil) throws {
-        precondition(reader == nil, "TerminationSignals.start called twice")
-        reader = try ThreadHandle { [self] in
+        precondition(reader.locked { $0 == nil }, "TerminationSignals.start called twice")
+        let thread = try ThreadHandle { [self] in
             while true {
                 let signo = CSocketKit_signalfd_read(fd)
                 if signo < 0 {
@@ -73,6 +73,7 @@ public final class TerminationSignals: @unchecked Sendable {
                 }
             }
         }
+        reader.locked { $0 = thread }
     }
 
     /// How many termination signals arrived.

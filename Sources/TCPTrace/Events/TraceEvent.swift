@@ -70,6 +70,10 @@ public struct TraceEvent: Sendable, Equatable {
     public var latestNs: UInt64?
     /// Lab events: which try of a retried scenario (1, 2, ...).
     public var attempt: Int?
+    /// TCPWatch: the owning process's command (`pid` is its pid, 0 when unknown), and the state
+    /// a warning or closing note is about (`"state"` in JSON).
+    public var process: String?
+    public var heldState: TCPState?
 
     public init(
         timestampNs: UInt64, wallNs: Int64? = nil, side: TraceSide,

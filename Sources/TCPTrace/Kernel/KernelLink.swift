@@ -1,27 +1,57 @@
 import Synchronization
 import SocketKit
 
-/// One tracker's connection to the source. `inbox` and `linked` are shared with the router;
-/// the rest is touched only by the tracker's owner thread.
-final class KernelLink: @unchecked Sendable {
+/// One tracker's connection to the source. `inbox` and `linked` are shared with the router; the
+/// rest belongs to the tracker's owner thread, and after close() to the sock_diag follower that
+/// takes the tracker over, so it sits behind a lock too (uncontended: one user at a time).
+final class KernelLink: Sendable {
     let source: TracepointSource
     let mailbox: KernelMailbox?
     let inbox = Mutex<[KernelStateChange]>([])
     /// The router has attributed at least one kernel change to this socket.
     let linked = Atomic<Bool>(false)
-    /// Owner-thread state: the last kernel state applied, and the sock_diag handle to use (the
-    /// event loop's while it owns the fd, the follower's after close()).
-    var kernelState: UInt8?
-    var diag: SockDiag?
-    var registered = false
+
+    private struct OwnerState {
+        /// The last kernel state applied.
+        var kernelState: UInt8?
+        /// The sock_diag handle to use: the event loop's while it owns the fd, the follower's after.
+        var diag: SockDiag?
+        var registered = false
+    }
+
+    private let owner: Mutex<OwnerState>
     /// Set by `register` under the source's routing lock: whom to post to the mailbox. Weak:
     /// routing does not keep a tracker alive.
-    weak var tracker: (any KernelChangeReceiver)?
+    private let receiver = Mutex<WeakReceiver>(WeakReceiver())
+
+    private struct WeakReceiver {
+        weak var tracker: (any KernelChangeReceiver)?
+    }
 
     init(source: TracepointSource, mailbox: KernelMailbox?, diag: SockDiag?) {
         self.source = source
         self.mailbox = mailbox
-        self.diag = diag
+        owner = Mutex(OwnerState(diag: diag))
+    }
+
+    var kernelState: UInt8? {
+        get { owner.locked { $0.kernelState } }
+        set { owner.locked { $0.kernelState = newValue } }
+    }
+
+    var diag: SockDiag? {
+        get { owner.locked { $0.diag } }
+        set { owner.locked { $0.diag = newValue } }
+    }
+
+    var registered: Bool {
+        get { owner.locked { $0.registered } }
+        set { owner.locked { $0.registered = newValue } }
+    }
+
+    var tracker: (any KernelChangeReceiver)? {
+        get { receiver.locked { $0.tracker } }
+        set { receiver.locked { $0.tracker = newValue } }
     }
 
     var isLinked: Bool { linked.load(ordering: .acquiring) }

@@ -19,7 +19,7 @@ public final class KernelMailbox: Sendable {
     public init(wake: @escaping @Sendable () -> Void) { self.wake = wake }
 
     func post(_ tracker: any KernelChangeReceiver) {
-        let first = waiting.withLock { list in
+        let first = waiting.locked { list in
             defer { list.append(tracker) }
             return list.isEmpty
         }
@@ -30,7 +30,7 @@ public final class KernelMailbox: Sendable {
     /// those of closed ones). Call on the owner thread. Does not drain the rings: nothing is
     /// observed here, and every observation drains them first.
     public func deliver() {
-        let trackers = waiting.withLock { list in
+        let trackers = waiting.locked { list in
             defer { list.removeAll() }
             return list
         }

@@ -1,35 +1,34 @@
 import SocketKit
 
-/// A connection's (or listener's) addresses as the tracepoint shows them, local side first.
+/// A connection's (or listener's) addresses as the tracepoint shows them, local side first:
+/// fixed-size integers, so hashing one allocates nothing and compares no text. IPv4 and
+/// IPv4-mapped IPv6 addresses are one form (`KernelAddress`).
 struct KernelTuple: Hashable {
     var localPort: UInt16, peerPort: UInt16
-    var localHost: String, peerHost: String
-
-    /// An AF_INET6 socket talking IPv4 shows `::ffff:a.b.c.d` in the tracepoint: compare as IPv4.
-    static func normalized(_ host: String) -> String {
-        host.hasPrefix("::ffff:") && host.contains(".") ? String(host.dropFirst(7)) : host
-    }
+    var localHost: KernelAddress, peerHost: KernelAddress
 
     init(_ change: KernelStateChange) {
         localPort = change.sourcePort
         peerPort = change.destinationPort
-        localHost = Self.normalized(change.sourceAddress)
-        peerHost = Self.normalized(change.destinationAddress)
+        localHost = change.source
+        peerHost = change.destination
     }
 
     /// `peer` nil: a listener (the key listeners are matched by: port and host only).
     init(local: SocketAddress, peer: SocketAddress?) {
         localPort = local.port
         peerPort = peer?.port ?? 0
-        localHost = Self.normalized(local.host)
-        peerHost = peer.map { Self.normalized($0.host) } ?? ""
+        localHost = KernelAddress(local)
+        peerHost = peer.map(KernelAddress.init) ?? Self.noPeer
     }
+
+    private static let noPeer = KernelAddress(ipv4: 0)
 
     /// The key of a listener bound here.
     var listenerKey: KernelTuple {
         var key = self
         key.peerPort = 0
-        key.peerHost = ""
+        key.peerHost = Self.noPeer
         return key
     }
 }
@@ -51,6 +50,8 @@ struct KernelTuple: Hashable {
 struct KernelRouter<Target: AnyObject> {
     /// What routing produced, in kernel order per target; the owner hands them out and clears it.
     var deliveries: [(target: Target, change: KernelStateChange)] = []
+    /// A drained batch waiting for `routeIncoming`; its capacity is kept between batches.
+    var incoming: [KernelStateChange] = []
 
     /// Unclaimed changes older than this are dropped: long enough for accept() to pick up a child.
     let windowNs: UInt64
@@ -102,6 +103,12 @@ struct KernelRouter<Target: AnyObject> {
     private(set) var pendingCount = 0
 
     // MARK: Routing
+
+    /// Routes and clears `incoming`.
+    mutating func routeIncoming() {
+        for index in incoming.indices { route(incoming[index]) }
+        incoming.removeAll(keepingCapacity: true)
+    }
 
     /// Routes one change: to `deliveries` when it is attributed, else to `pending`.
     mutating func route(_ change: KernelStateChange) {

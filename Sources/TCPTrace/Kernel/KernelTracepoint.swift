@@ -3,7 +3,64 @@ import Glibc
 import SocketKit
 import Synchronization
 
+/// An IP address as the tracepoint records it, in 16 bytes (network order): an IPv4 address
+/// is kept IPv4-mapped (`::ffff:a.b.c.d`), so an AF_INET socket and an AF_INET6 socket talking
+/// IPv4 compare equal. Fixed size: routing hashes and compares these, never text.
+public struct KernelAddress: Hashable, Sendable {
+    /// Bytes 0–7 and 8–15 as they lie in memory (not numbers: only compared and hashed).
+    var high: UInt64, low: UInt64
+
+    /// IPv4 bytes (network order, as in memory), stored IPv4-mapped.
+    init(ipv4 bytes: UInt32) {
+        var words: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &words) { raw in
+            raw[10] = 0xff
+            raw[11] = 0xff
+            raw.storeBytes(of: bytes, toByteOffset: 12, as: UInt32.self)
+        }
+        (high, low) = words
+    }
+
+    /// 16 IPv6 bytes at `offset`.
+    init(ipv6 raw: UnsafeRawBufferPointer, offset: Int) {
+        high = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+        low = raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
+    }
+
+    /// A socket's address (a listener's wildcard included).
+    init(_ address: SocketAddress) {
+        switch address {
+        case .v4(let a): self.init(ipv4: a.sin_addr.s_addr)
+        case .v6(let a): self = withUnsafeBytes(of: a.sin6_addr) { KernelAddress(ipv6: $0, offset: 0) }
+        }
+    }
+
+    /// Numeric text (`127.0.0.1`, `::1`, `::ffff:127.0.0.1`); nil when it is not an address.
+    init?(text: String) {
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            self.init(ipv4: v4.s_addr)
+        } else if inet_pton(AF_INET6, text, &v6) == 1 {
+            self = withUnsafeBytes(of: v6) { KernelAddress(ipv6: $0, offset: 0) }
+        } else {
+            return nil
+        }
+    }
+
+    /// As inet_ntop prints it for a socket of `family`: dotted quad for AF_INET, else IPv6 text
+    /// (`::ffff:a.b.c.d` for an IPv4-mapped address). Only for printing: routing never calls it.
+    func text(family: Int32) -> String {
+        withUnsafeBytes(of: (high, low)) { raw in
+            if family == AF_INET {
+                return StateChangeLayout.dottedQuad(UnsafeRawBufferPointer(rebasing: raw[12..<16]), prefix: "")
+            }
+            return StateChangeLayout.address(raw, TracepointField(offset: 0, size: 16, isSigned: false))
+        }
+    }
+}
+
 /// One TCP state change reported by the kernel tracepoint `sock:inet_sock_set_state`.
+/// Fixed-size (no String, no array): decoding and routing one allocate nothing.
 public struct KernelStateChange: Sendable, Equatable {
     /// CLOCK_MONOTONIC nanoseconds, comparable with `clock_gettime(CLOCK_MONOTONIC)`.
     public var timestampNs: UInt64
@@ -17,17 +74,15 @@ public struct KernelStateChange: Sendable, Equatable {
     /// Host byte order. 0 while the socket is not yet bound (CLOSE→SYN_SENT of a client).
     public var sourcePort: UInt16
     public var destinationPort: UInt16
-    /// Text form; an AF_INET6 socket talking IPv4 shows `::ffff:a.b.c.d`.
-    public var sourceAddress: String
-    public var destinationAddress: String
+    public var source: KernelAddress
+    public var destination: KernelAddress
     /// Process running on the CPU when the change happened. Changes driven by an incoming
     /// segment run in softirq context, so this is whoever was interrupted: on loopback usually
     /// the sending process, with a real NIC often 0 (idle) or an unrelated process.
     public var pid: Int32
 
-    public init(timestampNs: UInt64, skaddr: UInt64, oldState: UInt8, newState: UInt8, family: Int32,
-                sourcePort: UInt16, destinationPort: UInt16, sourceAddress: String,
-                destinationAddress: String, pid: Int32) {
+    init(timestampNs: UInt64, skaddr: UInt64, oldState: UInt8, newState: UInt8, family: Int32,
+         sourcePort: UInt16, destinationPort: UInt16, source: KernelAddress, destination: KernelAddress, pid: Int32) {
         self.timestampNs = timestampNs
         self.skaddr = skaddr
         self.oldState = oldState
@@ -35,10 +90,25 @@ public struct KernelStateChange: Sendable, Equatable {
         self.family = family
         self.sourcePort = sourcePort
         self.destinationPort = destinationPort
-        self.sourceAddress = sourceAddress
-        self.destinationAddress = destinationAddress
+        self.source = source
+        self.destination = destination
         self.pid = pid
     }
+
+    /// From numeric address texts (tests, tools); an unparsable text reads as the zero address.
+    public init(timestampNs: UInt64, skaddr: UInt64, oldState: UInt8, newState: UInt8, family: Int32,
+                sourcePort: UInt16, destinationPort: UInt16, sourceAddress: String,
+                destinationAddress: String, pid: Int32) {
+        let zero = KernelAddress(ipv4: 0)
+        self.init(timestampNs: timestampNs, skaddr: skaddr, oldState: oldState, newState: newState, family: family,
+                  sourcePort: sourcePort, destinationPort: destinationPort,
+                  source: KernelAddress(text: sourceAddress) ?? zero,
+                  destination: KernelAddress(text: destinationAddress) ?? zero, pid: pid)
+    }
+
+    /// Text form; an AF_INET6 socket talking IPv4 shows `::ffff:a.b.c.d`.
+    public var sourceAddress: String { source.text(family: family) }
+    public var destinationAddress: String { destination.text(family: family) }
 }
 
 /// Every TCP state change of every full socket on the machine, read through `perf_event_open`
@@ -52,7 +122,7 @@ public struct KernelStateChange: Sendable, Equatable {
 ///
 /// Wait for readability on `pollDescriptors` (poll/epoll, POLLIN), then call `drain()`.
 /// Always drain fully after a wake-up: perf's poll reports a wake-up once, not while data remains.
-public final class KernelTracepoint: @unchecked Sendable {
+public final class KernelTracepoint: Sendable {
     public enum Availability: Sendable, Equatable {
         case available
         case unavailable(reason: String)
@@ -89,6 +159,8 @@ public final class KernelTracepoint: @unchecked Sendable {
         /// Last sum of the events' own lost counters (kept after close()).
         var countedLost: UInt64 = 0
         var closed = false
+        /// The batch being sorted, kept between drains: no allocation per change.
+        var tagged: [(change: KernelStateChange, ring: Int, index: Int)] = []
         let samples: UnsafeMutablePointer<CSocketKit_perf_sample>
         let raw: UnsafeMutableRawPointer
     }
@@ -145,7 +217,7 @@ public final class KernelTracepoint: @unchecked Sendable {
 
     deinit {
         close()
-        state.withLock { state in
+        state.locked { state in
             state.samples.deallocate()
             state.raw.deallocate()
         }
@@ -154,14 +226,14 @@ public final class KernelTracepoint: @unchecked Sendable {
     /// One perf descriptor per online CPU; readable (POLLIN) when its ring holds records.
     /// Empty after `close()`.
     public var pollDescriptors: [Int32] {
-        state.withLock { $0.rings.map(\.fd) }
+        state.locked { $0.rings.map(\.fd) }
     }
 
     /// State changes the kernel dropped so far because a ring was full. Exact and immediate on
     /// Linux 6.0+ (the events' lost counters); before, the sum of PERF_RECORD_LOST records, which
     /// the kernel writes only once a later record fits, i.e. after the next drain.
     public var lostRecords: UInt64 {
-        state.withLock { state in
+        state.locked { state in
             Self.refreshLost(&state)
             return max(state.countedLost, state.recordedLost)
         }
@@ -183,34 +255,73 @@ public final class KernelTracepoint: @unchecked Sendable {
     /// guaranteed within one batch: a CPU may still publish an earlier change after its ring
     /// was read for this batch, so it arrives in the next.
     public func drain() -> [KernelStateChange] {
-        state.withLock { state in
-            var tagged: [(change: KernelStateChange, ring: Int, index: Int)] = []
-            for (ringIndex, ring) in state.rings.enumerated() {
-                while true {
-                    let result = CSocketKit_perf_drain(ring.base, pagesPerCPU, state.samples,
-                                                       Self.batchSamples, state.raw, Self.rawBytes)
-                    state.recordedLost += result.lost
-                    for i in 0..<result.samples {
-                        let sample = state.samples[i]
-                        let raw = UnsafeRawBufferPointer(start: state.raw + Int(sample.raw_offset),
-                                                         count: Int(sample.raw_size))
-                        if let change = layout.decode(raw, timestampNs: sample.time, pid: sample.pid) {
-                            tagged.append((change, ringIndex, tagged.count))
-                        }
-                    }
-                    if result.more == 0 { break }
+        var changes: [KernelStateChange] = []
+        drain(into: &changes)
+        return changes
+    }
+
+    /// `drain()`, appending to `changes` (whose capacity the caller keeps between drains).
+    func drain(into changes: inout [KernelStateChange]) {
+        state.locked { state in
+            state.tagged.removeAll(keepingCapacity: true)
+            Self.readRings(&state, pagesPerCPU: pagesPerCPU) { ring, raw, sample, state in
+                if let change = layout.decode(raw, timestampNs: sample.time, pid: sample.pid) {
+                    state.tagged.append((change, ring, state.tagged.count))
                 }
             }
             // Within one CPU an interrupt's record can land before the one it interrupted,
             // so the per-CPU order is not always timestamp order either: sort, don't merge.
-            tagged.sort { ($0.change.timestampNs, $0.ring, $0.index) < ($1.change.timestampNs, $1.ring, $1.index) }
-            return tagged.map(\.change)
+            state.tagged.sort { ($0.change.timestampNs, $0.ring, $0.index) < ($1.change.timestampNs, $1.ring, $1.index) }
+            for entry in state.tagged { changes.append(entry.change) }
         }
     }
 
+    /// The raw records, undecoded and unsorted, with their CLOCK_MONOTONIC time and pid: for a
+    /// reader that decodes them with its own code (the tests' oracle). All records' bytes in one
+    /// buffer (`bytes[offset..<offset + count]`), so a drain allocates twice, not per record.
+    package func drainRecords() -> (bytes: [UInt8], records: [(offset: Int, count: Int, timestampNs: UInt64, pid: Int32)]) {
+        state.locked { state in
+            var bytes: [UInt8] = []
+            var records: [(offset: Int, count: Int, timestampNs: UInt64, pid: Int32)] = []
+            Self.readRings(&state, pagesPerCPU: pagesPerCPU) { _, raw, sample, _ in
+                records.append((bytes.count, raw.count, sample.time, sample.pid))
+                bytes.append(contentsOf: raw)
+            }
+            return (bytes, records)
+        }
+    }
+
+    /// Reads every ring, each bounded: at most `maxRecordsPerDrain` records per ring however
+    /// fast the kernel refills it (a busy host's churn must not keep one drain going); what is
+    /// left is read by the next drain, and a ring that fills meanwhile drops records, which
+    /// `lostRecords` counts.
+    private static func readRings(
+        _ state: inout State, pagesPerCPU: Int,
+        _ visit: (_ ring: Int, _ raw: UnsafeRawBufferPointer, _ sample: CSocketKit_perf_sample, _ state: inout State) -> Void
+    ) {
+        for ringIndex in state.rings.indices {
+            let ring = state.rings[ringIndex]
+            var read = 0
+            while read < maxRecordsPerDrain {
+                let result = CSocketKit_perf_drain(ring.base, pagesPerCPU, state.samples, batchSamples, state.raw, rawBytes)
+                state.recordedLost += result.lost
+                read += Int(result.samples)
+                for i in 0..<Int(result.samples) {
+                    let sample = state.samples[i]
+                    let raw = UnsafeRawBufferPointer(start: state.raw + Int(sample.raw_offset), count: Int(sample.raw_size))
+                    visit(ringIndex, raw, sample, &state)
+                }
+                if result.more == 0 { break }
+            }
+        }
+    }
+
+    /// Records one drain reads from one ring at most (a 64-page ring holds ~2,500).
+    static let maxRecordsPerDrain = 4 * batchSamples
+
     /// Disables and unmaps every ring and closes the descriptors. Idempotent.
     public func close() {
-        state.withLock { state in
+        state.locked { state in
             guard !state.closed else { return }
             Self.refreshLost(&state)
             for ring in state.rings { Self.release(ring, pagesPerCPU: pagesPerCPU) }

@@ -123,8 +123,8 @@ struct StateChangeLayout: Sendable {
             // The tracepoint stores ports already converted with ntohs.
             sourcePort: UInt16(truncatingIfNeeded: Self.unsigned(raw, sport)),
             destinationPort: UInt16(truncatingIfNeeded: Self.unsigned(raw, dport)),
-            sourceAddress: Self.address(raw, v6 ? saddrV6 : saddr),
-            destinationAddress: Self.address(raw, v6 ? daddrV6 : daddr),
+            source: Self.kernelAddress(raw, v6 ? saddrV6 : saddr),
+            destination: Self.kernelAddress(raw, v6 ? daddrV6 : daddr),
             pid: pid)
     }
 
@@ -135,6 +135,12 @@ struct StateChangeLayout: Sendable {
         case 4: UInt64(raw.loadUnaligned(fromByteOffset: f.offset, as: UInt32.self))
         default: raw.loadUnaligned(fromByteOffset: f.offset, as: UInt64.self)
         }
+    }
+
+    /// A 4-byte (IPv4) or 16-byte address field, without formatting it.
+    static func kernelAddress(_ raw: UnsafeRawBufferPointer, _ f: TracepointField) -> KernelAddress {
+        f.size == 4 ? KernelAddress(ipv4: raw.loadUnaligned(fromByteOffset: f.offset, as: UInt32.self))
+            : KernelAddress(ipv6: raw, offset: f.offset)
     }
 
     /// Network-order address bytes to text, as inet_ntop prints them (`127.0.0.1`, `::1`,

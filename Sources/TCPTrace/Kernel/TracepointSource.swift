@@ -25,13 +25,14 @@ public enum KernelTraceMode: String, Sendable, CaseIterable {
 /// any thread (a reader thread keeps the rings from overflowing; owners sync before they
 /// record). Each tracker's owner applies its own inbox (`SocketTracker.applyKernelEvents`), so
 /// a tracker is still only mutated by its owner thread.
-public final class TracepointSource: @unchecked Sendable {
+public final class TracepointSource: Sendable {
     public let tracepoint: KernelTracepoint
     private let sink: TraceSink
     private let side: TraceSide
     private let routing = Mutex(KernelRouter<KernelLink>(windowNs: pendingWindowNs, limit: pendingLimit))
     private let stopFlag = Atomic<Bool>(false)
-    private var reader: ThreadHandle?
+    /// Set once the thread exists (it needs `self`); taken by `stop`.
+    private let reader = Mutex<ThreadHandle?>(nil)
     /// Unclaimed changes older than this are dropped: long enough for accept() to pick up a child
     /// (the lab's backlog-full leaves one in the accept queue ~2 s).
     static let pendingWindowNs: UInt64 = 5_000_000_000
@@ -56,7 +57,8 @@ public final class TracepointSource: @unchecked Sendable {
         tracepoint = try KernelTracepoint(pagesPerCPU: pagesPerCPU, wakeupEvents: wakeupEvents, mayMount: mayMount)
         self.sink = sink
         self.side = side
-        reader = try ThreadHandle { [self] in readLoop() }
+        let thread = try ThreadHandle { [self] in readLoop() }
+        reader.locked { $0 = thread }
     }
 
     /// Resolves `--kernel-trace`: the source, or nil with the reason (auto/off). `on` throws
@@ -80,7 +82,7 @@ public final class TracepointSource: @unchecked Sendable {
     /// Stops the reader thread and closes the rings. Idempotent.
     public func stop() {
         guard !stopFlag.exchange(true, ordering: .acquiring) else { return }
-        reader?.join()
+        reader.locked { $0.take() }?.join()
         sync()
         reportLost()
         tracepoint.close()
@@ -120,8 +122,9 @@ public final class TracepointSource: @unchecked Sendable {
     /// Drains every ring and routes each change: to its tracker's inbox, or to `pending`.
     public func sync() {
         guard !drainsHeld.load(ordering: .relaxed) else { return }
-        routing.withLock { router in
-            for change in tracepoint.drain() { router.route(change) }
+        routing.locked { router in
+            tracepoint.drain(into: &router.incoming)
+            router.routeIncoming()
             router.prune(now: MonotonicClock.now())
             handOut(&router)
         }
@@ -136,7 +139,7 @@ public final class TracepointSource: @unchecked Sendable {
             let link = router.deliveries[start].target
             var end = start + 1
             while end < count && router.deliveries[end].target === link { end += 1 }
-            link.inbox.withLock { inbox in
+            link.inbox.locked { inbox in
                 for index in start..<end { inbox.append(router.deliveries[index].change) }
             }
             link.linked.store(true, ordering: .releasing)
@@ -149,8 +152,9 @@ public final class TracepointSource: @unchecked Sendable {
     /// The tracker knows its addresses: claim what the kernel already reported for them, or
     /// wait for it. `peer` nil: a listener.
     func register(_ tracker: any KernelChangeReceiver, link: KernelLink, local: SocketAddress, peer: SocketAddress?) {
-        routing.withLock { router in
-            for change in tracepoint.drain() { router.route(change) }
+        routing.locked { router in
+            tracepoint.drain(into: &router.incoming)
+            router.routeIncoming()
             link.tracker = tracker
             router.register(link, local: local, peer: peer)
             handOut(&router)
@@ -159,6 +163,6 @@ public final class TracepointSource: @unchecked Sendable {
 
     /// The tracker is done: no more routing to it.
     func unregister(_ link: KernelLink) {
-        routing.withLock { router in router.unregister(link) }
+        routing.locked { router in router.unregister(link) }
     }
 }

@@ -50,6 +50,8 @@ public enum JSONTraceRenderer {
         if let ns = e.earliestNs { out.member("earliest_ns", ns) }
         if let ns = e.latestNs { out.member("latest_ns", ns) }
         if let attempt = e.attempt { out.member("try", attempt) }
+        if let process = e.process { out.member("process", process) }        // TCPWatch: the owner's command
+        if let state = e.heldState { out.member("state", state.name) }       // TCPWatch: what a warning is about
         out.closeObject()
     }
 

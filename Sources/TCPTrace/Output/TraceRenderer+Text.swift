@@ -30,12 +30,14 @@ public struct TextTraceRenderer: Sendable {
     public mutating func fitted(_ e: TraceEvent) -> String {
         guard let width else { return render(e) }
         let seconds = Self.pad(Self.seconds(e.timestampNs >= baseNs ? e.timestampNs - baseNs : 0), 10, left: true)
-        let who = Self.pad(e.side.rawValue, 6) + " " + Self.pad("#\(e.conn)", 4)
+        // A captured segment belongs to the wire, not to a socket of ours (a closed port's RST
+        // has no server socket at all): its direction is in the arrow.
+        let who = e.kind == .segment ? Self.pad("wire", 11) : Self.pad(e.side.rawValue, 6) + " " + Self.pad("#\(e.conn)", 4)
         var out = ""
         var head = seconds + " " + who + " "
         if width <= Self.compactWidth {
             // Addresses once per connection (again only if they change).
-            let key = "\(e.side.rawValue)#\(e.conn)"
+            let key = e.kind == .segment ? "wire" : "\(e.side.rawValue)#\(e.conn)"
             if e.local != nil || e.peer != nil {
                 let addresses = "\(e.local ?? "?") ⇄ \(e.peer ?? "?")"
                 if addressesShown[key] != addresses {
@@ -149,12 +151,16 @@ public struct TextTraceRenderer: Sendable {
         Self.appendSeconds(e.timestampNs >= baseNs ? e.timestampNs - baseNs : 0, into: &out)
         out.pad(from: start, to: 10, left: true)
         out.append(byte: UInt8(ascii: " "))
-        out.append(e.side.rawValue, padTo: 6)
-        out.append(byte: UInt8(ascii: " "))
-        let id = out.count
-        out.append(byte: UInt8(ascii: "#"))
-        out.append(int: e.conn)
-        out.pad(from: id, to: 4)
+        if e.kind == .segment {
+            out.append("wire", padTo: 11)
+        } else {
+            out.append(e.side.rawValue, padTo: 6)
+            out.append(byte: UInt8(ascii: " "))
+            let id = out.count
+            out.append(byte: UInt8(ascii: "#"))
+            out.append(int: e.conn)
+            out.pad(from: id, to: 4)
+        }
         out.append(byte: UInt8(ascii: " "))
         appendAddressColumns(e, into: &out)
         switch e.kind {

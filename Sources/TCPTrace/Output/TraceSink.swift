@@ -37,6 +37,7 @@ public enum TraceFormat: String, Sendable, CaseIterable {
 ///   interactive clients) waits until everything queued so far is written, at most
 ///   `flushTimeoutSeconds`, so a stuck reader cannot hang the process at exit.
 /// - With `immediate` (an interactive terminal) the writer is woken on every event.
+/// @unchecked: immutable apart from the core, whose state sits behind a pthread mutex.
 public final class TraceWriter: TraceSink, @unchecked Sendable {
     public let format: TraceFormat
     private let core: TraceWriterCore
@@ -72,6 +73,8 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
 }
 
 /// The queue and the writer thread behind `TraceWriter`. The thread owns rendering and I/O.
+/// @unchecked: the shared queue and flags are guarded by `lock` (a pthread mutex, which TSan
+/// sees); `text`, `failed` and `out` belong to the writer thread.
 final class TraceWriterCore: @unchecked Sendable {
     let format: TraceFormat
     let capacity: Int
@@ -314,7 +317,13 @@ final class TraceWriterCore: @unchecked Sendable {
                     if stopFlag.load(ordering: .relaxed) { failed = true; return }   // reader gone quiet at exit
                     continue
                 }
-                let chunk = regularFile ? bytes.count - offset : min(bytes.count - offset, Int(PIPE_BUF))
+                var chunk = regularFile ? bytes.count - offset : min(bytes.count - offset, Int(PIPE_BUF))
+                // A pipe's chunk ends at a line's end when one fits: another writer's whole line
+                // (a status message on the same pipe) then lands between trace lines, never inside one.
+                if offset + chunk < bytes.count,
+                   let newline = (offset..<(offset + chunk)).last(where: { bytes[$0] == UInt8(ascii: "\n") }) {
+                    chunk = newline + 1 - offset
+                }
                 let n = Glibc.write(fd, bytes.baseAddress! + offset, chunk)
                 if n > 0 { offset += n; continue }
                 if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
@@ -328,18 +337,18 @@ final class TraceWriterCore: @unchecked Sendable {
 
 /// Keeps events in memory: the scenario lab's and the demo's merged timeline (public: `LabRun` and
 /// `EchoDemo` hand it out). Tests use it too; it is product code, not a test helper.
-public final class TraceCollector: TraceSink, @unchecked Sendable {
+public final class TraceCollector: TraceSink, Sendable {
     private let storage = Mutex<[TraceEvent]>([])
     private let forward: TraceSink?
 
     public init(forwardingTo forward: TraceSink? = nil) { self.forward = forward }
 
     public func emit(_ event: TraceEvent) {
-        storage.withLock { $0.append(event) }
+        storage.locked { $0.append(event) }
         forward?.emit(event)
     }
 
     public func flush() { forward?.flush() }
 
-    public var events: [TraceEvent] { storage.withLock { $0 } }
+    public var events: [TraceEvent] { storage.locked { $0 } }
 }

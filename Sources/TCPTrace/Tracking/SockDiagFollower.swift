@@ -15,6 +15,8 @@ import Synchronization
 /// timer wheel, so they leave in bursts). Many sockets due at once are read with ONE dump of
 /// the kernel's table, keeping only the followed cookies, instead of one query each; which is
 /// cheaper is measured as it runs (a dump walks the whole table, a lookup costs ~5 µs).
+/// @unchecked: `diag`, `items` and `stopped` are touched on `queue` only (a serial queue);
+/// `active` is an atomic.
 public final class SockDiagFollower: @unchecked Sendable {
     private struct Item {
         let tracker: SocketTracker

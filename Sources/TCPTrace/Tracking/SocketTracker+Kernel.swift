@@ -39,7 +39,7 @@ extension SocketTracker: KernelChangeReceiver {
     }
 
     private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState, cause: String)?) {
-        var changes = kernel.inbox.withLock { inbox in
+        var changes = kernel.inbox.locked { inbox in
             defer { inbox.removeAll() }
             return inbox
         }
@@ -55,7 +55,7 @@ extension SocketTracker: KernelChangeReceiver {
             // chain waits for the next drain.
             if let last = kernel.kernelState, change.oldState != last, now &- change.timestampNs < 2_000_000 {
                 let rest = changes[index...]
-                kernel.inbox.withLock { $0.insert(contentsOf: rest, at: 0) }
+                kernel.inbox.locked { $0.insert(contentsOf: rest, at: 0) }
                 return
             }
             apply(change, kernel: kernel, programCause: index == observedIndex ? observing?.cause : nil)
@@ -102,7 +102,10 @@ extension SocketTracker: KernelChangeReceiver {
         case (.closed, .listen): what = "listen()"
         case (.closed, .synSent): what = "connect(): SYN sent"
         case (.synSent, .established): what = "SYN+ACK received, ACK sent"
-        case (.listen, .synReceived): what = "handshake's final ACK arrived: child socket created from the listener"
+        case (.listen, .synReceived):
+            // Linux answers a SYN from a request socket and creates the connection's own socket
+            // only when the final ACK arrives: the tracepoint fires then, late for this state.
+            what = "SYN_RECEIVED since the SYN (held in a request socket); reported when the final ACK created the connection's socket"
         case (.synReceived, .established): what = "handshake complete"
         case (.established, .finWait1): what = "our FIN sent"
         case (.established, .closeWait): what = "peer's FIN arrived"
@@ -111,6 +114,7 @@ extension SocketTracker: KernelChangeReceiver {
         case (.closeWait, .lastAck): what = "our FIN sent after the peer's"
         case (.lastAck, .closed): what = "peer ACKed our FIN: connection closed"
         case (.listen, .closed): what = "listener closed"
+        case (.synSent, .closed): what = context.reset ? "connect() refused: the peer answered with RST" : "connect() gave up (RST or timeout)"
         case (_, .closed): what = context.reset ? "connection reset or aborted" : "socket closed"
         default: what = "state change"
         }

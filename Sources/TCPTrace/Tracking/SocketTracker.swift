@@ -5,6 +5,8 @@ import SocketKit
 /// Owned by one thread (the socket's event loop) until `closed(cause:)`, then by the
 /// `SockDiagFollower`. Between two observations it fills in the states RFC 9293 says were
 /// crossed, labelled `inferred`; a transition the RFC does not allow is flagged, not rewritten.
+/// @unchecked: one owner at a time, handed over once (loop → follower queue in `closed`, after
+/// the loop's last use); kernel changes reach it through its link's locked inbox, not directly.
 public final class SocketTracker: @unchecked Sendable {
     public let tracer: StateTracer
     public let conn: Int
@@ -229,7 +231,9 @@ public final class SocketTracker: @unchecked Sendable {
         // The interval it happened in: a kernel tracepoint dates it exactly; a reading says
         // "after the previous reading (or the call that caused it), before this one".
         if source == .tracepoint {
-            event.earliestNs = now
+            // Exact, except LISTEN → SYN_RECEIVED: Linux reports it at the final ACK, after
+            // the SYN that began it (no known start).
+            event.earliestNs = state == .listen && to == .synReceived ? nil : now
         } else if let start = intervalStartNs {
             event.earliestNs = min(now, (to == .finWait1 || to == .lastAck) ? max(start, finCallNs ?? start) : start)
         }

@@ -10,6 +10,8 @@ import Synchronization
 ///
 /// Which side sent a segment follows from the server's port: from it, the server; to it, a
 /// client.
+/// @unchecked: `capture`, `numbering`, `undecoded` and `count` belong to the capture thread
+/// (read by `stop` only after joining it); `stopping` is an atomic.
 public final class LiveWire: @unchecked Sendable {
     private let capture: PacketCapture
     private let sink: TraceSink
@@ -68,9 +70,10 @@ public final class LiveWire: @unchecked Sendable {
         drain()
     }
 
+    /// Bounded by count and time (`PacketCapture.drain`): `run` polls again for the rest.
     private func drain() {
-        while let frame = try? capture.readFrame() {
-            guard let decoded = try? PacketDecoder.decode(frame.bytes, link: capture.link) else { undecoded += 1; continue }
+        _ = try? capture.drain { frame in
+            guard let decoded = try? PacketDecoder.decode(frame.bytes, link: capture.link) else { undecoded += 1; return }
             var segment = numbering.number(decoded, timestampNs: frame.monotonicNs, wallNs: frame.wallNs)
             segment.sender = segment.source.port == serverPort ? .server : .client
             count += 1

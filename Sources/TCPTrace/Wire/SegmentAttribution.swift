@@ -52,7 +52,9 @@ public enum SegmentAttribution {
             var previousNs: UInt64 = 0
             for (position, index) in ordered.enumerated() {
                 let event = states[index]
-                let inferred = event.source == .inferred
+                // The kernel's LISTEN → SYN_RECEIVED comes at the final ACK (the request socket
+                // held the SYN until then): dated, like an inferred state, by its SYN.
+                let inferred = event.source == .inferred || (event.source == .tracepoint && event.from == .listen && event.to == .synReceived)
                 let limit: UInt64 = inferred
                     ? ordered[(position + 1)...].first { states[$0].source != .inferred }.map { states[$0].timestampNs } ?? .max
                     : event.timestampNs
@@ -66,8 +68,10 @@ public enum SegmentAttribution {
                         // An inferred state happened when its segment arrived: that is its time,
                         // and what the segment did is its cause (the call that revealed it is not).
                         states[index].timestampNs = received[found].timestampNs
+                        states[index].earliestNs = received[found].timestampNs
                         states[index].cause = effect(of: received[found], from: from, to: to, sent: sent)
-                            + (event.cause.hasPrefix("between ")
+                            + (event.source == .tracepoint ? "; the kernel's tracepoint reported it only when the final ACK created the connection's socket"
+                                : event.cause.hasPrefix("between ")
                                 ? "; inferred " + String(event.cause.prefix { $0 != ":" }) : "; inferred: " + event.cause)
                     }
                     // The same segment may move the socket on again (Linux handles a FIN+ACK's ACK
@@ -82,6 +86,15 @@ public enum SegmentAttribution {
                 }
                 // Keep each socket's states in order after an inferred one moved.
                 if states[index].timestampNs < previousNs { states[index].timestampNs = previousNs }
+                // The time in the previous state follows a moved start (the kernel's late
+                // SYN_RECEIVED: its time in the state runs from the SYN, not from the report).
+                if position > 0, let measured = states[index].inStateNs {
+                    let before = ordered[position - 1]
+                    if states[before].timestampNs != event.timestampNs - min(measured, event.timestampNs),
+                       states[before].source == .tracepoint, states[index].timestampNs >= states[before].timestampNs {
+                        states[index].inStateNs = states[index].timestampNs - states[before].timestampNs
+                    }
+                }
                 previousNs = states[index].timestampNs
             }
         }

@@ -45,6 +45,8 @@ public struct WireRun: Sendable {
 /// the connections, filtered to the ports `watch` names. Frames queue in the socket buffer
 /// (the kernel stamps each on arrival) and are read by `drain()`, during the run by whoever has
 /// a moment, and at the end by `finish`.
+/// @unchecked: the capture (not Sendable: one reader at a time) is read only inside `state`'s
+/// lock; everything else is immutable.
 public final class WireTracer: @unchecked Sendable {
     private let capture: PacketCapture
     private let state = Mutex(Captured())
@@ -63,7 +65,7 @@ public final class WireTracer: @unchecked Sendable {
         interfaceName = interface
         // Until a port is watched, the filter names port 0, which no TCP segment carries.
         capture = try PacketCapture(interfaceIndex: Int32(index), ports: ports.isEmpty ? [0] : ports)
-        state.withLock { $0.ports = Set(ports) }
+        state.locked { $0.ports = Set(ports) }
     }
 
     /// Whether this process may capture here (CAP_NET_RAW in its network namespace): the
@@ -81,7 +83,7 @@ public final class WireTracer: @unchecked Sendable {
     /// Segments to the port before this call are not captured. C: `setsockopt(SO_ATTACH_FILTER)`.
     public func watch(port: UInt16) {
         guard port != 0 else { return }
-        let ports: [UInt16]? = state.withLock { captured in
+        let ports: [UInt16]? = state.locked { captured in
             guard captured.ports.insert(port).inserted else { return nil }
             return Array(captured.ports)
         }
@@ -91,20 +93,31 @@ public final class WireTracer: @unchecked Sendable {
         try? capture.attach(ports: ports)
     }
 
-    /// Reads every queued frame (non-blocking).
+    /// Reads queued frames (non-blocking), bounded by count and time (`PacketCapture.drain`).
+    /// The run keeps at most `maxFrames`: past that the capture is cut (said in the summary),
+    /// so memory stays bounded whatever the traffic on the watched ports.
     public func drain() {
         var batch: [CapturedFrame] = []
-        while let frame = try? capture.readFrame() { batch.append(frame) }
+        _ = try? capture.drain { batch.append($0) }
         guard !batch.isEmpty else { return }
-        state.withLock { $0.frames += batch }
+        state.locked { captured in
+            let room = max(0, Self.maxFrames - captured.frames.count)
+            captured.frames += batch.prefix(room)
+            if batch.count > room, captured.cut == nil, let last = captured.frames.last {
+                captured.cut = (last.monotonicNs, "after \(Self.maxFrames) frames, the capture's memory bound")
+            }
+        }
     }
+
+    /// Frames one run keeps (a demo or scenario has a few dozen).
+    static let maxFrames = 100_000
 
     /// Ends the run's capture at `ns` (CLOCK_MONOTONIC): segments the kernel stamped later are
     /// left out of the run, the pcapng and the checks, and the summary says so with `reason`
     /// ("when the lab stopped watching"). The lab's cleanup resets come after this.
     public func cut(atNs ns: UInt64, reason: String) {
         drain()
-        state.withLock { if $0.cut == nil { $0.cut = (ns, reason) } }
+        state.locked { if $0.cut == nil { $0.cut = (ns, reason) } }
     }
 
     /// Drains, decodes, numbers and joins the segments with `events`; closes the capture.
@@ -114,7 +127,7 @@ public final class WireTracer: @unchecked Sendable {
         let statistics = (try? capture.statistics()) ?? CaptureStatistics()
         let link = capture.link
         capture.close()
-        let (all, cut) = state.withLock { ($0.frames, $0.cut) }
+        let (all, cut) = state.locked { ($0.frames, $0.cut) }
         let frames = all.sorted { $0.monotonicNs < $1.monotonicNs }
         let (run, kept, segments) = WireRun.assemble(frames: frames, faults: nil, link: link, cut: cut, statistics: statistics,
                                                      events: events)
