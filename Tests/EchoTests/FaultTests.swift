@@ -27,7 +27,7 @@ import TestSupport
     static func run(_ arguments: [String], asNobody: Bool) throws -> Run {
         let full = arguments + ["--trace", "json", "--kernel-trace", "off"]
         let child = asNobody
-            ? try ChildProcess(UnprivilegedTests.setpriv!, ["--reuid=65534", "--regid=65534", "--clear-groups",
+            ? try ChildProcess(Capabilities.setpriv!, ["--reuid=65534", "--regid=65534", "--clear-groups",
                                                             Executables.url("EchoClient").path] + full)
             : try ChildProcess("EchoClient", full)
         let status = child.wait(timeout: 60)
@@ -42,7 +42,7 @@ import TestSupport
     }
 
     static let scenarios = ["lost-last-ack", "lost-fin", "lost-syn-ack", "old-duplicate-syn", "old-segment"]
-    static var users: [Bool] { UnprivilegedTests.canDropPrivileges ? [false, true] : [false] }
+    static var users: [Bool] { Capabilities.canRunBuiltExecutablesAsNobody ? [false, true] : [false] }
 
     @Test("each fault scenario matches, its segments checked here too", .enabled(if: FaultTests.available, FaultTests.reason),
           arguments: FaultTests.scenarios)
@@ -105,7 +105,7 @@ import TestSupport
     @Test("the demo: the last line leaves with the FIN, its echo crosses the wire after it",
           .enabled(if: FaultTests.available || WireTracer.probe() == nil, "needs a capture (root, or user+net namespaces)"))
     func demo_echoAfterFIN() throws {
-        let run = try Self.run(["--demo"], asNobody: UnprivilegedTests.canDropPrivileges)
+        let run = try Self.run(["--demo"], asNobody: Capabilities.canRunBuiltExecutablesAsNobody)
         #expect(run.status == 0, "\(run.output)")
         let fin = try #require(run.segments.first { $0.sender == .client && $0.flags.contains(.fin) })
         #expect(fin.length == EchoDemo.messages.last!.utf8.count + 1, "the last line and the FIN in one segment")
@@ -115,7 +115,7 @@ import TestSupport
 
     @Test("--demo --drop server:FIN: the loss, the retransmission, the complete echo", .enabled(if: FaultTests.available, FaultTests.reason))
     func demo_dropServerFIN() throws {
-        let run = try Self.run(["--demo", "--drop", "server:FIN"], asNobody: UnprivilegedTests.canDropPrivileges)
+        let run = try Self.run(["--demo", "--drop", "server:FIN"], asNobody: Capabilities.canRunBuiltExecutablesAsNobody)
         #expect(run.status == 0, "\(run.output)")
         let fins = run.segments.filter { $0.sender == .server && $0.flags.contains(.fin) }
         #expect(fins.first?.fault == .dropped && fins.count == 2 && fins.last?.fault == nil && fins.first?.seq == fins.last?.seq, "\(fins)")

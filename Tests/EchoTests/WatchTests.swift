@@ -11,9 +11,9 @@ import Testing
     static let python = ForeignPeer.python
     static let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
     static var canRunAsNobody: Bool {
-        UnprivilegedTests.canDropPrivileges && UnprivilegedTests.nobodyCanExecute(Executables.url("TCPWatch").path)
+        Capabilities.canDropPrivileges && Capabilities.nobodyCanExecute(Executables.url("TCPWatch").path)
     }
-    static var asNobody: [String] { UnprivilegedTests.setpriv.map { [$0] + nobody } ?? [] }
+    static var asNobody: [String] { Capabilities.setpriv.map { [$0] + nobody } ?? [] }
 
     // MARK: Foreign programs
 
