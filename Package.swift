@@ -24,7 +24,9 @@ let package = Package(
         ),
         .target(name: "SocketKit", dependencies: ["CSocketKit"]),
         .target(name: "TCPTrace", dependencies: ["SocketKit", "CSocketKit"]),
-        .target(name: "EchoKit", dependencies: ["SocketKit", "TCPTrace", "CSocketKit"]),
+        // The fault layer (issue 20): a user-space relay between network namespaces (veth + AF_PACKET).
+        .target(name: "WireFaults", dependencies: ["SocketKit", "TCPTrace", "CSocketKit"]),
+        .target(name: "EchoKit", dependencies: ["SocketKit", "TCPTrace", "CSocketKit", "WireFaults"]),
         .executableTarget(name: "EchoServer", dependencies: ["EchoKit", "SocketKit", "TCPTrace"]),
         .executableTarget(name: "EchoClient", dependencies: ["EchoKit", "SocketKit", "TCPTrace"]),
         .executableTarget(name: "TCPWatch", dependencies: ["EchoKit", "SocketKit", "TCPTrace"]),
@@ -33,6 +35,6 @@ let package = Package(
         .testTarget(name: "SocketKitTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "CSocketKit", "TestSupport"]),
         // Depends on the executables so `swift test` builds them; the tests spawn them from the
         // build directory next to the test bundle.
-        .testTarget(name: "EchoTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "TestSupport", "EchoServer", "EchoClient", "TCPWatch"]),
+        .testTarget(name: "EchoTests", dependencies: ["SocketKit", "TCPTrace", "EchoKit", "WireFaults", "TestSupport", "EchoServer", "EchoClient", "TCPWatch"]),
     ]
 )

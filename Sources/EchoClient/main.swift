@@ -18,9 +18,9 @@ let scanner = ArgumentScanner(command: command, options: [
     OptionSpec("--scenario", value: "NAME|list", help: "run a lab scenario on loopback (both endpoints) and judge it; 'list' names them"),
     OptionSpec("--slow-motion", value: "on|off|auto", help: "scenario in a namespace whose loopback is slowed to ~1 ms/byte (default auto)"),
     OptionSpec("--repeat", value: "N", help: "run the scenario N times (1-1000) and print a fidelity table"),
-] + PictureOptions.specs + WireOption.options + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
+] + PictureOptions.specs + WireOption.options + FaultOptions.specs + LoadCommand.options + OptionSpec.standardOptions, allowsPositionals: true)
 
-let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--merge [--merge-all] FILE...] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--wire auto|on|off] [--pcap FILE] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--threads N] [--report text|json] [--timeout SECONDS] [--host ADDR] [--port N]"
+let usage = "EchoClient [--host ADDR] [--port N] [--trace text|json|off] [--trace-file PATH] [--trace-verbose] [--kernel-trace auto|on|off] [--no-color] [--timeout SECONDS] [--expect echo|any] [--demo] [--merge [--merge-all] FILE...] [--scenario NAME|list [--slow-motion on|off|auto] [--repeat N]] [--wire auto|on|off] [--pcap FILE] [--drop SEL] [--delay SEL=DURATION] [--duplicate SEL] [--picture FILE.svg|FILE.html] [--state-diagram FILE.svg] [--version] [--help] [MESSAGE ...]\n       EchoClient --load [--connections N] [--duration SECONDS] [--size BYTES] [--mode pingpong|stream|connect] [--threads N] [--report text|json] [--timeout SECONDS] [--host ADDR] [--port N]"
 
 let arguments = scanner.parseCommandLineOrExit(
     summary: "Echo client that logs every TCP state its socket passes through.", usage: usage, footer: """
@@ -28,6 +28,7 @@ let arguments = scanner.parseCommandLineOrExit(
     Without: stdin goes to the server and the echo to stdout, like nc; EOF on stdin half-closes.
     With --expect any: the messages (or stdin) go out, then a half-close; whatever comes back is printed escaped until the peer closes, for any request/response server.
     --demo, --scenario, --merge and --load are separate modes: give at most one. The trace goes to stderr (or --trace-file) in every mode; stdout carries the echo, the merged ladder and the load report.
+    Faults (--demo, --scenario): --drop/--delay/--duplicate put the client and the server in network namespaces of their own, joined by a relay that drops, holds or copies the segment SEL names. \(FaultOptions.grammar).
     Exit status: 0 when every byte came back identical (--expect any: the peer closed cleanly); 1 when the echo differed (the verdict says what came back) or a scenario did not match; 64 usage; 68 unknown host; 69 refused/unreachable/reset, or the server closed before the end of stdin; 73 cannot create an output file (--trace-file, --picture, --state-diagram, --pcap), checked before the run starts; 75 timeout; 71 other OS errors; 130 SIGINT (143 SIGTERM): closed cleanly (a scenario prints what it saw), a second signal exits at once.
     """)
 
@@ -65,12 +66,15 @@ CommandExit.run(command, settleSeconds: 0.2) {
     if arguments.has("--merge") {
         return try ClientCommands.merge(paths: arguments.positionals, all: arguments.has("--merge-all"), options: options, pictures: pictures)
     }
+    let faults = try FaultOptions.parse(arguments)
     if arguments.has("--demo") {
-        let wire = try WireOption.parse(arguments, defaultMode: .auto)
+        let wire = faults.isEmpty ? try WireOption.parse(arguments, defaultMode: .auto)
             .resolve(command: command, arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: false)
+            : try FaultOptions.wire(arguments, rules: faults)
         return try ClientCommands.demo(host: config.host, port: arguments.string("--port") == nil ? 0 : config.port, options: options,
-                                       pictures: pictures, wire: wire)
+                                       pictures: pictures, wire: wire, faults: faults)
     }
+    if !faults.isEmpty { throw UsageError("--drop, --delay and --duplicate go with --demo or --scenario") }
     // SIGINT/SIGTERM wake the client's waits through an eventfd; it closes cleanly and exits
     // 128 + signal. A second signal exits at once (the session's exit handler still flushes).
     // The signalfd exists before connect(); no thread has started yet, so every later one

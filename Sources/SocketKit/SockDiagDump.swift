@@ -9,7 +9,8 @@ import Glibc
 /// A dump is not free even when filtered: the kernel walks every socket of the namespace and
 /// runs the bytecode on each (measured: ~10 ms of kernel time per IPv4+IPv6 dump with ~20,000
 /// TIME_WAIT sockets on the host). The filter saves the copying, not the walk.
-public final class SockDiagChannel: @unchecked Sendable {
+/// Single owner (one watch thread): not Sendable.
+public final class SockDiagChannel {
     public let fd: Int32
     private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
     private var sequence: UInt32 = 0

@@ -15,6 +15,7 @@ public struct SocketOption: Sendable {
     public static let error = SocketOption(level: SOL_SOCKET, name: SO_ERROR, label: "SO_ERROR")
     public static let cookie = SocketOption(level: SOL_SOCKET, name: CSocketKit_SO_COOKIE, label: "SO_COOKIE")
     public static let noDelay = SocketOption(level: Int32(IPPROTO_TCP), name: TCP_NODELAY, label: "TCP_NODELAY")
+    public static let cork = SocketOption(level: Int32(IPPROTO_TCP), name: TCP_CORK, label: "TCP_CORK")
     public static let ipv6Only = SocketOption(level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, label: "IPV6_V6ONLY")
     public static let linger = SocketOption(level: SOL_SOCKET, name: SO_LINGER, label: "SO_LINGER")
 }

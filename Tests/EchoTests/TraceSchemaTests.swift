@@ -76,7 +76,7 @@ import TCPTrace
         let repeated = try ChildProcess("EchoClient", ["--scenario", "server-close", "--slow-motion", "off", "--repeat", "2",
                                                         "--trace", "json"])
         #expect(repeated.wait(timeout: 60) == 0, "\(repeated.stderrText.suffix(400))")
-        let table = try Self.validate(repeated.stderrText, "scenario --repeat")
+        let table = try Self.validate(repeated.stdoutText + "\n" + repeated.stderrText, "scenario --repeat")
         #expect(table["fidelity"] == 1, "\(table)")
     }
 

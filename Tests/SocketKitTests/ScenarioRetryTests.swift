@@ -29,10 +29,10 @@ import Testing
     func triesAreTagged() throws {
         var rows: [String] = []
         let lock = Mutex<[String]>([])
-        let live = LabLiveView(color: false, width: 80) { text in lock.withLock { $0.append(text) } }
+        let live = LabLiveView(color: false, width: 80) { text in lock.locked { $0.append(text) } }
         let scenario = FlakyListen()
         let outcome = ScenarioRunner.run(scenario, slowMotion: false, live: live)
-        rows = lock.withLock { $0 }
+        rows = lock.locked { $0 }
         #expect(outcome.verdict.ok)
         #expect(outcome.tries == 2)
         #expect(Set(outcome.allTries.compactMap(\.attempt)) == [1, 2])

@@ -132,6 +132,7 @@ static inline size_t CSocketKit_RTA_PAYLOAD(const struct rtattr *rta) { return R
 
 #include "CSocketKitPerf.h"
 #include "CSocketKitPacket.h"
+#include "CSocketKitFaultWire.h"
 #include "CSocketKitSanitizer.h"
 #include "CSocketKitWatch.h"
 

@@ -28,10 +28,15 @@ extension EchoClient {
         var sawEOF = false
         for (index, message) in messages.enumerated() {
             let line = Array(message.utf8) + [UInt8(ascii: "\n")]
+            let last = lastAfterHalfClose && index == messages.count - 1
+            // TCP_CORK holds the last line in the send queue; shutdown() then tacks the FIN onto
+            // it and sends both as one segment, so the echo can only come back after our FIN.
+            if last { try socket?.socket.setOption(.cork, true) }
             try line.withUnsafeBytes { try sendAll($0) }
             result.comparison.noteSent(line)
-            if lastAfterHalfClose && index == messages.count - 1 {
+            if last {
                 try halfClose()
+                try? socket?.socket.setOption(.cork, false)
                 halfClosed = true
             }
             // Read this message's echo before sending the next.

@@ -1,6 +1,7 @@
 import Glibc
 import SocketKit
 import TCPTrace
+import WireFaults
 
 /// An EchoServer on a free loopback port and an EchoClient aimed at it, both in this process
 /// and tracing into one sink: the demo, the oracle tests and anything else that wants both
@@ -15,17 +16,22 @@ public final class InProcessEcho {
     private var stopped = false
 
     /// - Parameter configure: adjusts the server (one loop, port 0 by default) before it binds.
+    /// - Parameter faults: the fault wire: the server binds its end, in its own namespace.
     public init(sink: TraceSink, host: String = "127.0.0.1", kernel: TracepointSource? = nil, timeoutSeconds: Double = 10,
-                configure: (inout EchoServerConfiguration) -> Void = { _ in }) throws {
+                faults: FaultWire? = nil, configure: (inout EchoServerConfiguration) -> Void = { _ in }) throws {
         var serverConfig = EchoServerConfiguration()
-        serverConfig.host = host
+        serverConfig.host = faults.map { _ in FaultWire.serverHost } ?? host
         serverConfig.port = 0
         serverConfig.threads = 1
         configure(&serverConfig)
         serverTracer = StateTracer(sink: sink, side: .server, firstConnectionID: 0, kernel: kernel, ownersMustNotBlock: true)
-        server = EchoServer(configuration: serverConfig, tracer: serverTracer)
-        let address = try server.bind()
-        serverThread = try server.start()
+        let server = EchoServer(configuration: serverConfig, tracer: serverTracer)
+        self.server = server
+        // On the fault wire the listener (and the loops' sock_diag) live in the server's namespace.
+        let (address, thread) = try faults.map { try $0.inServerNamespace { (try server.bind(), try server.start()) } }
+            ?? (try server.bind(), try server.start())
+        serverThread = thread
+        if let diag = faults?.serverDiag { serverTracer.follower.use(diag) }
         var clientConfig = EchoClientConfiguration()
         clientConfig.host = address.host
         clientConfig.port = address.port

@@ -2,6 +2,7 @@
 import Glibc
 import SocketKit
 import TCPTrace
+import WireFaults
 
 /// `--expect echo|any`: what the client requires of the peer's reply.
 public enum ExpectMode: String, CaseIterable {
@@ -93,7 +94,8 @@ public enum ClientCommands {
         _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
     }
 
-    public static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions, wire: WireOption) throws -> Int32 {
+    public static func demo(host: String, port: UInt16, options: CommandLineTrace, pictures: PictureOptions, wire: WireOption,
+                            faults: [FaultRule] = []) throws -> Int32 {
         let sink = try options.makeSink()
         let session = TraceSession(sink: sink)
         session.makeCurrent()
@@ -107,7 +109,7 @@ public enum ClientCommands {
         let outcome: EchoDemo.Outcome
         do {
             outcome = try EchoDemo.run(host: host, port: port, kernel: kernel, collector: collector, wire: wire.active,
-                                       pcapPath: wire.pcapPath) { writeOut($0) }
+                                       pcapPath: wire.pcapPath, faults: faults.isEmpty ? nil : faults) { writeOut($0) }
         } catch {
             // The timeline so far is what explains the failure: show it before the error line.
             present(collector.events, notes: notes, sink: sink, options: options)
@@ -119,15 +121,12 @@ public enum ClientCommands {
         // Both sides in causal order (RFC 9293), each moved stamp inside its interval and said.
         let timeline = Array(raw.prefix(notes)) + CausalOrder.apply(Array(raw.dropFirst(notes)))
         present(timeline, notes: notes, sink: sink, options: options, wireSummary: outcome.wireSummary)
+        let claims = DemoClaims(outcome)
         if options.format == .text {
-            let closing = "The client half-closed with shutdown(SHUT_WR) before the last echo arrived and still received "
-                + "\(outcome.bytesAfterOurFIN) bytes after its FIN: a half-closed connection carries data the other way."
             options.write("\n")
-            writeLine(closing, options)
+            for paragraph in claims.paragraphs { writeLine(paragraph, options) }
         }
-        let verdict: LadderPicture.Verdict = outcome.matched
-            ? .matched("every echo came back; \(outcome.bytesAfterOurFIN) bytes arrived after the client's FIN")
-            : .differs("the echo differed")
+        let verdict: LadderPicture.Verdict = outcome.matched ? .matched("every echo came back; " + claims.subtitle) : .differs("the echo differed")
         try writePictures(pictures, LadderPicture(title: "EchoClient --demo: one connection, the client half-closes first",
                                                   verdict: verdict, timeline: Array(timeline.dropFirst(notes))), options: options)
         return outcome.matched ? 0 : 1

@@ -2,6 +2,7 @@
 import Glibc
 import SocketKit
 import TCPTrace
+import WireFaults
 
 /// `EchoClient --scenario list|NAME [--trace text|json] [--slow-motion on|off|auto] [--repeat N]`.
 public enum ScenarioCommand {
@@ -22,9 +23,11 @@ public enum ScenarioCommand {
         let mode: SlowMotionMode = try arguments.choice("--slow-motion", default: .auto)
         let runs = try arguments.integer("--repeat", range: 1...1000) ?? 1
         if runs > 1 && !pictures.isEmpty { throw UsageError("--picture and --state-diagram draw one run: leave out --repeat") }
-        let status = try slowMotion(mode)
-        let wire = try WireOption.parse(arguments, defaultMode: .auto)
-            .resolve(command: "EchoClient", arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: true)
+        let faults = try FaultOptions.parse(arguments)
+        let onFaultWire = scenario is any FaultScenario || !faults.isEmpty
+        let (status, wire) = onFaultWire ? try faultWire(arguments, rules: ScenarioRunner.faultRules(scenario, extra: faults))
+            : (try slowMotion(mode), try WireOption.parse(arguments, defaultMode: .auto)
+                .resolve(command: "EchoClient", arguments: Array(CommandLine.arguments.dropFirst()), loopbackReady: true))
         // The trace stream (stderr or --trace-file), opened before the run: the demo's stream.
         let stream = try TraceStream(options)
         let text = options.format == .text
@@ -44,7 +47,7 @@ public enum ScenarioCommand {
                              + "\n")
             }
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
-                                             progress: progress, live: live)
+                                             faults: faults, progress: progress, live: live)
             switch options.format {
             case .json:
                 stream.write(ScenarioReport.json(outcome, scenario: scenario, slowMotion: status).joined(separator: "\n") + "\n")
@@ -66,7 +69,7 @@ public enum ScenarioCommand {
         var rtt: UInt32?
         for run in 1...runs {
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
-                                             progress: progress, live: live)
+                                             faults: faults, progress: progress, live: live)
             table.add(outcome)
             rtt = rtt ?? outcome.rttMicros
             if options.format == .json { stream.write(ScenarioReport.summaryJSON(outcome, scenario: scenario, slowMotion: status) + "\n") }
@@ -78,6 +81,12 @@ public enum ScenarioCommand {
             stream.write(wrap(status.line(rttMicros: rtt), stream.width) + "\n" + wrap(wire.line, stream.width) + "\n" + table.text())
         }
         return table.matched == table.runs ? 0 : 1
+    }
+
+    /// The fault wire: real speed inside the private namespace, the relay as the capture point.
+    static func faultWire(_ arguments: ParsedArguments, rules: [FaultRule]) throws -> (SlowMotionStatus, WireOption) {
+        let wire = try FaultOptions.wire(arguments, rules: rules)
+        return (SlowMotionStatus(active: false, note: "real speed (the fault wire's own devices carry the run, not lo)"), wire)
     }
 
     /// Prose wrapped to a terminal's width (`nil`: one line, for files and pipes).

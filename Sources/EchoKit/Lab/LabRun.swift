@@ -1,6 +1,7 @@
 import Glibc
 import SocketKit
 import TCPTrace
+import WireFaults
 
 /// A socket the lab drives: always traced (the lab exists to show the states).
 public struct LabEndpoint {
@@ -38,6 +39,11 @@ public final class LabRun {
     public let slowMotion: Bool
     /// The wire capture (`--wire`), told every port the scenario uses; nil when off.
     public let wire: WireTracer?
+    /// The fault layer (issue 20): the server's sockets in a namespace of their own, joined to
+    /// the client's through the relay; nil on the ordinary loopback wire. See LabRun+Faults.
+    public internal(set) var faults: FaultWire?
+    /// When `finish()` stopped watching (before its cleanup): where a capture ends.
+    public private(set) var stoppedWatchingNs: UInt64?
     /// Live progress for long scenarios (time-wait); nil when nobody watches.
     public let progress: ((String) -> Void)?
     let diag: SockDiag?
@@ -49,7 +55,7 @@ public final class LabRun {
     /// adds FIN_WAIT_2: its client waits there for tcp_fin_timeout).
     public var restingStates: Set<TCPState> = [.timeWait]
     /// Sockets whose fd is closed, followed through sock_diag on this thread until gone.
-    private let orphans: ClosedSockets
+    let orphans: ClosedSockets
     public let loopback = SocketAddress(numericHost: "127.0.0.1", port: 0)!
     /// Seconds to wait for one step: segments take up to ~100 ms each in slow motion.
     public var stepTimeout: Double { slowMotion ? 8 : 3 }
@@ -72,22 +78,22 @@ public final class LabRun {
 
     /// A listening socket on a free loopback port: server connection #0.
     public func listener(backlog: Int32 = 16) throws -> LabEndpoint {
-        let socket = try Socket.listening(on: loopback, backlog: backlog)
+        let socket = try onSide(.server) { try Socket.listening(on: serverHost, backlog: backlog) }
         if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
         keep(socket)
-        return try endpoint(TracedSocket(listening: socket, tracer: server, conn: 0, backlog: backlog, diag: diag))
+        return try endpoint(TracedSocket(listening: socket, tracer: server, conn: 0, backlog: backlog, diag: diag(for: .server)))
     }
 
     /// A fresh socket on `tracer`'s side, optionally bound (for simultaneous open).
     public func socket(_ side: TraceSide, conn: Int, bindTo address: SocketAddress? = nil) throws -> LabEndpoint {
-        let socket = try Socket(family: AF_INET)
+        let socket = try onSide(side) { try Socket(family: AF_INET) }
         keep(socket)
         if let address {
             try socket.setOption(.reuseAddress, true)
             try socket.bind(to: address)
             if let wire, let port = try? socket.localAddress().port { wire.watch(port: port) }
         }
-        return try endpoint(TracedSocket(fresh: socket, tracer: side == .client ? client : server, conn: conn, diag: diag))
+        return try endpoint(TracedSocket(fresh: socket, tracer: side == .client ? client : server, conn: conn, diag: diag(for: side)))
     }
 
     private func endpoint(_ traced: TracedSocket) throws -> LabEndpoint {
@@ -141,7 +147,7 @@ public final class LabRun {
     public func accept(_ listener: LabEndpoint, conn: Int, others: [LabEndpoint] = []) throws -> LabEndpoint {
         var accepted: TracedSocket?
         _ = watch(others, timeout: stepTimeout, cause: "sampling while the server waits in accept()") {
-            if let socket = try? listener.traced.accept(tracer: server, conn: conn, diag: diag) {
+            if let socket = try? listener.traced.accept(tracer: server, conn: conn, diag: diag(for: .server)) {
                 accepted = socket
             }
             return accepted != nil
@@ -270,7 +276,8 @@ public final class LabRun {
         orphans.finish("when the lab stopped watching")
         client.follower.finish()
         server.follower.finish()
-        wire?.cut(atNs: MonotonicClock.now(), reason: "when the lab stopped watching, before its cleanup reset the leftover sockets")
+        stoppedWatchingNs = MonotonicClock.now()
+        wire?.cut(atNs: stoppedWatchingNs ?? 0, reason: "when the lab stopped watching, before its cleanup reset the leftover sockets")
         for socket in leftovers where socket.isOpen {
             try? socket.setAbortiveClose()
             try? socket.close()

@@ -14,6 +14,11 @@ public enum ScenarioCatalog {
         RefusedScenario(),
         BacklogFullScenario(),
         TimeWaitScenario(),
+        LostLastAckScenario(),
+        LostFINScenario(),
+        LostSynAckScenario(),
+        OldDuplicateSynScenario(),
+        OldSegmentScenario(),
     ]
 
     public static func named(_ name: String) -> (any LabScenario)? {

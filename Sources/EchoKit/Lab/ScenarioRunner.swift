@@ -1,5 +1,6 @@
 import SocketKit
 import TCPTrace
+import WireFaults
 
 /// Runs a scenario, retrying up to its `maxTries` while a try does not match.
 public struct ScenarioOutcome: Sendable {
@@ -23,18 +24,26 @@ public enum ScenarioRunner {
     /// - Parameters:
     ///   - wire: capture each try's segments (`--wire`), checked as part of the verdict.
     ///   - pcapPath: write the last try's capture there as pcapng.
+    ///   - faults: `--drop/--delay/--duplicate`; with them, or for a fault scenario, each try goes
+    ///     over the fault wire, whose relay is the capture (ScenarioRunner+Faults).
     public static func run(_ scenario: any LabScenario, slowMotion: Bool, wire: Bool = false, pcapPath: String? = nil,
-                           progress: ((String) -> Void)? = nil, live: LabLiveView? = nil) -> ScenarioOutcome {
+                           faults: [FaultRule] = [], progress: ((String) -> Void)? = nil, live: LabLiveView? = nil) -> ScenarioOutcome {
         var outcome: ScenarioOutcome?
         var allTries: [TraceEvent] = []
+        let rules = faultRules(scenario, extra: faults)
+        let onFaultWire = scenario is any FaultScenario || !rules.isEmpty
         for attempt in 1...max(1, scenario.maxTries) {
             live?.begin(attempt: attempt)
             var failure: String?
             var capture: WireTracer?
-            if wire {
+            var faultWire: FaultWire?
+            if onFaultWire {
+                do { faultWire = try FaultWire(rules: rules, insidePrivateNamespace: SlowMotion.isInsideNamespace) } catch { failure = "fault wire: \(error)" }
+            } else if wire {
                 do { capture = try WireTracer() } catch { failure = "wire capture: \(error)" }
             }
             let lab = LabRun(slowMotion: slowMotion, wire: capture, progress: progress, live: live)
+            if let faultWire { lab.use(faultWire) }
             if failure == nil {
                 do {
                     try scenario.run(lab)
@@ -56,6 +65,11 @@ public enum ScenarioRunner {
                 } catch {
                     failure = failure ?? "--pcap: \(error)"
                 }
+            }
+            if let faultWire {
+                let result = finish(faultWire, scenario, lab: lab, events: events, pcapPath: pcapPath)
+                (events, checks, summary) = (result.events, result.checks, result.summary)
+                failure = failure ?? result.failure
             }
             events = CausalOrder.apply(events).map { event in
                 var event = event

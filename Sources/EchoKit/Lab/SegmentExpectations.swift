@@ -49,7 +49,7 @@ public enum SegmentExpectations {
                                         evidence: "no SYN+ACK to #\(syn.id)"))
                 continue
             }
-            let third = segments.first { sameDirection($0, syn) && $0.id > synAck.id && $0.flags == .ack }
+            let third = segments.first { sameDirection($0, syn) && $0.id > synAck.id && $0.flags == .ack && $0.fault != .dropped }
             // The SYN+ACK answers the last copy before it; earlier copies (same ISN) were dropped,
             // as in backlog-full, and are named as such rather than as the handshake's SYN.
             let copies = segments.filter { sameDirection($0, syn) && $0.flags == .syn && $0.seq == syn.seq && $0.id < synAck.id }
@@ -70,7 +70,7 @@ public enum SegmentExpectations {
     static func finsAcked(_ segments: [WireSegment]) -> [WireCheck] {
         segments.filter { $0.flags.contains(.fin) }.map { fin in
             let wanted = fin.seq &+ fin.sequenceLength
-            let ack = segments.first { isReply($0, to: fin) && $0.id > fin.id && $0.flags.contains(.ack) && $0.ack == wanted }
+            let ack = segments.first { isReply($0, to: fin) && $0.id > fin.id && $0.flags.contains(.ack) && $0.ack == wanted && $0.fault != .dropped }
             return WireCheck(description: "FIN #\(fin.id) from \(fin.source) acknowledged (ack = FIN seq + 1)", passed: ack != nil,
                              evidence: ack.map { "#\($0.id) \($0.label())" } ?? "no ACK of seq \(wanted)")
         }

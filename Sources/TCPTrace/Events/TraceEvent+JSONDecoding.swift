@@ -58,13 +58,15 @@ extension TraceEvent {
         let sender: TraceSide? = f["direction"]?.string.map { $0.hasPrefix("client") ? .client : .server }
         let ackAbsolute = f["ack_abs"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
         let ackRelative = f["ack"]?.uint64.map(UInt32.init(truncatingIfNeeded:))
-        return WireSegment(
+        var segment = WireSegment(
             id: id, timestampNs: timestampNs, wallNs: 0, source: source, destination: destination, sender: sender, flags: flags,
             seq: UInt32(truncatingIfNeeded: seq), ack: ackAbsolute ?? 0,
             relativeSeq: UInt32(truncatingIfNeeded: relativeSeq), relativeAck: ackRelative,
             ackBase: ackAbsolute.flatMap { absolute in ackRelative.map { absolute &- $0 } },
             length: length, rawWindow: UInt16(truncatingIfNeeded: rawWindow),
             scaledWindow: (f["win_exact"]?.bool ?? false) ? UInt32(truncatingIfNeeded: window) : nil, options: options)
+        segment.fault = f["fault"]?.string.flatMap { SegmentFault(name: $0, delayNs: f["fault_delay_ns"]?.uint64) }
+        return segment
     }
 
     /// Every event of a JSON Lines file, skipping lines that are not events. C: `open`/`read`.

@@ -43,7 +43,20 @@ public struct LadderRenderer: Sendable {
         let body = max(0, width - label.count - 2)
         let left = body / 2, right = body - left
         let dash = { (n: Int) in String(repeating: "─", count: n) }
-        return rightward ? dash(left + 1) + label + dash(right) + "▶" : "◀" + dash(left) + label + dash(right + 1)
+        switch segment.fault {
+        case .dropped?:
+            // Lost: the arrow stops midway, ✕ where it died, nothing reaches the receiver.
+            let stub = max(1, right / 2)
+            let gap = String(repeating: " ", count: right - stub + 1)
+            return rightward ? dash(left + 1) + label + dash(stub) + "✕" + gap.dropLast()
+                : String(gap.dropLast()) + "✕" + dash(stub) + label + dash(left + 1)
+        case .injected?:
+            // Injected: comes from outside the sender's column (dotted start).
+            let dots = { (n: Int) in String(repeating: "┄", count: n) }
+            return rightward ? dots(left + 1) + label + dash(right) + "▶" : "◀" + dash(left) + label + dots(right + 1)
+        default:
+            return rightward ? dash(left + 1) + label + dash(right) + "▶" : "◀" + dash(left) + label + dash(right + 1)
+        }
     }
 
     /// Column widths: full columns unless a terminal is too narrow for them and a useful cause
@@ -94,6 +107,7 @@ public struct LadderRenderer: Sendable {
                 let arrow = Self.arrow(segment, cellWidth: cellWidth)
                 var why = "#\(segment.id)"
                 if !segment.options.isEmpty { why += " <\(segment.optionsSummary())>" }
+                if let fault = segment.fault { why += " " + fault.note }
                 guard let width else {
                     lines.append(time + "  " + paint(arrow, "1") + " " + paint(why, "2"))
                     continue

@@ -7,7 +7,7 @@ import Synchronization
 /// segment that caused it a little later (a poll wake-up), stamped earlier. Each event waits
 /// `holdNs` (50 ms, far beyond the measured sub-millisecond capture delay on lo), then goes out
 /// in `ts_ns` order; `flush` writes everything held at once.
-public final class TimeOrderedSink: TraceSink, @unchecked Sendable {
+public final class TimeOrderedSink: TraceSink, Sendable {
     private struct Held {
         var pending: [(event: TraceEvent, order: Int)] = []
         var order = 0
@@ -17,22 +17,24 @@ public final class TimeOrderedSink: TraceSink, @unchecked Sendable {
     private let held = Mutex(Held())
     /// One releaser at a time, so two releases never interleave their batches.
     private let releasing = Mutex(())
-    private var thread: ThreadHandle?
+    /// Set once the ticking thread exists (it needs `self`).
+    private let thread = Mutex<ThreadHandle?>(nil)
 
     public init(target: TraceSink, holdNs: UInt64 = 50_000_000) {
         self.target = target
         self.holdNs = holdNs
         // A thread that ticks twice per hold: a quiet moment still shows what was held.
-        thread = try? ThreadHandle { [weak self] in
+        let ticker = try? ThreadHandle { [weak self] in
             while let self {
                 usleep(UInt32(min(self.holdNs / 2_000, 1_000_000)))
                 self.release(olderThan: MonotonicClock.now() &- self.holdNs)
             }
         }
+        thread.locked { $0 = ticker }
     }
 
     public func emit(_ event: TraceEvent) {
-        held.withLock { $0.pending.append((event, $0.order)); $0.order += 1 }
+        held.locked { $0.pending.append((event, $0.order)); $0.order += 1 }
     }
 
     public func flush() {
@@ -43,8 +45,8 @@ public final class TimeOrderedSink: TraceSink, @unchecked Sendable {
     public func requestFlush() { target.requestFlush() }
 
     private func release(olderThan cutoff: UInt64) {
-        releasing.withLock { _ in
-            let ready = held.withLock { h -> [(event: TraceEvent, order: Int)] in
+        releasing.locked { _ in
+            let ready = held.locked { h -> [(event: TraceEvent, order: Int)] in
                 let ready = h.pending.filter { $0.event.timestampNs <= cutoff }
                 h.pending.removeAll { $0.event.timestampNs <= cutoff }
                 return ready

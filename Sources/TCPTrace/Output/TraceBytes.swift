@@ -1,3 +1,5 @@
+import Glibc
+
 /// The byte buffer trace lines are rendered into: reused line after line by the writer thread,
 /// so rendering an event allocates nothing once the buffer has grown to a batch's size
 /// (measured before: String building was 21% of the traced server's CPU under connect churn
@@ -6,34 +8,89 @@
 /// Appends raw UTF-8; callers keep it valid (every piece is either a Swift `String`, ASCII, or
 /// an escaped copy of peer bytes).
 package struct TraceBytes {
-    package var bytes: [UInt8] = []
+    /// One owner: the renderer's caller keeps a TraceBytes and passes it `inout`; copies would
+    /// share the storage, and none is made. Raw memory rather than an Array: an append is a
+    /// bounds check and a memcpy, without Array's uniqueness and capacity checks per call
+    /// (~30 appends make a JSON line).
+    private final class Storage {
+        var base: UnsafeMutablePointer<UInt8>
+        var count = 0
+        var capacity: Int
+
+        init(capacity: Int) {
+            self.capacity = max(capacity, 64)
+            base = .allocate(capacity: self.capacity)
+        }
+
+        deinit { base.deallocate() }
+
+        func reserve(_ extra: Int) {
+            guard count + extra > capacity else { return }
+            var grown = capacity * 2
+            while grown < count + extra { grown *= 2 }
+            let next = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
+            next.update(from: base, count: count)
+            base.deallocate()
+            base = next
+            capacity = grown
+        }
+    }
+
+    private let storage: Storage
     /// JSON writing: a member was written in the current object (see `key`).
     var needsComma = false
 
-    package init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+    package init(capacity: Int = 0) { storage = Storage(capacity: capacity) }
 
-    package var count: Int { bytes.count }
-    package var isEmpty: Bool { bytes.isEmpty }
+    package var count: Int { storage.count }
+    package var isEmpty: Bool { storage.count == 0 }
 
-    package mutating func removeAll(keepingCapacity: Bool) { bytes.removeAll(keepingCapacity: keepingCapacity) }
+    /// Empties the buffer; without `keepingCapacity` a grown buffer (a burst) shrinks back.
+    package mutating func removeAll(keepingCapacity: Bool) {
+        storage.count = 0
+        if !keepingCapacity && storage.capacity > 64 * 1024 {
+            storage.base.deallocate()
+            storage.capacity = 64 * 1024
+            storage.base = .allocate(capacity: storage.capacity)
+        }
+    }
+
+    /// The bytes written so far.
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: storage.base, count: storage.count))
+    }
 
     @inline(__always)
-    package mutating func append(byte: UInt8) { bytes.append(byte) }
+    package mutating func append(byte: UInt8) {
+        storage.reserve(1)
+        storage.base[storage.count] = byte
+        storage.count += 1
+    }
+
+    @inline(__always)
+    package mutating func append(_ buffer: UnsafeBufferPointer<UInt8>) {
+        guard let source = buffer.baseAddress, buffer.count > 0 else { return }
+        storage.reserve(buffer.count)
+        (storage.base + storage.count).update(from: source, count: buffer.count)
+        storage.count += buffer.count
+    }
 
     @inline(__always)
     package mutating func append(_ text: StaticString) {
-        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        text.withUTF8Buffer { append($0) }
     }
 
     @inline(__always)
     package mutating func append(_ text: String) {
         var text = text
-        text.withUTF8 { bytes.append(contentsOf: $0) }
+        text.withUTF8 { append($0) }
     }
 
     package mutating func append(repeating byte: UInt8, count: Int) {
         guard count > 0 else { return }
-        bytes.append(contentsOf: repeatElement(byte, count: count))
+        storage.reserve(count)
+        (storage.base + storage.count).initialize(repeating: byte, count: count)
+        storage.count += count
     }
 
     /// Decimal digits of `value`, at least `minimumDigits` (zero-padded on the left).
@@ -42,15 +99,15 @@ package struct TraceBytes {
         var rest = value / 10
         while rest > 0 { digits += 1; rest /= 10 }
         let width = max(digits, minimumDigits)
-        let end = bytes.count + width
-        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width))
-        var index = end - 1
+        storage.reserve(width)
+        var cursor = storage.base + storage.count + width - 1
         var remaining = value
-        repeat {
-            bytes[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
+        for _ in 0..<width {
+            cursor.pointee = UInt8(ascii: "0") + UInt8(remaining % 10)
             remaining /= 10
-            index -= 1
-        } while remaining > 0
+            cursor -= 1
+        }
+        storage.count += width
     }
 
     package mutating func append<I: BinaryInteger>(int value: I) {
@@ -71,14 +128,19 @@ package struct TraceBytes {
         if !left { append(repeating: UInt8(ascii: " "), count: fill) }
     }
 
-    /// Bytes appended since `start`, for padding what was just written.
+    /// Pads what was written since `start` to `width` columns (ASCII: bytes are columns).
     package mutating func pad(from start: Int, to width: Int, left: Bool = false) {
-        let written = bytes.count - start
+        let written = storage.count - start
         guard written < width else { return }
+        let fill = width - written
         if left {
-            bytes.insert(contentsOf: repeatElement(UInt8(ascii: " "), count: width - written), at: start)
+            storage.reserve(fill)
+            let from = storage.base + start
+            memmove(from + fill, from, written)   // the regions overlap
+            from.update(repeating: UInt8(ascii: " "), count: fill)
+            storage.count += fill
         } else {
-            append(repeating: UInt8(ascii: " "), count: width - written)
+            append(repeating: UInt8(ascii: " "), count: fill)
         }
     }
 
@@ -90,7 +152,7 @@ package struct TraceBytes {
         text.withUTF8 { utf8 in
             var runStart = 0
             for (index, byte) in utf8.enumerated() where byte < 0x20 || byte == 0x22 || byte == 0x5c || byte == 0x7f {
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
+                append(UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
                 runStart = index + 1
                 switch byte {
                 case UInt8(ascii: "\""): append("\\\"")
@@ -104,7 +166,7 @@ package struct TraceBytes {
                     append(byte: Self.hexDigits[Int(byte & 0xf)])
                 }
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...]))
+            append(UnsafeBufferPointer(rebasing: utf8[runStart...]))
         }
         append(byte: UInt8(ascii: "\""))
     }
@@ -129,5 +191,7 @@ package struct TraceBytes {
 
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    package var string: String { String(decoding: bytes, as: UTF8.self) }
+    package var string: String {
+        String(decoding: UnsafeBufferPointer(start: storage.base, count: storage.count), as: UTF8.self)
+    }
 }

@@ -103,6 +103,8 @@ public enum JSONTraceRenderer {
             out.key("sack"); blocks(w.options.sackBlocks.map { ($0.left &- base, $0.right &- base) }, into: &out)
             out.key("sack_abs"); blocks(w.options.sackBlocks.map { ($0.left, $0.right) }, into: &out)
         }
+        if let fault = w.fault { out.member("fault", fault.name) }
+        if let delay = w.fault?.delayNs { out.member("fault_delay_ns", delay) }
         out.closeObject()
     }
 

@@ -309,7 +309,7 @@ final class TraceWriterCore: @unchecked Sendable {
         defer { out.removeAll(keepingCapacity: out.count <= 1 << 20) }
         guard !failed else { return }
         var offset = 0
-        out.bytes.withUnsafeBytes { bytes in
+        out.withUnsafeBytes { bytes in
             while offset < bytes.count {
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 let ready = regularFile ? 1 : poll(&p, 1, 100)

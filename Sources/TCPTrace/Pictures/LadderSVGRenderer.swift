@@ -238,7 +238,9 @@ public struct LadderSVGRenderer {
         let x1 = xs[from] + 8 * direction
         var x2 = xs[to] - 9 * direction
         var y2 = receivedY ?? sentY
-        if segment.receivedNs == nil { x2 = (x1 + x2) / 2; y2 = sentY + 30 }
+        // Lost: the arrow stops 70% of the way, ✗ where it died; flat enough that the label,
+        // centred in the gap above it, stays clear of the ✗ and of both lanes' bands.
+        if segment.receivedNs == nil { x2 = x1 + (x2 - x1) * 0.7; y2 = sentY + 20 }
         let color = PictureStyle.sideColor(segment.sender)
         svg.open("g", [("class", "segment" + (receivedY == nil ? " lost" : "")), ("data-segment", String(index)),
                        ("data-id", String(segment.id))])
@@ -253,7 +255,9 @@ public struct LadderSVGRenderer {
         svg.element("line", [("class", "arrow" + (receivedY == nil ? " lost" : "")), ("x1", n(x1)), ("y1", n(sentY)), ("x2", n(x2)), ("y2", n(y2)),
                              ("stroke", color), ("marker-end", "url(#head)")])
         if receivedY == nil {
-            svg.element("text", [("x", n(x2 + 4 * direction)), ("y", n(y2 + 4)), ("fill", PictureStyle.unexpectedColor)], text: "✗")
+            // Beyond the arrow's end, whichever way it points.
+            svg.element("text", [("x", n(x2 + 4 * direction)), ("y", n(y2 + 4)), ("text-anchor", direction > 0 ? "start" : "end"),
+                                 ("fill", PictureStyle.unexpectedColor)], text: "✗")
         }
         // The label above its arrow, on a background, never struck through: its baseline sits
         // above the arrow's highest point under the label's span.
@@ -261,7 +265,7 @@ public struct LadderSVGRenderer {
         let slope = abs(x2 - x1) > 1 ? (y2 - sentY) / (x2 - x1) : 0
         // Centred in the gap between the sides: an arrow from an outer lane crosses inner lanes,
         // and its label must not sit on their bands.
-        let midX = receivedY == nil ? (x1 + x2) / 2 : labelX
+        let midX = labelX
         let midY = x2 == x1 ? sentY : sentY + (y2 - sentY) * (midX - x1) / (x2 - x1)
         let baseline = midY - abs(slope) * labelWidth / 2 - 7
         svg.element("rect", [("class", "label-bg"), ("x", n(midX - labelWidth / 2 - 3)), ("y", n(baseline - 12)),

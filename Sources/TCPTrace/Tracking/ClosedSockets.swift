@@ -8,6 +8,13 @@ import SocketKit
 public final class ClosedSockets {
     private let diag: SockDiag?
     private var trackers: [SocketTracker] = []
+    /// sock_diag for the server's sockets when they live in a network namespace of their own
+    /// (the fault wire): a netlink socket sees only its own namespace.
+    public var serverDiag: SockDiag?
+
+    private func diag(for tracker: SocketTracker) -> SockDiag? {
+        tracker.tracer.side == .server ? serverDiag ?? diag : diag
+    }
 
     public init(diag: SockDiag?) {
         self.diag = diag
@@ -23,9 +30,10 @@ public final class ClosedSockets {
 
     /// One lookup per followed socket; drops those that are gone.
     public func sample(cause: String) {
-        guard let diag, !trackers.isEmpty else { return }
+        guard !trackers.isEmpty else { return }
         trackers.removeAll { tracker in
             guard let local = tracker.local, let peer = tracker.peer else { return true }
+            guard let diag = diag(for: tracker) else { return false }
             let entry: SockDiagEntry?
             do {
                 entry = try diag.lookup(local: local, peer: peer, cookie: tracker.cookie,
@@ -51,7 +59,7 @@ public final class ClosedSockets {
 
     /// Stops following: each socket still in the kernel gets an `info` line saying so.
     public func finish(_ when: String) {
-        for tracker in trackers { tracker.reportStillInKernel(when, diag: diag) }
+        for tracker in trackers { tracker.reportStillInKernel(when, diag: diag(for: tracker)) }
         trackers.removeAll()
     }
 }

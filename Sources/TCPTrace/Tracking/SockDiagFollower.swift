@@ -44,6 +44,12 @@ public final class SockDiagFollower: @unchecked Sendable {
 
     public init() {}
 
+    /// Looks sockets up through `diag` from now on: a sock_diag socket sees only its own network
+    /// namespace, so a side whose sockets live in another one (the fault relay's) brings its own.
+    public func use(_ diag: SockDiag) {
+        queue.async { [self] in self.diag = diag }
+    }
+
     /// Starts following `tracker`'s socket. The first lookup runs at once.
     func follow(_ tracker: SocketTracker, cause: String) {
         active.add(1, ordering: .relaxed)

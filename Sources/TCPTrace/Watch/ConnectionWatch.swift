@@ -41,7 +41,7 @@ public final class ConnectionWatch {
     let baseNs: UInt64
     let closeWaitWarnNs: UInt64
     public let owners: ProcessOwners
-    public private(set) var statistics = WatchStatistics()
+    public internal(set) var statistics = WatchStatistics()
     /// At most this many sockets are followed at once; more are counted, not tracked.
     public let maxConnections: Int
     var table: [WatchedConnection.Key: WatchedConnection] = [:]
@@ -51,18 +51,18 @@ public final class ConnectionWatch {
     /// Recently closed, by addresses: a TIME_WAIT the destroy path missed revives its
     /// connection (not by cookie: a socket nobody asked for its cookie hands its TIME_WAIT
     /// mini-socket cookie 0, and the mini-socket then makes up a new one).
-    private var recentlyClosed: [WatchedConnection.Key: WatchedConnection] = [:]
+    var recentlyClosed: [WatchedConnection.Key: WatchedConnection] = [:]
     private var recentlyClosedOrder: [(key: WatchedConnection.Key, id: Int)] = []
     private var recentlyClosedNext = 0
     /// Client sockets' CLOSE→SYN_SENT arrives before the port is chosen (source port 0).
-    private var unboundConnects: [UInt64: KernelStateChange] = [:]
+    var unboundConnects: [UInt64: KernelStateChange] = [:]
     /// Events of the first `pictureConnections` connections, for `--picture`.
     public private(set) var pictureEvents: [TraceEvent] = []
     let pictureConnections: Int
     var warned: [Int32: (count: Int, atNs: UInt64)] = [:]
     var changedThisRound = false
     private var untrackedThisRound = 0
-    private var lastTimeWaitOverflows: UInt64? = KernelCounters.timeWaitOverflows()
+    var lastTimeWaitOverflows: UInt64? = KernelCounters.timeWaitOverflows()
 
     public init(selection: WatchSelection, sink: TraceSink, baseNs: UInt64, closeWaitWarnSeconds: Double,
                 maxConnections: Int = 16_384, pictureConnections: Int = 32) {
@@ -145,6 +145,7 @@ public final class ConnectionWatch {
                     continue
                 }
                 update(connection, from: entry)
+                connection.missedPolls = 0
                 guard entry.state != connection.state, connection.enteredNs <= now else { continue }
                 if followsKernel && entry.state != .timeWait { continue }
                 statistics.betweenPolls += 1
@@ -175,6 +176,12 @@ public final class ConnectionWatch {
                 connection.cookie = minisocket.cookie
                 record(connection, minisocket.state, source: .sockDiag, at: now, after: previous, info: nil,
                        timerMs: minisocket.expiresMs, cause: Self.miniSocketCause(minisocket.state))
+                continue
+            }
+            // A full socket announces its end with a destroy notification, which may be on its
+            // way (it can arrive while the dump runs): give it one more poll.
+            if [.synSent, .synReceived, .established, .closeWait, .lastAck].contains(connection.state), connection.missedPolls == 0 {
+                connection.missedPolls = 1
                 continue
             }
             close(connection, at: now, source: .sockDiag, cause: "gone from the kernel's socket table", after: previous)
@@ -239,122 +246,6 @@ public final class ConnectionWatch {
         if synchronized && first == .closed {
             emitState(connection, to: .established, source: .inferred, at: now,
                       cause: "not seen: it exchanged data or completed the handshake (tcp_info)", info: nil, timerMs: nil, unexpected: false)
-        }
-    }
-
-    // MARK: Destroy notifications
-
-    /// A full socket was destroyed. If it was an active closer, the kernel now holds the
-    /// connection in a TIME_WAIT mini-socket (`timeWait` looks it up); else it is CLOSED.
-    public func applyDestroyed(_ entry: SockDiagEntry, at now: UInt64, kernelComplete: Bool = false,
-                               timeWait: (SockDiagEntry) -> SockDiagEntry?) {
-        guard matches(local: entry.local, peer: entry.peer, inode: entry.inode) else { return }
-        statistics.destroyNotifications += 1
-        let key = WatchedConnection.Key(local: entry.local, peer: entry.peer)
-        if let known = table[key], known.state == .timeWait || (known.cookie != entry.cookie && known.state != .synReceived) {
-            return   // already handed to its TIME_WAIT mini-socket, or an older socket's late notice
-        }
-        if table[key] == nil, recentlyClosed[key]?.cookie == entry.cookie { return }     // already reported CLOSED
-        if kernelComplete { return }    // the tracepoint reports every full socket's changes
-        let connection: WatchedConnection
-        if let known = table[key] {
-            connection = known
-        } else {
-            // Opened and closed between two polls: only this notification saw it.
-            guard let fresh = open(key: key, entry: entry, at: now) else { return }
-            connection = fresh
-            statistics.onlyThroughDestroy += 1
-            let info = entry.info
-            let synchronized = info.map { $0.bytesAcked > 0 || $0.bytesReceived > 0 || $0.rttMicros > 0 } ?? true
-            startInferred(connection, before: .closed, synchronized: synchronized, at: now)
-        }
-        let activeCloser = [.finWait1, .finWait2, .closing, .established, .synSent, .synReceived].contains(connection.state)
-            && !connection.context.reset && !connection.context.peerClosedFirst
-        if activeCloser, let minisocket = timeWait(entry) {
-            connection.context.weClosedFirst = true
-            connection.cookie = minisocket.cookie
-            connection.timerMs = minisocket.expiresMs
-            record(connection, minisocket.state, source: .sockDiag, at: now, after: nil, info: nil, timerMs: minisocket.expiresMs,
-                   cause: "full socket destroyed (destroy notification); " + Self.miniSocketCause(minisocket.state))
-            return
-        }
-        if connection.state == .established || connection.state == .synReceived, !connection.context.weClosedFirst {
-            connection.context.peerClosedFirst = true
-        }
-        var skipped = ""
-        if [.finWait1, .finWait2, .closing].contains(connection.state), timeWaitOverflowed() {
-            // An active closer with no mini-socket while TCPTimeWaitOverflow rose: Linux's
-            // TIME_WAIT table is full and it closed without one. Do not infer a TIME_WAIT.
-            connection.context.timeWaitSkipped = true
-            skipped = "; no TIME_WAIT: the kernel's TIME_WAIT table is full (TCPTimeWaitOverflow rose)"
-        }
-        close(connection, at: now, source: .sockDiag, cause: "destroyed (sock_diag destroy notification)" + skipped
-              + (connection.state == .established ? "; no TIME_WAIT followed: closed by the peer first, or reset" : ""))
-    }
-
-    /// Whether TCPTimeWaitOverflow rose since the last look (one read of /proc/net/netstat).
-    func timeWaitOverflowed() -> Bool {
-        guard let count = KernelCounters.timeWaitOverflows() else { return false }
-        defer { lastTimeWaitOverflows = count }
-        return lastTimeWaitOverflows.map { count > $0 } ?? false
-    }
-
-    // MARK: Tracepoint (root)
-
-    /// One change from `sock:inet_sock_set_state`, with the kernel's own timestamp.
-    public func applyKernel(_ change: KernelStateChange, timeWait: (SocketAddress, SocketAddress, UInt64) -> SockDiagEntry?) {
-        guard change.family == AF_INET || change.family == AF_INET6,
-              let local = SocketAddress(numericHost: change.sourceAddress, port: change.sourcePort),
-              let peer = SocketAddress(numericHost: change.destinationAddress, port: change.destinationPort) else { return }
-        let from = TCPState(kernel: change.oldState), to = TCPState(kernel: change.newState)
-        if change.sourcePort == 0 {
-            // CLOSE→SYN_SENT before connect() picked the port: kept until the socket shows its tuple.
-            if selection.all || selection.ports.contains(change.destinationPort) || selection.byProcess {
-                if unboundConnects.count >= 4096 { unboundConnects.removeAll() }
-                unboundConnects[change.skaddr] = change
-            }
-            return
-        }
-        guard matches(local: local, peer: peer, inode: 0) || (selection.byProcess && listeningPorts.contains(change.sourcePort))
-        else { unboundConnects[change.skaddr] = nil; return }
-        let key = WatchedConnection.Key(local: local, peer: peer)
-        var connection = table[key]
-        if let existing = connection, existing.state == .timeWait, from != .timeWait {
-            close(existing, at: change.timestampNs, source: .sockDiag, cause: "gone: a new socket took its addresses")
-            connection = nil
-        }
-        if connection == nil {
-            guard let fresh = open(key: key, entry: nil, at: change.timestampNs) else { return }
-            if to == .listen { fresh.side = .server; listeningPorts.insert(local.port) }
-            if from == .listen { fresh.side = .server }
-            if let connect = unboundConnects.removeValue(forKey: change.skaddr) {
-                fresh.state = .closed
-                record(fresh, .synSent, source: .tracepoint, at: connect.timestampNs, after: nil, info: nil, timerMs: nil)
-            } else if from != .closed {
-                // The child of a listener starts as a copy of it (LISTEN); an older socket was
-                // in `from` before we saw it.
-                fresh.state = from
-            }
-            connection = fresh
-        }
-        guard let connection else { return }
-        statistics.byTracepoint += 1
-        if to == .closed, [.finWait1, .finWait2, .closing].contains(from), let minisocket = timeWait(local, peer, connection.cookie) {
-            connection.cookie = minisocket.cookie
-            connection.timerMs = minisocket.expiresMs
-            record(connection, minisocket.state, source: .sockDiag, at: change.timestampNs, after: nil, info: nil,
-                   timerMs: minisocket.expiresMs, cause: Self.miniSocketCause(minisocket.state) + " (the tracepoint reports CLOSE)")
-            return
-        }
-        if to == .closed {
-            var cause = WatchCauses.describe(from, to)
-            if [.finWait1, .finWait2, .closing].contains(from), timeWaitOverflowed() {
-                connection.context.timeWaitSkipped = true
-                cause += "; no TIME_WAIT: the kernel's TIME_WAIT table is full (TCPTimeWaitOverflow rose)"
-            }
-            close(connection, at: change.timestampNs, source: .tracepoint, cause: cause)
-        } else {
-            record(connection, to, source: .tracepoint, at: change.timestampNs, after: nil, info: nil, timerMs: nil)
         }
     }
 

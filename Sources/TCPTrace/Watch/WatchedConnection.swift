@@ -29,7 +29,8 @@ final class WatchedConnection {
     var timerMs: UInt32?
     /// When the peer's FIN came, as text (for the CLOSE_WAIT warning).
     var peerFIN: String?
-    var closeWaitWarned = false
+    /// Polls in a row that did not show it (see `applySnapshot`).
+    var missedPolls = 0
     /// Events kept for `--picture` (bounded by the watch).
     var kept = false
 

@@ -42,7 +42,8 @@ public enum SegmentAttribution {
             // A listener (no peer) changes state only through our calls; its port's segments
             // belong to the connections accepted from it.
             guard let peer = ordered.compactMap({ states[$0].peer }).last else { continue }
-            let received = joined.filter { $0.destination.description == local && $0.source.description == peer }
+            // A segment the fault layer dropped never reached this socket.
+            let received = joined.filter { $0.destination.description == local && $0.source.description == peer && $0.fault != .dropped }
             let ourFIN = joined.first {
                 $0.source.description == local && $0.destination.description == peer && $0.flags.contains(.fin)
             }

@@ -33,6 +33,8 @@ public struct WireSegment: Sendable, Equatable {
     /// The window in bytes: `rawWindow << scale` once both SYNs carried wscale (RFC 7323), else nil.
     public var scaledWindow: UInt32?
     public var options: TCPOptions
+    /// What the fault layer did to it (nil: passed untouched, or no fault layer).
+    public var fault: SegmentFault?
 
     public init(
         id: Int, timestampNs: UInt64, wallNs: Int64, source: WireEndpoint, destination: WireEndpoint,

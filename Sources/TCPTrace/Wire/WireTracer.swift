@@ -20,12 +20,16 @@ public struct WireRun: Sendable {
     /// captured after the cut, which the run leaves out.
     public var cutReason: String? = nil
     public var afterCut: [TCPFlags] = []
+    /// What the capture point did beyond capturing (the fault relay's faults and cost).
+    public var captureNote: String? = nil
 
     /// One line: what was captured, what was lost, and where the capture was cut.
     public var summary: String {
         var text = "Wire: \(segments.count) segments captured"
-        text += statistics.drops == 0 ? ", none dropped" : ", \(statistics.drops) DROPPED by the kernel (socket buffer full)"
+        text += statistics.drops == 0 ? (captureNote == nil ? ", none dropped" : ", none missed by the capture")
+            : ", \(statistics.drops) DROPPED by the kernel (socket buffer full)"
         if undecoded > 0 { text += ", \(undecoded) not decoded" }
+        if let captureNote { text += "; " + captureNote }
         if let cutReason {
             text += "; capture cut \(cutReason)"
             if !afterCut.isEmpty {
@@ -125,20 +129,9 @@ public final class WireTracer: @unchecked Sendable {
         capture.close()
         let (all, cut) = state.locked { ($0.frames, $0.cut) }
         let frames = all.sorted { $0.monotonicNs < $1.monotonicNs }
-        var numbering = SegmentNumbering()
-        var segments: [WireSegment] = []
-        var kept: [CapturedFrame] = []
-        var afterCut: [TCPFlags] = []
-        var undecoded = 0
-        for frame in frames {
-            guard let decoded = try? PacketDecoder.decode(frame.bytes, link: link) else { undecoded += 1; continue }
-            if let cut, frame.monotonicNs > cut.ns { afterCut.append(decoded.flags); continue }
-            segments.append(numbering.number(decoded, timestampNs: frame.monotonicNs, wallNs: frame.wallNs))
-            kept.append(frame)
-        }
-        let joined = SegmentAttribution.join(events: events, segments: segments)
-        let run = WireRun(events: joined, segments: joined.compactMap(\.wire), statistics: statistics, undecoded: undecoded,
-                          cutReason: cut?.reason, afterCut: afterCut)
+        let (run, kept, segments) = WireRun.assemble(frames: frames, faults: nil, link: link, cut: cut, statistics: statistics,
+                                                     events: events)
+        let joined = run.events
         if let pcapPath {
             try WirePcapExport.write(path: pcapPath, frames: kept, segments: segments, events: joined,
                                      link: link, interfaceName: interfaceName, snapLength: UInt32(capture.snapLength))
@@ -163,6 +156,7 @@ public enum WirePcapExport {
             sectionComment: "SocketKit wire capture; packet times are CLOCK_REALTIME; trace ts_ns (CLOCK_MONOTONIC) = time - \(offset) ns")
         for (frame, segment) in zip(frames, segments) {
             var lines = ["segment #\(segment.id): \(segment.label())"]
+            if let fault = segment.fault { lines.append(fault.note) }
             lines += comments[segment.id] ?? []
             try writer.write(frame: frame.bytes, originalLength: frame.originalLength, wallNs: frame.wallNs, comments: lines)
         }
