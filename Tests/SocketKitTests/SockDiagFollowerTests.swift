@@ -61,7 +61,8 @@ import Testing
         #expect(after.dumps == before.dumps + 1, "\(before) → \(after)")
         // Sockets still on their way to TIME_WAIT (FIN_WAIT_2 here) keep the exact lookup, whose
         // re-tries cover the kernel's TIME_WAIT hand-over; every TIME_WAIT one came from the dump.
-        #expect(after.lookups - before.lookups == read - timeWait.count, "\(before) → \(after)")
+        // The timer may also look up a reset socket between `before` and this poll (seen: 4 for 3).
+        #expect((read - timeWait.count)...reset.count ~= after.lookups - before.lookups, "\(before) → \(after), read \(read)")
         #expect(timeWait.allSatisfy { $0.state == .timeWait }, "\(timeWait.map(\.state))")
         #expect(Self.waitUntil { reset.allSatisfy { $0.state == .closed } }, "the reset sockets are gone: \(reset.map(\.state))")
         #expect(Self.waitUntil { tracer.follower.pendingCount == timeWait.count }, "\(tracer.follower.pendingCount) followed")
