@@ -70,7 +70,8 @@ if let path = options.tracePath {
 
 do {
     let run = try WatchRun(options: options, sink: sink, baseNs: baseNs)
-    try signals.start { [run] _ in run.requestStop() }
+    let stopper = run.stopper
+    try signals.start { _ in stopper.requestStop() }
     try run.run()
 } catch {
     sink.flush()

@@ -9,7 +9,7 @@ import SocketKit
 /// in whoever uses it later. So one process can hold the client's sockets in one namespace and
 /// the server's in another: each side's sockets are created on a short-lived thread that first
 /// enters that side's namespace (`run`), and are then used from any thread.
-public final class NetworkNamespace: @unchecked Sendable {
+public final class NetworkNamespace: Sendable {
     public let fd: Int32
 
     private init(fd: Int32) { self.fd = fd }
@@ -17,21 +17,14 @@ public final class NetworkNamespace: @unchecked Sendable {
     deinit { Glibc.close(fd) }
 
     /// A fresh network namespace (only lo, down). Needs CAP_SYS_ADMIN over the current user
-    /// namespace: root, or any user inside `unshare -Urn`. C: `unshare(CLONE_NEWNET)` on a
-    /// thread of its own, then `open("/proc/thread-self/ns/net")`.
+    /// namespace: root, or any user inside `unshare -Urn`. C: `unshare(CLONE_NEWNET)` on the
+    /// calling thread, `open("/proc/thread-self/ns/net")`, then `setns()` back to where the
+    /// thread was (the namespace is per thread, so the rest of the process never moves).
     public static func create() throws -> NetworkNamespace {
-        let opened = Transfer<Result<Int32, SystemCallError>>(.failure(SystemCallError(call: "unshare(CLONE_NEWNET)", errno: EAGAIN)))
-        let thread = try ThreadHandle {
-            do throws(SystemCallError) {
-                _ = try syscall("unshare(CLONE_NEWNET)") { CSocketKit_unshare_net() }
-                let fd = try syscall("open(/proc/thread-self/ns/net)") { open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) }
-                opened.value = .success(fd)
-            } catch {
-                opened.value = .failure(error)
-            }
-        }
-        thread.join()
-        return NetworkNamespace(fd: try opened.value.get())
+        let home = try current()
+        _ = try syscall("unshare(CLONE_NEWNET)") { CSocketKit_unshare_net() }
+        defer { home.enterOrDie() }
+        return try current()
     }
 
     /// The calling thread's namespace. C: `open("/proc/thread-self/ns/net")`.
@@ -39,31 +32,24 @@ public final class NetworkNamespace: @unchecked Sendable {
         NetworkNamespace(fd: try syscall("open(/proc/thread-self/ns/net)") { open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) })
     }
 
-    /// Runs `body` on a thread inside this namespace and returns its result: sockets and TUN
-    /// devices it creates live here. The thread ends with `body`. C: `setns(fd, CLONE_NEWNET)`.
+    /// Runs `body` on the calling thread inside this namespace, then moves the thread back:
+    /// sockets and devices `body` creates live here. No second thread, so nothing crosses
+    /// threads. C: `setns(fd, CLONE_NEWNET)`, twice.
     public func run<T>(_ body: () throws -> T) throws -> T {
-        try withoutActuallyEscaping(body) { escapable in
-            let work = Transfer(escapable)
-            let result = Transfer<Result<T, Error>?>(nil)
-            let fd = self.fd
-            let thread = try ThreadHandle {
-                do {
-                    _ = try syscall("setns(CLONE_NEWNET)") { CSocketKit_setns_net(fd) }
-                    result.value = .success(try work.value())
-                } catch {
-                    result.value = .failure(error)
-                }
-            }
-            thread.join()
-            guard let outcome = result.value else { throw SystemCallError(call: "setns(CLONE_NEWNET)", errno: ESRCH) }
-            return try outcome.get()
+        let home = try Self.current()
+        _ = try syscall("setns(CLONE_NEWNET)") { CSocketKit_setns_net(fd) }
+        defer { home.enterOrDie() }
+        return try body()
+    }
+
+    /// Moves the calling thread back into this namespace. A thread left in the wrong namespace
+    /// would create the next sockets there, silently: stopping is the only honest outcome (it
+    /// cannot fail for a namespace this thread was in a moment ago, as its owner).
+    private func enterOrDie() {
+        guard CSocketKit_setns_net(fd) == 0 else {
+            let message = "setns(CLONE_NEWNET) back to the thread's own namespace: \(Errno.message(errno))\n"
+            _ = message.withCString { Glibc.write(2, $0, strlen($0)) }
+            _exit(71)
         }
     }
-}
-
-/// Hands a value to a thread that is joined before the value is read again: the join orders
-/// the accesses, which the compiler cannot see.
-final class Transfer<T>: @unchecked Sendable {
-    var value: T
-    init(_ value: T) { self.value = value }
 }

@@ -8,7 +8,7 @@ import SocketKit
 /// veth, not TUN: /dev/net/tun may be root-only (0600 on this machine), while veth pairs and
 /// packet sockets need only CAP_NET_ADMIN/CAP_NET_RAW over the namespace, which any user has
 /// inside `unshare -Urn`.
-struct RelayPort: @unchecked Sendable {
+struct RelayPort: Sendable {
     let fd: Int32
     let name: String
 

@@ -7,9 +7,9 @@ import TCPTrace
 /// TCPWatch's engine: one thread waits on the destroy-notification socket, the tracepoint rings
 /// and the captures, and dumps the socket table when the adaptive interval says so. Everything
 /// it learns goes through `ConnectionWatch` into the trace. It watches the network namespace
-/// it was started in and never enters another one. Only `requestStop()` may be called from
-/// another thread (an atomic and an eventfd write).
-public final class WatchRun: @unchecked Sendable {
+/// it was started in and never enters another one. Single owner (the thread that calls `run`):
+/// another thread may only stop it, through `stopper`.
+public final class WatchRun {
     let options: WatchOptions
     let sink: TraceWriter
     let watch: ConnectionWatch
@@ -22,8 +22,8 @@ public final class WatchRun: @unchecked Sendable {
     private var polling = AdaptivePolling(budget: 0.08)
     private let bytecode: [UInt8]
     private var destroyOverruns = 0
-    private let stopFlag = Atomic<Bool>(false)
-    private let wake: Int32
+    /// The one part another thread (the signal thread) may touch.
+    public let stopper: WatchStopper
 
     /// Opens every source; throws (one line, a sysexits code) when one the options demand fails.
     public init(options: WatchOptions, sink: TraceWriter, baseNs: UInt64) throws {
@@ -41,14 +41,12 @@ public final class WatchRun: @unchecked Sendable {
         try destroys.attachFilter(WatchFilters.destroyFilter(ports: ports))
         _ = try? destroys.setReceiveBuffer(bytes: 4 << 20)
         try destroys.subscribe(groups: SockDiagChannel.tcpDestroyGroups)
-        wake = try syscall("eventfd") { CSocketKit_eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) }
+        stopper = try WatchStopper()
         try openKernelTrace(ports: ports)
         if options.wire != .off {
             wire = WatchWire(ports: ports, sink: sink, pcapPath: options.pcapPath)
         }
     }
-
-    deinit { Glibc.close(wake) }
 
     private func openKernelTrace(ports: [UInt16]) throws {
         let (tracepoint, line) = try KernelTracepoint.openForWatch(mode: options.kernelTrace, ports: ports)
@@ -56,12 +54,8 @@ public final class WatchRun: @unchecked Sendable {
         note(line)
     }
 
-    /// Asks the loop to stop (from the signal thread); it finishes within one wait.
-    public func requestStop() {
-        stopFlag.store(true, ordering: .releasing)
-        var one: UInt64 = 1
-        _ = Glibc.write(wake, &one, 8)
-    }
+    /// Asks the loop to stop; it finishes within one wait.
+    public func requestStop() { stopper.requestStop() }
 
     /// Runs until `--duration` or `requestStop()`; then reports what is still open and the counts.
     public func run() throws {
@@ -77,7 +71,7 @@ public final class WatchRun: @unchecked Sendable {
         var nextPoll = firstPoll + polling.next(busy: firstBusy, cost: lastCost)
         var nextTick = nextPoll
         var nextSummary = nextPoll + 1_000_000_000
-        while !stopFlag.load(ordering: .acquiring) {
+        while !stopper.isStopping {
             var now = MonotonicClock.now()
             if let deadline, now >= deadline { break }
             var until = min(nextPoll, nextTick)
@@ -157,7 +151,7 @@ public final class WatchRun: @unchecked Sendable {
         } catch {
             if options.wire == .on {
                 stopWith = CommandFailure("--wire on: cannot capture (\(error)); needs root or CAP_NET_RAW", exitStatus: SysExits.noPermission)
-                stopFlag.store(true, ordering: .releasing)
+                stopper.markStopping()
             } else {
                 note("wire unavailable (\(error)): no segments (needs root or CAP_NET_RAW)")
             }
@@ -202,7 +196,7 @@ public final class WatchRun: @unchecked Sendable {
     }
 
     private func waitForInput(timeoutNs: UInt64) {
-        var fds = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0), pollfd(fd: destroys.fd, events: Int16(POLLIN), revents: 0)]
+        var fds = [pollfd(fd: stopper.wake, events: Int16(POLLIN), revents: 0), pollfd(fd: destroys.fd, events: Int16(POLLIN), revents: 0)]
         for fd in (tracepoint?.pollDescriptors ?? []) + (wire?.descriptors ?? []) {
             fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
         }
