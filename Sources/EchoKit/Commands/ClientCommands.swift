@@ -52,7 +52,7 @@ public enum ClientCommands {
         } catch let error as SystemCallError where error.call == "write" && error.errno == EPIPE {
             // stdout's reader went away (`| head -1`): stop quietly, like cat in a pipe, after
             // a clean close of the connection.
-            client.tracker?.info("stdout closed by its reader: closing the connection")
+            client.socket?.info("stdout closed by its reader: closing the connection")
             try? client.halfClose()
             client.close()
             return 0

@@ -40,9 +40,7 @@ extension LabRun {
 extension LabRun {
     /// The TIME_WAIT timer of `endpoint`'s closed socket, in ms left (sock_diag), or nil.
     func timeWaitTimer(_ endpoint: LabEndpoint) -> UInt32? {
-        let tracker = endpoint.tracker
-        guard let local = tracker.local, let peer = tracker.peer, let diag = diag(for: tracker.tracer.side),
-              let entry = try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie, expectingTimeWait: true),
+        guard let entry = endpoint.kernelEntry(using: diag(for: endpoint.tracker.tracer.side), expectingTimeWait: true),
               entry.state == .timeWait else { return nil }
         return entry.expiresMs
     }
@@ -62,11 +60,11 @@ extension LabRun {
             if let entry, entry.state == .synReceived {
                 if seenSince == nil {
                     seenSince = now
-                    listener.tracker.info("sock_diag: a request socket \(server) ⇄ \(client) in SYN_RECEIVED, not accept()able yet;"
+                    listener.info("sock_diag: a request socket \(server) ⇄ \(client) in SYN_RECEIVED, not accept()able yet;"
                         + " its SYN+ACK retransmission timer fires in \(entry.expiresMs) ms")
                 }
             } else if let since = seenSince {
-                listener.tracker.info("sock_diag: the request socket left SYN_RECEIVED after \(TextTraceRenderer.duration(now - since))")
+                listener.info("sock_diag: the request socket left SYN_RECEIVED after \(TextTraceRenderer.duration(now - since))")
                 return true
             }
             return done()

@@ -25,6 +25,17 @@ public struct LabEndpoint {
 
     /// A note on this socket's trace: what the program does next, what it saw.
     public func info(_ text: String) { traced.info(text) }
+
+    /// Names both ends before connect() (simultaneous open: each side knows its peer's port
+    /// already), so the wire's segments and sock_diag lookups find this socket.
+    func attach(local: SocketAddress, peer: SocketAddress) { tracker.attach(local: local, peer: peer, cookie: nil) }
+
+    /// What the kernel's socket table holds for this connection now (sock_diag by its four-tuple
+    /// and cookie), or nil: the fd may be closed, the socket lives on (FIN_WAIT_2, TIME_WAIT).
+    func kernelEntry(using diag: SockDiag?, expectingTimeWait: Bool = false) -> SockDiagEntry? {
+        guard let diag, let local = tracker.local, let peer = tracker.peer else { return nil }
+        return try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie, expectingTimeWait: expectingTimeWait)
+    }
 }
 
 /// One run of a scenario: both sides' tracers writing into one collector, and the small steps

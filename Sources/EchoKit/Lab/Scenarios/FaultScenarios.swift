@@ -50,7 +50,7 @@ public struct LostLastAckScenario: FaultScenario {
         guard again else { throw ScenarioError("the server did not retransmit its FIN within 3 s") }
         lab.wait(server, for: .closed, timeout: 2)
         if let before, let after = lab.timeWaitTimer(client) {
-            client.tracker.info("TIME_WAIT timer (sock_diag): \(before) ms left just before the retransmitted FIN, \(after) ms after it"
+            client.info("TIME_WAIT timer (sock_diag): \(before) ms left just before the retransmitted FIN, \(after) ms after it"
                 + (after > before ? ": the FIN re-armed it (60 s again)" : ": not re-armed"))
         }
         lab.settle(timeout: 2)
@@ -227,10 +227,10 @@ public struct OldDuplicateSynScenario: FaultScenario {
         // Long enough to read SYN_SENT; short of the SYN's 1 s retransmission.
         lab.watch([client], timeout: 0.2, cause: "sampling while the SYN is held in the network") { false }
         guard client.state == .synSent else { throw ScenarioError("the client was not held in SYN_SENT (\(client.state?.name ?? "?"))") }
-        client.tracker.info("the client gives up on this attempt: close() in SYN_SENT sends nothing")
+        client.info("the client gives up on this attempt: close() in SYN_SENT sends nothing")
         try lab.close(client)
         lab.watch([], timeout: 0.1, cause: "sock_diag sample") { false }
-        listener.tracker.info("the relay releases the stale SYN (old ISN, the client's old address and port)")
+        listener.info("the relay releases the stale SYN (old ISN, the client's old address and port)")
         relay.releaseHeld()
         let reset = relay.wait(timeout: 2) { $0.contains { $0.sender == .client && $0.decoded.flags.contains(.rst) } }
         guard reset else { throw ScenarioError("the client's kernel did not answer the SYN+ACK with a RST") }
@@ -240,7 +240,7 @@ public struct OldDuplicateSynScenario: FaultScenario {
             return accepted
         }
         if accepted { throw ScenarioError("accept() returned a connection: the stale SYN opened one") }
-        listener.tracker.info("accept() found no connection: the RST removed the half-open request")
+        listener.info("accept() found no connection: the RST removed the half-open request")
     }
 
     public func wireChecks(_ segments: [WireSegment], events: [TraceEvent]) -> [WireCheck] {
@@ -311,7 +311,7 @@ public struct OldSegmentScenario: FaultScenario {
         try lab.close(client)
         guard lab.wait(server, for: .timeWait) else { throw ScenarioError("the server's end did not reach TIME_WAIT") }
 
-        server.tracker.info("the lab replays the client's old data segment (a copy delayed in the network) toward the server's TIME_WAIT")
+        server.info("the lab replays the client's old data segment (a copy delayed in the network) toward the server's TIME_WAIT")
         let before = relay.records.count
         relay.inject(frame: old.frame.bytes, toward: .server, why: "a delayed copy of the first connection's data")
         // TIME_WAIT answers with an ACK; the client, which has no such connection any more,
@@ -327,11 +327,11 @@ public struct OldSegmentScenario: FaultScenario {
         try lab.finishConnect(again, to: address, others: [server2])
         lab.wait(server2, for: .established, others: [again])
 
-        server2.tracker.info("the lab replays the same old data segment into the new connection on the same four-tuple")
+        server2.info("the lab replays the same old data segment into the new connection on the same four-tuple")
         relay.inject(frame: old.frame.bytes, toward: .server, why: "the first connection's data, arriving in the second")
         let got = lab.receive(server2, timeout: 0.3)
         if !got.bytes.isEmpty { throw ScenarioError("the new connection delivered \(got.bytes.count) old bytes to recv()") }
-        server2.tracker.info("recv() got nothing: the old segment never reached the new connection's application")
+        server2.info("recv() got nothing: the old segment never reached the new connection's application")
 
         // The hazard, made by hand: the same bytes placed exactly where the new connection
         // expects its next data, without the old timestamp (PAWS would reject it).
@@ -342,11 +342,11 @@ public struct OldSegmentScenario: FaultScenario {
         }
         let forged = PacketCrafter.segment(from: newSYN.source, to: newSYN.destination, seq: newSYN.seq &+ 1, ack: synAck.seq &+ 1,
                                            flags: [.psh, .ack], payload: Array(Self.oldData.utf8))
-        server2.tracker.info("the lab forges the old bytes into the new window (seq = the next byte expected, no timestamp): what TIME_WAIT exists to prevent")
+        server2.info("the lab forges the old bytes into the new window (seq = the next byte expected, no timestamp): what TIME_WAIT exists to prevent")
         relay.inject(ipPacket: forged, toward: .server, why: "the lab placed the old data inside the new connection's window")
         let hazard = lab.receive(server2, count: Self.oldData.utf8.count, timeout: 1)
         guard hazard.bytes.count == Self.oldData.utf8.count else { throw ScenarioError("the forged in-window copy was not delivered") }
-        server2.tracker.info("recv() returned \(hazard.bytes.count) bytes of the old connection's data as if the new peer had sent them")
+        server2.info("recv() returned \(hazard.bytes.count) bytes of the old connection's data as if the new peer had sent them")
         // Its ACK may be a delayed one (≥ 40 ms): keep the capture open for it.
         let end = newSYN.seq &+ 1 &+ UInt32(Self.oldData.utf8.count)
         relay.wait(timeout: 0.5) { $0.contains { $0.sender == .server && $0.decoded.flags.contains(.ack) && $0.decoded.ack == end } }

@@ -44,8 +44,7 @@ public struct CloseWaitLeakScenario: LabScenario {
         // Stand still, sampling, until the CLOSE_WAIT warning is out and the hold is over.
         lab.watch([server], timeout: Self.holdSeconds, cause: "sampling while the server holds the fd") { false }
         lab.settle(timeout: 0.5)
-        if let local = client.tracker.local, let peer = client.tracker.peer,
-           let entry = try? lab.diag?.lookup(local: local, peer: peer, cookie: client.tracker.cookie) {
+        if let entry = client.kernelEntry(using: lab.diag) {
             // tcp_fin_timeout has not ended it (60 s by default): the lab's cleanup RST will, after the
             // capture is cut; the note must not credit the timeout with it.
             let timeout = FinTimeout.seconds.map { "\($0) s" } ?? "60 s by default"
