@@ -17,7 +17,7 @@ SUITE=0
 [ "${1:-}" = "--suite" ] && SUITE=1
 
 # TSan cannot see a contended Synchronization.Mutex hand-over: the package locks through
-# `Mutex.locked` (Sources/SocketKit/Mutex+Sanitizer.swift), never `withLock`.
+# `Mutex.locked` (Sources/TCPTrace/Support/Mutex+Sanitizer.swift), never `withLock`.
 if grep -rn '\.withLock\b' Sources Tests | grep -v 'Mutex+Sanitizer.swift'; then
     echo "use Mutex.locked, not withLock (TSan cannot see the latter's contended hand-over)" >&2
     exit 1

@@ -16,11 +16,7 @@ public final class SockDiagChannel {
     private var sequence: UInt32 = 0
 
     /// C: `socket(AF_NETLINK, SOCK_DGRAM, NETLINK_SOCK_DIAG)`.
-    public init() throws {
-        fd = try syscall("socket") {
-            Glibc.socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), CSocketKit_NETLINK_SOCK_DIAG)
-        }
-    }
+    public init() throws { fd = try openSockDiagSocket() }
 
     deinit { Glibc.close(fd) }
 

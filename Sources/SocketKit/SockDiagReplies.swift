@@ -36,3 +36,11 @@ enum SockDiagReplies {
         return false
     }
 }
+
+/// The NETLINK_SOCK_DIAG socket both `SockDiag` (lookups) and `SockDiagChannel` (dumps,
+/// destroy notifications) talk through. C: `socket(AF_NETLINK, SOCK_DGRAM, NETLINK_SOCK_DIAG)`.
+func openSockDiagSocket() throws -> Int32 {
+    try syscall("socket") {
+        Glibc.socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), CSocketKit_NETLINK_SOCK_DIAG)
+    }
+}

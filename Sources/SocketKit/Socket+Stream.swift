@@ -1,3 +1,4 @@
+import CSocketKit
 import Glibc
 
 /// Which direction(s) `shutdown(2)` closes.
