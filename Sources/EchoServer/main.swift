@@ -80,7 +80,10 @@ CommandExit.run(command) {
         SysExits.fail(command, "\(error) (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --port 7007)",
                       code: SysExits.code(for: error))
     }
-    if let kernelNote { session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote)) }
+    let filterNote = kernel.map { "; " + $0.restrict(toPorts: [address.port]) } ?? ""
+    if let kernelNote {
+        session.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0, kind: .info, cause: kernelNote + filterNote))
+    }
     session.attach(try wire.startLive(command: command, side: .server, serverPort: address.port, sink: session.sink,
                                       local: address, peer: nil), side: .server)
     if trace.format == .off || trace.path != nil {

@@ -11,9 +11,11 @@ extension KernelTracepoint {
         }
     }
 
-    /// `sport == 80 || dport == 80 || …` for the tracepoint's host-order port fields.
-    public static func portFilter(_ ports: [UInt16]) -> String {
-        Array(Set(ports)).sorted().map { "sport == \($0) || dport == \($0)" }.joined(separator: " || ")
+    /// `sport == 80 || dport == 80 || …` for the tracepoint's host-order port fields;
+    /// `localOnly`: `sport == 80 || …`, the sockets bound to those ports (a server's own).
+    public static func portFilter(_ ports: [UInt16], localOnly: Bool = false) -> String {
+        Array(Set(ports)).sorted().map { localOnly ? "sport == \($0)" : "sport == \($0) || dport == \($0)" }
+            .joined(separator: " || ")
     }
 }
 
