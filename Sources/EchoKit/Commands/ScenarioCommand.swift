@@ -37,8 +37,8 @@ public enum ScenarioCommand {
         }
         let color = options.color && stream.isTerminal
         // Live rows only for a terminal: a file gets the ladder once, in causal order, at the end.
-        let live = LabLiveView(color: color, width: stream.width,
-                               print: text && stream.isTerminal && runs == 1 ? { stream.write($0) } : nil)
+        let livePrint: (@Sendable (String) -> Void)? = text && stream.isTerminal && runs == 1 ? { @Sendable line in stream.write(line) } : nil
+        let live = LabLiveView(color: color, width: stream.width, print: livePrint)
         try signals?.start { signo in interrupted(signo, scenario: scenario, live: live, stream: stream, options: options) }
         if runs == 1 {
             if text && stream.isTerminal {

@@ -6,10 +6,10 @@ import TCPTrace
 /// The lab while it runs: every event of every try kept (tagged with its try), the states
 /// printed as they are read when a terminal watches, and on Ctrl-C what was seen so far with
 /// the verdict "interrupted". The final ladder (segments joined, causal order) comes at the end.
-/// @unchecked: the events are behind `state`'s lock; `print` and `renderer` are set once and
-/// only read. `print` (the caller's writer, a non-Sendable closure) may run on any emitting
-/// thread: the one caller passes `TraceStream.write`, which writes under its own lock.
-public final class LabLiveView: TraceSink, @unchecked Sendable {
+/// Sendable as checked by the compiler: the events are behind `state`'s lock, `renderer` is an
+/// immutable value, and `print` is a `@Sendable` writer (the caller's `TraceStream.write`,
+/// which writes under its own lock) that may run on any emitting thread.
+public final class LabLiveView: TraceSink, Sendable {
     private struct State {
         var events: [TraceEvent] = []
         var attempt = 1
@@ -17,12 +17,12 @@ public final class LabLiveView: TraceSink, @unchecked Sendable {
         var headerShown = false
     }
     private let state = Mutex(State())
-    private let print: ((String) -> Void)?
+    private let print: (@Sendable (String) -> Void)?
     private let renderer: LadderRenderer
     public let startNs = MonotonicClock.now()
 
     /// - Parameter print: where live rows go (nil: keep only, for JSON and files).
-    public init(color: Bool, width: Int?, print: ((String) -> Void)?) {
+    public init(color: Bool, width: Int?, print: (@Sendable (String) -> Void)?) {
         self.print = print
         renderer = LadderRenderer(color: color, width: width)
     }
