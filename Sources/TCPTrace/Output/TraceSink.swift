@@ -275,7 +275,9 @@ final class TraceWriterCore: @unchecked Sendable {
             dropped = 0
             pthread_mutex_unlock(lock)
 
-            for event in spare { render(event) }
+            // By index: `for event in spare` copied every event (a TraceEvent copy retains each
+            // of its strings; copies and destroys were ~20% of a traced server's instructions).
+            for index in spare.indices { render(spare[index]) }
             let count = spare.count
             spare.removeAll(keepingCapacity: true)
             if lost > 0 {
