@@ -28,8 +28,13 @@ package struct TraceBytes {
 
         deinit { base.deallocate() }
 
+        @inline(__always)
         func reserve(_ extra: Int) {
-            guard count + extra > capacity else { return }
+            if count + extra > capacity { grow(extra) }
+        }
+
+        @inline(never)
+        private func grow(_ extra: Int) {
             var grown = capacity * 2
             while grown < count + extra { grown *= 2 }
             let next = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
@@ -127,6 +132,14 @@ package struct TraceBytes {
     /// `TextTraceRenderer.pad` counts them; ASCII, the usual case, is counted by bytes).
     package mutating func append(_ text: String, padTo width: Int, left: Bool = false) {
         let fill = width - Self.columns(text)
+        if left { append(repeating: UInt8(ascii: " "), count: fill) }
+        append(text)
+        if !left { append(repeating: UInt8(ascii: " "), count: fill) }
+    }
+
+    /// ASCII `text` (addresses, state names) padded to `width` columns: bytes are columns.
+    package mutating func append(ascii text: String, padTo width: Int, left: Bool = false) {
+        let fill = width - text.utf8.count
         if left { append(repeating: UInt8(ascii: " "), count: fill) }
         append(text)
         if !left { append(repeating: UInt8(ascii: " "), count: fill) }
