@@ -43,7 +43,8 @@ public enum ScenarioCommand {
         if runs == 1 {
             if text && stream.isTerminal {
                 stream.write(wrap("Scenario \(scenario.name): \(scenario.summary)", stream.width) + "\n"
-                             + wrap("Live, as each state is read (the full ladder, in causal order with the segments, follows):", stream.width)
+                             + wrap(wire.active || onFaultWire ? "Live, each state as it is read and each segment as it is captured (the full ladder, in causal order, follows):"
+                                    : "Live, as each state is read (the full ladder, in causal order with the segments, follows):", stream.width)
                              + "\n")
             }
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,

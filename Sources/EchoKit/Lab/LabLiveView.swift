@@ -3,9 +3,15 @@ import SocketKit
 import Synchronization
 import TCPTrace
 
-/// The lab while it runs: every event of every try kept (tagged with its try), the states
-/// printed as they are read when a terminal watches, and on Ctrl-C what was seen so far with
-/// the verdict "interrupted". The final ladder (segments joined, causal order) comes at the end.
+/// The lab while it runs: every event of every try kept (tagged with its try), the states and
+/// the captured segments printed as they happen when a terminal watches, and on Ctrl-C what was
+/// seen so far with the verdict "interrupted". The final ladder (segments joined, causal order)
+/// comes at the end.
+///
+/// With a capture (`LabLiveFeed`), rows are held for a few milliseconds and printed in time
+/// order each time the feed has read the capture up to a moment (`release(upTo:)`): a state is
+/// read before the segment that caused it is read off the capture, and must not be printed
+/// above it.
 /// Sendable as checked by the compiler: the events are behind `state`'s lock, `renderer` is an
 /// immutable value, and `print` is a `@Sendable` writer (the caller's `TraceStream.write`,
 /// which writes under its own lock) that may run on any emitting thread.
@@ -15,6 +21,12 @@ public final class LabLiveView: TraceSink, Sendable {
         var attempt = 1
         var baseNs: UInt64?
         var headerShown = false
+        /// Rows wait here for `release(upTo:)` while a feed reads the capture.
+        var holding = false
+        var pending: [TraceEvent] = []
+        /// Our sockets' addresses (from the events): who sent a segment, and on which connection.
+        var sideOf: [String: TraceSide] = [:]
+        var connOf: [String: Int] = [:]
     }
     private let state = Mutex(State())
     private let print: (@Sendable (String) -> Void)?
@@ -35,20 +47,75 @@ public final class LabLiveView: TraceSink, Sendable {
 
     public func emit(_ event: TraceEvent) {
         var event = event
-        let row: String? = state.locked { s in
+        let rows: String? = state.locked { s in
             event.attempt = s.attempt
             s.events.append(event)
-            guard print != nil, [.state, .warning, .error, .segment].contains(event.kind) else { return nil }
-            let base = s.baseNs ?? event.timestampNs
-            s.baseNs = base
-            var lines = renderer.rows([event], base: base)
-            if !s.headerShown {
-                s.headerShown = true
-                lines.insert(renderer.header(), at: 0)
+            if let local = event.local, event.kind != .segment {
+                s.sideOf[local] = event.side
+                if let peer = event.peer { s.connOf[local + "|" + peer] = event.conn }
             }
-            return lines.joined(separator: "\n") + "\n"
+            return show(event, in: &s)
         }
-        if let row { print?(row) }
+        if let rows { print?(rows) }
+    }
+
+    /// A segment the feed read off the capture: on the side and connection our sockets' events
+    /// name, kept and shown like any event.
+    func add(segment: WireSegment) {
+        var segment = segment
+        let rows: String? = state.locked { s in
+            segment.sender = segment.sender ?? SegmentAttribution.sender(of: segment, sideOf: s.sideOf)
+            let (source, destination) = (segment.source.description, segment.destination.description)
+            var event = TraceEvent(segment: segment, conn: s.connOf[source + "|" + destination] ?? s.connOf[destination + "|" + source] ?? 0)
+            event.attempt = s.attempt
+            s.events.append(event)
+            return show(event, in: &s)
+        }
+        if let rows { print?(rows) }
+    }
+
+    /// From now on rows wait for `release(upTo:)` (a feed reads the capture).
+    func hold() { state.locked { $0.holding = true } }
+
+    /// Prints the held rows stamped at or before `ns`, in time order; `.max` prints them all and
+    /// stops holding.
+    func release(upTo ns: UInt64) {
+        let rows: String? = state.locked { s in
+            if ns == .max { s.holding = false }
+            guard s.pending.contains(where: { $0.timestampNs <= ns }) else { return nil }
+            let due = s.pending.enumerated().filter { $0.element.timestampNs <= ns }
+                .sorted { ($0.element.timestampNs, $0.offset) < ($1.element.timestampNs, $1.offset) }.map(\.element)
+            s.pending.removeAll { $0.timestampNs <= ns }
+            return render(due, in: &s)
+        }
+        if let rows { print?(rows) }
+    }
+
+    /// Inside the lock: the rows of `event` now, or nil (held, not printed, or nobody watches).
+    private func show(_ event: TraceEvent, in s: inout State) -> String? {
+        guard print != nil, [.state, .warning, .error, .segment].contains(event.kind) else { return nil }
+        if s.holding {
+            s.pending.append(event)
+            return nil
+        }
+        return render([event], in: &s)
+    }
+
+    /// Inside the lock: rows (with the header before the first), times from the try's first row.
+    private func render(_ events: [TraceEvent], in s: inout State) -> String {
+        var lines: [String] = []
+        for event in events {
+            // A row printed late (its segment read after a later one was shown) is dated at 0, not
+            // wrapped around.
+            let base = min(s.baseNs ?? event.timestampNs, event.timestampNs)
+            s.baseNs = s.baseNs ?? base
+            lines += renderer.rows([event], base: base)
+        }
+        if !s.headerShown {
+            s.headerShown = true
+            lines.insert(renderer.header(), at: 0)
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 
     public func flush() {}
