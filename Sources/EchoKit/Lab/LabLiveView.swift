@@ -83,12 +83,25 @@ public final class LabLiveView: TraceSink, Sendable {
         let rows: String? = state.locked { s in
             if ns == .max { s.holding = false }
             guard s.pending.contains(where: { $0.timestampNs <= ns }) else { return nil }
-            let due = s.pending.enumerated().filter { $0.element.timestampNs <= ns }
-                .sorted { ($0.element.timestampNs, $0.offset) < ($1.element.timestampNs, $1.offset) }.map(\.element)
+            let due = s.pending.filter { $0.timestampNs <= ns }
             s.pending.removeAll { $0.timestampNs <= ns }
-            return render(due, in: &s)
+            return render(attributed(due, in: s), in: &s)
         }
         if let rows { print?(rows) }
+    }
+
+    /// The rows due, joined with the try's segments and put in causal order as the final ladder's
+    /// are (`SegmentAttribution`, `CausalOrder`): a state names the segment that caused it, an
+    /// inferred state takes its segment's time (SYN_SENT before the SYN its connect() sent), and
+    /// a state read late is restamped inside its interval, saying so. Only among the rows due:
+    /// one printed already stays where it is. The due segments are kept as this view numbered
+    /// and placed them.
+    private func attributed(_ due: [TraceEvent], in s: State) -> [TraceEvent] {
+        let shown = Dictionary(due.filter { $0.kind == .segment }.map { ($0.segmentID ?? 0, $0) }) { first, _ in first }
+        let segments = s.events.filter { $0.kind == .segment && $0.attempt == s.attempt }.compactMap(\.wire)
+        return CausalOrder.apply(SegmentAttribution.join(events: due.filter { $0.kind != .segment }, segments: segments).compactMap { event in
+            event.kind == .segment ? event.segmentID.flatMap { shown[$0] } : event
+        })
     }
 
     /// Inside the lock: the rows of `event` now, or nil (held, not printed, or nobody watches).
