@@ -24,6 +24,8 @@ public final class LabLiveView: TraceSink, Sendable {
         /// Rows wait here for `release(upTo:)` while a feed reads the capture.
         var holding = false
         var pending: [TraceEvent] = []
+        /// Ctrl-C's report is being written: no live row after it.
+        var silenced = false
         /// Our sockets' addresses (from the events): who sent a segment, and on which connection.
         var sideOf: [String: TraceSide] = [:]
         var connOf: [String: Int] = [:]
@@ -74,6 +76,10 @@ public final class LabLiveView: TraceSink, Sendable {
         if let rows { print?(rows) }
     }
 
+    /// No live row from now on (Ctrl-C: the report of what was seen comes last); events are
+    /// still kept.
+    public func silence() { state.locked { $0.silenced = true } }
+
     /// From now on rows wait for `release(upTo:)` (a feed reads the capture).
     func hold() { state.locked { $0.holding = true } }
 
@@ -82,7 +88,7 @@ public final class LabLiveView: TraceSink, Sendable {
     func release(upTo ns: UInt64) {
         let rows: String? = state.locked { s in
             if ns == .max { s.holding = false }
-            guard s.pending.contains(where: { $0.timestampNs <= ns }) else { return nil }
+            guard !s.silenced, s.pending.contains(where: { $0.timestampNs <= ns }) else { return nil }
             let due = s.pending.filter { $0.timestampNs <= ns }
             s.pending.removeAll { $0.timestampNs <= ns }
             return render(attributed(due, in: s), in: &s)
@@ -106,7 +112,7 @@ public final class LabLiveView: TraceSink, Sendable {
 
     /// Inside the lock: the rows of `event` now, or nil (held, not printed, or nobody watches).
     private func show(_ event: TraceEvent, in s: inout State) -> String? {
-        guard print != nil, [.state, .warning, .error, .segment].contains(event.kind) else { return nil }
+        guard print != nil, !s.silenced, [.state, .warning, .error, .segment].contains(event.kind) else { return nil }
         if s.holding {
             s.pending.append(event)
             return nil
