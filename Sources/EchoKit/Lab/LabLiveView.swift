@@ -24,6 +24,8 @@ public final class LabLiveView: TraceSink, Sendable {
         /// Rows wait here for `release(upTo:)` while a feed reads the capture.
         var holding = false
         var pending: [TraceEvent] = []
+        /// The latest stamp printed so far.
+        var shownNs: UInt64 = 0
         /// Ctrl-C's report is being written: no live row after it.
         var silenced = false
         /// Our sockets' addresses (from the events): who sent a segment, and on which connection.
@@ -100,14 +102,21 @@ public final class LabLiveView: TraceSink, Sendable {
     /// are (`SegmentAttribution`, `CausalOrder`): a state names the segment that caused it, an
     /// inferred state takes its segment's time (SYN_SENT before the SYN its connect() sent), and
     /// a state read late is restamped inside its interval, saying so. Only among the rows due:
-    /// one printed already stays where it is. The due segments are kept as this view numbered
-    /// and placed them.
+    /// one printed already stays where it is, and an inferred state whose segment is printed
+    /// already (the accepted socket's SYN_RECEIVED, inferred at accept(), long after its SYN in
+    /// slow motion) keeps the time it was inferred, below it; the final ladder dates it by its
+    /// segment. The due segments are kept as this view numbered and placed them.
     private func attributed(_ due: [TraceEvent], in s: State) -> [TraceEvent] {
-        let shown = Dictionary(due.filter { $0.kind == .segment }.map { ($0.segmentID ?? 0, $0) }) { first, _ in first }
+        let numbered = Dictionary(due.filter { $0.kind == .segment }.map { ($0.segmentID ?? 0, $0) }) { first, _ in first }
         let segments = s.events.filter { $0.kind == .segment && $0.attempt == s.attempt }.compactMap(\.wire)
-        return CausalOrder.apply(SegmentAttribution.join(events: due.filter { $0.kind != .segment }, segments: segments).compactMap { event in
-            event.kind == .segment ? event.segmentID.flatMap { shown[$0] } : event
-        })
+        let joined = SegmentAttribution.join(events: due.filter { $0.kind != .segment }, segments: segments).compactMap { event in
+            guard event.kind == .state else { return event.kind == .segment ? event.segmentID.flatMap { numbered[$0] } : event }
+            guard event.timestampNs < s.shownNs, let read = event.latestNs, read >= s.shownNs else { return event }
+            var event = event
+            event.timestampNs = read
+            return event
+        }
+        return CausalOrder.apply(joined)
     }
 
     /// Inside the lock: the rows of `event` now, or nil (held, not printed, or nobody watches).
@@ -128,6 +137,7 @@ public final class LabLiveView: TraceSink, Sendable {
             // wrapped around.
             let base = min(s.baseNs ?? event.timestampNs, event.timestampNs)
             s.baseNs = s.baseNs ?? base
+            s.shownNs = max(s.shownNs, event.timestampNs)
             lines += renderer.rows([event], base: base)
         }
         if !s.headerShown {
