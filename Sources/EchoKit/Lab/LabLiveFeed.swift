@@ -44,7 +44,8 @@ final class LabLiveFeed: Sendable {
     static let marginNs: UInt64 = 3_000_000
     static let maxPerRead = 4_096
 
-    /// Starts the feed's thread; nil when it cannot start (the rows then come at the end).
+    /// Starts the feed's thread; nil when it cannot start (the states are then printed as they
+    /// are read, the segments only in the final ladder).
     static func start(_ source: Source, live: LabLiveView) -> LabLiveFeed? {
         let feed = LabLiveFeed(source: source, live: live)
         live.hold()
@@ -66,7 +67,7 @@ final class LabLiveFeed: Sendable {
     private func run() {
         while !stopping.load(ordering: .acquiring) {
             usleep(Self.tickUs)
-            read(upTo: MonotonicClock.now() - Self.marginNs)
+            read(upTo: max(MonotonicClock.now(), Self.marginNs) - Self.marginNs)
         }
     }
 

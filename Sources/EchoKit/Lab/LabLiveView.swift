@@ -43,6 +43,9 @@ public final class LabLiveView: TraceSink, Sendable {
         renderer = LadderRenderer(color: color, width: width)
     }
 
+    /// Whether rows are printed live (a terminal watches).
+    public var printsRows: Bool { print != nil }
+
     /// The next try begins: its events carry `attempt`, its rows start from its own zero.
     public func begin(attempt: Int) {
         state.locked { $0.attempt = attempt; $0.baseNs = nil }
