@@ -65,7 +65,7 @@ public final class FaultWire: @unchecked Sendable {
         serverAddress = server
         clientAddress = client
         self.rules = rules
-        let run = Self.runs.withLock { count in count += 1; return count % 10_000 }
+        let run = Self.runs.locked { count in count += 1; return count % 10_000 }
         clientDevice = "skc\(run)"
         serverDevice = "sks\(run)"
         let here = try NetworkNamespace.current()
