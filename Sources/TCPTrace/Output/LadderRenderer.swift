@@ -97,7 +97,7 @@ public struct LadderRenderer: Sendable {
     /// The rows of `sorted` (already in time order), times relative to `base`.
     public func rows(_ sorted: [TraceEvent], base: UInt64, cellWidth narrow: Int = LadderRenderer.cellWidth) -> [String] {
         let l = layout(cellWidth: narrow)
-        let (fullFits, cellWidth, timeWidth, gap) = (l.fullFits, l.cellWidth, l.timeWidth, l.gap)
+        let (cellWidth, timeWidth, gap) = (l.cellWidth, l.timeWidth, l.gap)
         let (columnStart, aligned) = (l.columnStart, l.aligned)
         let cells = sorted.map(cell)
         var lines: [String] = []
