@@ -16,7 +16,11 @@ public struct RelayRecord: Sendable {
 /// segment by the rules: pass, drop, hold then release, duplicate. The lab may also inject
 /// packets of its own. Every segment it handles is recorded with its fate: the relay is the
 /// run's capture point. TCP itself is never simulated: both kernels do everything TCP does.
-public final class FaultRelay: @unchecked Sendable {
+///
+/// Sendable, checked: the lab's thread and the relay thread share only `shared` (under its
+/// lock), the stop flag (atomic) and the thread handle (under its own lock); the rest is
+/// immutable.
+public final class FaultRelay: Sendable {
     struct Held {
         var packet: [UInt8]
         var decoded: DecodedTCPSegment
@@ -40,7 +44,8 @@ public final class FaultRelay: @unchecked Sendable {
     private let serverPort: RelayPort
     private let shared: Mutex<Shared>
     private let stopping = Atomic<Bool>(false)
-    private var thread: ThreadHandle?
+    /// The relay thread while it runs; taken (nil) by the first `stop`.
+    private let thread = Mutex<ThreadHandle?>(nil)
     /// CLOCK_REALTIME − CLOCK_MONOTONIC at start: the pcapng's epoch times.
     private let wallOffset: Int64
 
@@ -49,25 +54,26 @@ public final class FaultRelay: @unchecked Sendable {
         self.serverPort = serverPort
         shared = Mutex(Shared(rules: rules))
         wallOffset = MonotonicClock.wallNow() - Int64(MonotonicClock.now())
-        thread = try ThreadHandle { [self] in loop() }
+        let handle = try ThreadHandle { [self] in loop() }
+        thread.locked { $0 = handle }
     }
 
     /// Adds a rule while the run goes on (counts already made still hold).
-    public func add(_ rule: FaultRule) { shared.withLock { $0.rules.append(rule) } }
+    public func add(_ rule: FaultRule) { shared.locked { $0.rules.append(rule) } }
 
     /// Every segment handled so far, in the order it was delivered (or dropped).
-    public var records: [RelayRecord] { shared.withLock { $0.records } }
+    public var records: [RelayRecord] { shared.locked { $0.records } }
 
     /// Mean time from reading a frame off one veth end to writing it to the other, and how
     /// many were forwarded; frames that were not TCP (ARP, neighbour discovery) passed as is.
     public var cost: (meanNs: UInt64, forwarded: Int, notTCP: Int) {
-        shared.withLock { ($0.forwarded == 0 ? 0 : $0.forwardedNs / UInt64($0.forwarded), $0.forwarded, $0.notTCP) }
+        shared.locked { ($0.forwarded == 0 ? 0 : $0.forwardedNs / UInt64($0.forwarded), $0.forwarded, $0.notTCP) }
     }
 
     /// Releases every segment held by a `.hold` rule now.
     public func releaseHeld() {
         let now = MonotonicClock.now()
-        shared.withLock { state in
+        shared.locked { state in
             for index in state.held.indices where state.held[index].releaseNs == .max { state.held[index].releaseNs = now }
         }
     }
@@ -77,7 +83,7 @@ public final class FaultRelay: @unchecked Sendable {
     /// gone that way yet or the packet does not decode.
     @discardableResult
     public func inject(ipPacket packet: [UInt8], toward receiver: TraceSide, why: String) -> Bool {
-        guard let header = shared.withLock({ $0.header[receiver] }) else { return false }
+        guard let header = shared.locked({ $0.header[receiver] }) else { return false }
         return inject(frame: header + packet, toward: receiver, why: why)
     }
 
@@ -113,13 +119,15 @@ public final class FaultRelay: @unchecked Sendable {
     /// thread, and records what is still held (a hold the lab never released) as dropped: it
     /// never reached its receiver. Closes both ports.
     func stop(deliveringHeldWithin limit: Double = 3) {
-        guard let thread else { return }
+        guard let thread = thread.locked({ handle in
+            defer { handle = nil }
+            return handle
+        }) else { return }
         let deadline = MonotonicClock.now() + UInt64(limit * 1e9)
-        while MonotonicClock.now() < deadline, shared.withLock({ $0.held.contains { $0.releaseNs != .max } }) { usleep(1000) }
+        while MonotonicClock.now() < deadline, shared.locked({ $0.held.contains { $0.releaseNs != .max } }) { usleep(1000) }
         stopping.store(true, ordering: .releasing)
         thread.join()
-        self.thread = nil
-        let left = shared.withLock { state in
+        let left = shared.locked { state in
             defer { state.held.removeAll() }
             return state.held
         }
@@ -132,7 +140,7 @@ public final class FaultRelay: @unchecked Sendable {
 
     private func record(_ packet: [UInt8], _ decoded: DecodedTCPSegment, sender: TraceSide, fault: SegmentFault?, atNs ns: UInt64) {
         let frame = CapturedFrame(bytes: packet, wallNs: Int64(ns) + wallOffset, monotonicNs: ns)
-        shared.withLock { $0.records.append(RelayRecord(frame: frame, decoded: decoded, sender: sender, fault: fault)) }
+        shared.locked { $0.records.append(RelayRecord(frame: frame, decoded: decoded, sender: sender, fault: fault)) }
     }
 
     // MARK: The relay thread
@@ -145,7 +153,7 @@ public final class FaultRelay: @unchecked Sendable {
         while !stopping.load(ordering: .acquiring) {
             // 5 ms: the bound on how late stop() is noticed; a held segment's release sets less.
             // A frame wakes poll() at once.
-            let next = shared.withLock { $0.held.map(\.releaseNs).min() } ?? .max
+            let next = shared.locked { $0.held.map(\.releaseNs).min() } ?? .max
             let now = MonotonicClock.now()
             let waitMs = next <= now ? 0 : Int32(min(5, (next - now + 999_999) / 1_000_000))
             _ = poll(&descriptors, 2, waitMs)
@@ -165,14 +173,14 @@ public final class FaultRelay: @unchecked Sendable {
             // ARP and IPv6 neighbour discovery pass untouched: the two kernels resolve each
             // other's MAC addresses through the relay like through a switch.
             target.write(frame)
-            shared.withLock { $0.notTCP += 1 }
+            shared.locked { $0.notTCP += 1 }
             return
         }
         var packet = frame
         PacketCrafter.fixChecksums(&packet, at: Self.ipOffset)
-        shared.withLock { $0.header[sender == .client ? .server : .client] = Array(frame.prefix(Self.ipOffset)) }
+        shared.locked { $0.header[sender == .client ? .server : .client] = Array(frame.prefix(Self.ipOffset)) }
         let occurrences = classifier.count(decoded, sender: sender)
-        let rule = shared.withLock { state in
+        let rule = shared.locked { state in
             state.rules.first { $0.selector.sender == sender && occurrences[$0.selector.kind] == $0.selector.occurrence }
         }
         switch rule?.action {
@@ -183,7 +191,7 @@ public final class FaultRelay: @unchecked Sendable {
             target.write(packet)
             record(packet, decoded, sender: sender, fault: nil, atNs: at)
             let done = MonotonicClock.now()
-            shared.withLock { $0.forwardedNs += done - start; $0.forwarded += 1 }
+            shared.locked { $0.forwardedNs += done - start; $0.forwarded += 1 }
         case .drop?:
             record(packet, decoded, sender: sender, fault: .dropped, atNs: start)
         case .duplicate?:
@@ -194,16 +202,16 @@ public final class FaultRelay: @unchecked Sendable {
             target.write(packet)
             record(packet, decoded, sender: sender, fault: .duplicated, atNs: copy)
         case .delay(let ns)?:
-            shared.withLock { $0.held.append(Held(packet: packet, decoded: decoded, sender: sender, readNs: start, releaseNs: start + ns)) }
+            shared.locked { $0.held.append(Held(packet: packet, decoded: decoded, sender: sender, readNs: start, releaseNs: start + ns)) }
         case .hold?:
-            shared.withLock { $0.held.append(Held(packet: packet, decoded: decoded, sender: sender, readNs: start, releaseNs: .max)) }
+            shared.locked { $0.held.append(Held(packet: packet, decoded: decoded, sender: sender, readNs: start, releaseNs: .max)) }
         }
     }
 
     /// Delivers every held segment whose time has come, stamped at delivery.
     private func releaseDue() {
         let now = MonotonicClock.now()
-        let due: [Held] = shared.withLock { state in
+        let due: [Held] = shared.locked { state in
             let ready = state.held.filter { $0.releaseNs <= now }
             state.held.removeAll { $0.releaseNs <= now }
             return ready
