@@ -96,12 +96,33 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The address without the port (`127.0.0.1`, `::1`).
     public var host: String {
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         switch self {
-        case .v4(var a): inet_ntop(AF_INET, &a.sin_addr, &buffer, socklen_t(buffer.count))
-        case .v6(var a): inet_ntop(AF_INET6, &a.sin6_addr, &buffer, socklen_t(buffer.count))
+        case .v4(let a):
+            return String(unsafeUninitializedCapacity: 15) { Self.writeIPv4(a.sin_addr, into: $0) }
+        case .v6(var a):
+            return String(unsafeUninitializedCapacity: Int(INET6_ADDRSTRLEN)) { out in
+                out.withMemoryRebound(to: CChar.self) { chars in
+                    guard let base = chars.baseAddress,
+                          inet_ntop(AF_INET6, &a.sin6_addr, base, socklen_t(chars.count)) != nil else { return 0 }
+                    return strlen(base)
+                }
+            }
         }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Dotted quad without inet_ntop's printf: a traced server formats two addresses per
+    /// connection (inet_ntop + arrays + interpolation measured ~8,000 instructions a connection).
+    private static func writeIPv4(_ address: in_addr, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        var count = 0
+        withUnsafeBytes(of: address.s_addr) { bytes in   // network order: the first byte first
+            for (index, byte) in bytes.enumerated() {
+                if index > 0 { out[count] = UInt8(ascii: "."); count += 1 }
+                if byte >= 100 { out[count] = UInt8(ascii: "0") + byte / 100; count += 1 }
+                if byte >= 10 { out[count] = UInt8(ascii: "0") + byte / 10 % 10; count += 1 }
+                out[count] = UInt8(ascii: "0") + byte % 10; count += 1
+            }
+        }
+        return count
     }
 
     /// The 16 address bytes in network order, IPv4 in the first four (inet_diag's layout).
@@ -123,7 +144,21 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
     /// `127.0.0.1:7007` or `[::1]:7007`.
     public var description: String {
         switch self {
-        case .v4: return "\(host):\(port)"
+        case .v4(let a):
+            // In one buffer: two per traced connection (interpolation was ~900 instructions each).
+            return String(unsafeUninitializedCapacity: 21) { out in
+                var count = Self.writeIPv4(a.sin_addr, into: out)
+                out[count] = UInt8(ascii: ":"); count += 1
+                var digits = 1
+                var rest = port / 10
+                while rest > 0 { digits += 1; rest /= 10 }
+                var value = port
+                for index in stride(from: count + digits - 1, through: count, by: -1) {
+                    out[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                return count + digits
+            }
         case .v6: return "[\(host)]:\(port)"
         }
     }

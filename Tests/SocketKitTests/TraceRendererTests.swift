@@ -11,6 +11,43 @@ import Testing
         "cause", "in_state_ns", "bytes", "data",
     ]
 
+    /// The word-at-a-time scan of JSON strings escapes exactly what a byte-by-byte escaper
+    /// does: every ASCII byte at every offset of a string longer than two words, plus UTF-8,
+    /// and Foundation's parser reads each result back to the original.
+    @Test func jsonStrings_escapeEveryByteAtEveryOffset() throws {
+        func reference(_ text: String) -> String {
+            var out = "\""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                default:
+                    if scalar.value < 0x20 || scalar.value == 0x7f {
+                        out += String(format: "\\u%04x", scalar.value)
+                    } else {
+                        out.unicodeScalars.append(scalar)
+                    }
+                }
+            }
+            return out + "\""
+        }
+        for byte in UInt8(0)...0x7f {
+            for offset in 0..<19 {
+                var bytes = Array("abcdefghijklmnopqrs·".utf8)
+                bytes[offset] = byte
+                let text = String(decoding: bytes, as: UTF8.self)
+                var out = TraceBytes()
+                out.appendJSONString(text)
+                #expect(out.string == reference(text), "byte \(byte) at \(offset)")
+                let parsed = try JSONSerialization.jsonObject(with: Data(out.string.utf8), options: .fragmentsAllowed) as? String
+                #expect(parsed == text, "byte \(byte) at \(offset)")
+            }
+        }
+    }
+
     @Test func json_carriesOnlyTheKeysThatApply_andParses() throws {
         var event = TraceEvent(timestampNs: 42, side: .server, conn: 3, local: "127.0.0.1:7007", peer: "127.0.0.1:5",
                                cookie: 9, kind: .state, from: .established, to: .closeWait, source: .tcpInfo,

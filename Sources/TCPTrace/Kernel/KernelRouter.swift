@@ -81,12 +81,12 @@ struct KernelRouter<Target: AnyObject> {
         var isEmpty: Bool { skaddr == nil && tuple == nil && listener == nil }
     }
 
-    private var bySkaddr: [UInt64: Target] = [:]
+    private var bySkaddr: [Skaddr: Target] = [:]
     /// Connections whose skaddr is not known yet.
     private var byTuple: [KernelTuple: Target] = [:]
     /// Listeners whose skaddr is not known yet, by port + host, oldest first.
     private var listeners: [KernelTuple: [Target]] = [:]
-    private var keys: [ObjectIdentifier: Keys] = [:]
+    private var keys: [TargetID: Keys] = [:]
 
     /// Pending changes in arrival order, by sequence number (`ring[i]` is `baseSeq + i`); a
     /// claimed change stays as a dead slot until it reaches the head. Pruning pops the head.
@@ -94,7 +94,7 @@ struct KernelRouter<Target: AnyObject> {
     private var ringHead = 0
     private var baseSeq: UInt64 = 0
     /// Each skaddr's pending changes as a list through `ring` (possibly several lives).
-    private var bySkaddrPending: [UInt64: (first: UInt64, last: UInt64)] = [:]
+    private var bySkaddrPending: [Skaddr: (first: UInt64, last: UInt64)] = [:]
     /// The newest pending change with a given 4-tuple (source port known).
     private var latestByTuple: [KernelTuple: (skaddr: UInt64, seq: UInt64)] = [:]
     /// Pending CLOSE→LISTEN changes by listener key, oldest first (few: listeners are rare).
@@ -112,7 +112,7 @@ struct KernelRouter<Target: AnyObject> {
 
     /// Routes one change: to `deliveries` when it is attributed, else to `pending`.
     mutating func route(_ change: KernelStateChange) {
-        if let target = bySkaddr[change.skaddr] {
+        if let target = bySkaddr[Skaddr(change.skaddr)] {
             deliver(change, to: target)
             linked(target, last: change)
             return
@@ -142,13 +142,13 @@ struct KernelRouter<Target: AnyObject> {
     /// The tracker knows its addresses: claim what the kernel already reported for them, or
     /// wait for it. `peer` nil: a listener.
     mutating func register(_ target: Target, local: SocketAddress, peer: SocketAddress?) {
-        let id = ObjectIdentifier(target)
-        if let skaddr = keys[id]?.skaddr, bySkaddr[skaddr] === target { return }
+        let id = TargetID(target)
+        if let skaddr = keys[id]?.skaddr, bySkaddr[Skaddr(skaddr)] === target { return }
         let tuple = KernelTuple(local: local, peer: peer)
         if peer == nil {
             // SO_REUSEPORT listeners share a port: take the oldest live one not yet claimed
             // (listeners are registered in the order they were created).
-            if let found = listens[tuple]?.first(where: { bySkaddr[$0.skaddr] == nil && !diedAfter($0) }) {
+            if let found = listens[tuple]?.first(where: { bySkaddr[Skaddr($0.skaddr)] == nil && !diedAfter($0) }) {
                 claim(skaddr: found.skaddr, anchor: found.seq, localPort: local.port, target: target)
             } else {
                 listeners[tuple, default: []].append(target)
@@ -157,7 +157,7 @@ struct KernelRouter<Target: AnyObject> {
             return
         }
         // The newest socket with this 4-tuple (an older one may have died and freed it).
-        if let found = latestByTuple[tuple], bySkaddr[found.skaddr] == nil {
+        if let found = latestByTuple[tuple], bySkaddr[Skaddr(found.skaddr)] == nil {
             claim(skaddr: found.skaddr, anchor: found.seq, localPort: local.port, target: target)
         } else {
             byTuple[tuple] = target
@@ -167,8 +167,8 @@ struct KernelRouter<Target: AnyObject> {
 
     /// The tracker is done: no more routing to it.
     mutating func unregister(_ target: Target) {
-        guard let mine = keys.removeValue(forKey: ObjectIdentifier(target)) else { return }
-        if let skaddr = mine.skaddr, bySkaddr[skaddr] === target { bySkaddr[skaddr] = nil }
+        guard let mine = keys.removeValue(forKey: TargetID(target)) else { return }
+        if let skaddr = mine.skaddr, bySkaddr[Skaddr(skaddr)] === target { bySkaddr[Skaddr(skaddr)] = nil }
         if let tuple = mine.tuple, byTuple[tuple] === target { byTuple[tuple] = nil }
         if let key = mine.listener, var waiting = listeners[key] {
             waiting.removeAll { $0 === target }
@@ -209,12 +209,12 @@ struct KernelRouter<Target: AnyObject> {
     private mutating func park(_ change: KernelStateChange, tuple: KernelTuple) -> UInt64 {
         let seq = baseSeq + UInt64(ring.count)
         var entry = Entry(change: change, tuple: tuple, previous: Self.none, next: Self.none, live: true)
-        if let list = bySkaddrPending[change.skaddr] {
+        if let list = bySkaddrPending[Skaddr(change.skaddr)] {
             entry.previous = list.last
             ring[index(list.last)].next = seq
-            bySkaddrPending[change.skaddr] = (list.first, seq)
+            bySkaddrPending[Skaddr(change.skaddr)] = (list.first, seq)
         } else {
-            bySkaddrPending[change.skaddr] = (seq, seq)
+            bySkaddrPending[Skaddr(change.skaddr)] = (seq, seq)
         }
         ring.append(entry)
         pendingCount += 1
@@ -268,10 +268,10 @@ struct KernelRouter<Target: AnyObject> {
         let skaddr = entry.change.skaddr
         if entry.previous != Self.none { ring[index(entry.previous)].next = entry.next }
         if entry.next != Self.none { ring[index(entry.next)].previous = entry.previous }
-        if let list = bySkaddrPending[skaddr] {
+        if let list = bySkaddrPending[Skaddr(skaddr)] {
             let first = list.first == seq ? entry.next : list.first
             let last = list.last == seq ? entry.previous : list.last
-            bySkaddrPending[skaddr] = first == Self.none ? nil : (first, last)
+            bySkaddrPending[Skaddr(skaddr)] = first == Self.none ? nil : (first, last)
         }
         if let latest = latestByTuple[entry.tuple], latest.seq == seq { latestByTuple[entry.tuple] = nil }
         if entry.change.destinationPort == 0 && entry.change.newState == KernelTCPState.listen.rawValue {
@@ -293,17 +293,17 @@ struct KernelRouter<Target: AnyObject> {
     /// skaddr may be reused at once), else its skaddr now routes to `target`.
     private mutating func linked(_ target: Target, last: KernelStateChange) {
         if last.newState == KernelTCPState.close.rawValue && last.oldState != KernelTCPState.close.rawValue {
-            bySkaddr[last.skaddr] = nil
+            bySkaddr[Skaddr(last.skaddr)] = nil
             update(target) { $0.skaddr = nil }
         } else {
-            bySkaddr[last.skaddr] = target
-            keys[ObjectIdentifier(target), default: Keys()].skaddr = last.skaddr
+            bySkaddr[Skaddr(last.skaddr)] = target
+            keys[TargetID(target), default: Keys()].skaddr = last.skaddr
         }
     }
 
     /// Edits a target's keys; forgets the target once it holds none.
     private mutating func update(_ target: Target, _ edit: (inout Keys) -> Void) {
-        let id = ObjectIdentifier(target)
+        let id = TargetID(target)
         guard var mine = keys[id] else { return }
         edit(&mine)
         keys[id] = mine.isEmpty ? nil : mine

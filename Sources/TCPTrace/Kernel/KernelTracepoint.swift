@@ -232,11 +232,18 @@ public final class KernelTracepoint: Sendable {
     /// State changes the kernel dropped so far because a ring was full. Exact and immediate on
     /// Linux 6.0+ (the events' lost counters); before, the sum of PERF_RECORD_LOST records, which
     /// the kernel writes only once a later record fits, i.e. after the next drain.
+    /// Whether a drop has been seen so far (by a drain's PERF_RECORD_LOST or a counter read):
+    /// no syscall and no lock, for the per-observation check of a traced socket.
+    public var hasLostRecords: Bool { anyLost.load(ordering: .acquiring) }
+    private let anyLost = Atomic<Bool>(false)
+
     public var lostRecords: UInt64 {
-        state.locked { state in
+        let lost = state.locked { state in
             Self.refreshLost(&state)
             return max(state.countedLost, state.recordedLost)
         }
+        if lost > 0 { anyLost.store(true, ordering: .releasing) }
+        return lost
     }
 
     private static func refreshLost(_ state: inout State) {
@@ -263,6 +270,7 @@ public final class KernelTracepoint: Sendable {
     /// `drain()`, appending to `changes` (whose capacity the caller keeps between drains).
     func drain(into changes: inout [KernelStateChange]) {
         state.locked { state in
+            defer { if state.recordedLost > 0 { anyLost.store(true, ordering: .releasing) } }
             state.tagged.removeAll(keepingCapacity: true)
             Self.readRings(&state, pagesPerCPU: pagesPerCPU) { ring, raw, sample, state in
                 if let change = layout.decode(raw, timestampNs: sample.time, pid: sample.pid) {

@@ -47,9 +47,11 @@ public final class TracepointSource: Sendable {
     /// Opens the tracepoint (mounting tracefs first only if `mayMount` and permitted) and starts
     /// the reader. `sink`/`side` receive the source's own warnings (lost records).
     public convenience init(sink: TraceSink, side: TraceSide, mayMount: Bool = false) throws {
-        // A wake-up every 64 changes (per CPU) plus a 10 ms poll: ~2–3 µs per change instead of
-        // ~5–8 µs with one wake-up each; owners sync on every observation anyway.
-        try self.init(sink: sink, side: side, pagesPerCPU: 64, wakeupEvents: 64, mayMount: mayMount)
+        // A wake-up every 512 changes per CPU (a fifth of a 64-page ring, ~2,500 records of 104
+        // bytes) plus a 10 ms poll. Owners sync on every observation anyway, so under churn the
+        // reader mostly finds the rings drained: with a wake-up every 64 changes it woke ~1,100
+        // times/s in connect8 churn, each a context switch on the server's one CPU.
+        try self.init(sink: sink, side: side, pagesPerCPU: 64, wakeupEvents: 512, mayMount: mayMount)
     }
 
     /// With a chosen ring size: tests use one page per CPU to make the rings overflow.
@@ -108,12 +110,24 @@ public final class TracepointSource: Sendable {
 
     private func readLoop() {
         var fds = tracepoint.pollDescriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        var lostCheckedNs: UInt64 = 0
         while !stopFlag.load(ordering: .acquiring) {
             _ = poll(&fds, nfds_t(fds.count), 10)
             sync()
-            reportLost()
+            // Reading the events' lost counters is a read() per CPU, and each makes the kernel
+            // interrupt that CPU to read its counter (an IPI: `smp_call_function_single`); done
+            // on every wake-up it was 4.3% of a traced server's CPU under connect churn. Ten
+            // times a second is soon enough for the warning; a full ring's PERF_RECORD_LOST is
+            // counted on every drain anyway.
+            let now = MonotonicClock.now()
+            if now &- lostCheckedNs >= Self.lostCheckIntervalNs {
+                lostCheckedNs = now
+                reportLost()
+            }
         }
     }
+
+    static let lostCheckIntervalNs: UInt64 = 100_000_000
 
     /// Tests: nobody drains while set, as when the reader falls behind a burst, so the rings
     /// fill and drop records (README: lost records are reported, those sockets fall back).
@@ -136,19 +150,23 @@ public final class TracepointSource: Sendable {
     // MARK: Routing (KernelRouter.swift)
 
     /// Drains every ring and routes each change: to its tracker's inbox, or to `pending`.
-    public func sync() {
+    /// `applying`: the link whose owner applies its inbox right after this call, so it is not
+    /// posted to its mailbox (a post wakes the owner's eventfd for an inbox already empty).
+    public func sync() { sync(applying: nil) }
+
+    func sync(applying owner: KernelLink?) {
         guard !drainsHeld.load(ordering: .relaxed) else { return }
         routing.locked { router in
             tracepoint.drain(into: &router.incoming)
             router.routeIncoming()
             router.prune(now: MonotonicClock.now())
-            handOut(&router)
+            handOut(&router, applying: owner)
         }
     }
 
     /// Appends the router's deliveries to the trackers' inboxes and wakes their owners: one
     /// inbox lock and one mailbox post per run of changes for the same tracker.
-    private func handOut(_ router: inout KernelRouter<KernelLink>) {
+    private func handOut(_ router: inout KernelRouter<KernelLink>, applying owner: KernelLink? = nil) {
         var start = 0
         let count = router.deliveries.count
         while start < count {
@@ -159,7 +177,7 @@ public final class TracepointSource: Sendable {
                 for index in start..<end { inbox.append(router.deliveries[index].change) }
             }
             link.linked.store(true, ordering: .releasing)
-            if let tracker = link.tracker { link.mailbox?.post(tracker) }
+            if link !== owner, let mailbox = link.mailbox, let tracker = link.tracker { mailbox.post(tracker) }
             start = end
         }
         router.deliveries.removeAll(keepingCapacity: true)

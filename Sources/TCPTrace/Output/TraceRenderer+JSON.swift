@@ -136,12 +136,12 @@ extension TraceBytes {
     mutating func openObject() { append(byte: UInt8(ascii: "{")); needsComma = false }
     mutating func closeObject() { append(byte: UInt8(ascii: "}")); needsComma = true }
 
+    /// `,"name":` in one write (four appends were ~120 instructions a key, 16 keys an event).
     mutating func key(_ name: StaticString) {
-        if needsComma { append(byte: UInt8(ascii: ",")) }
+        name.withUTF8Buffer { name in
+            appendKey(name, comma: needsComma)
+        }
         needsComma = true
-        append(byte: UInt8(ascii: "\""))
-        append(name)
-        append("\":")
     }
 
     /// A literal value: `true`, `false`, or a quoted constant.

@@ -74,9 +74,10 @@ public struct TextTraceRenderer: Sendable {
 
     private func appendAddressColumns(_ e: TraceEvent, into out: inout TraceBytes) {
         if e.local == nil && e.peer == nil { out.append(repeating: UInt8(ascii: " "), count: 21 + 3 + 21 + 2); return }
-        out.append(e.local ?? "-", padTo: 21, left: true)
+        // Addresses are ASCII (digits, dots, colons, brackets, hex).
+        out.append(ascii: e.local ?? "-", padTo: 21, left: true)
         out.append(" ⇄ ")
-        out.append(e.peer ?? "-", padTo: 21)
+        out.append(ascii: e.peer ?? "-", padTo: 21)
         out.append("  ")
     }
 
@@ -165,19 +166,21 @@ public struct TextTraceRenderer: Sendable {
         appendAddressColumns(e, into: &out)
         switch e.kind {
         case .state:
-            paint(transitionColor(e), &out) { out in
-                out.append(e.from?.name ?? "—", padTo: 11, left: true)
-                out.append(" → ")
-                out.append(e.to?.name ?? "?", padTo: 12)
-            }
+            // Opened and closed around inline code, not a closure: a closure capturing `e`
+            // copied the event (every string in it retained) twice a line.
+            paintStart(transitionColor(e), &out)
+            if let from = e.from { out.append(ascii: from.name, padTo: 11, left: true) } else { out.append("—", padTo: 11, left: true) }
+            out.append(" → ")
+            out.append(ascii: e.to?.name ?? "?", padTo: 12)
+            paintEnd(&out)
             out.append(byte: UInt8(ascii: " "))
             out.append(e.cause)
             out.append("  ")
-            paint(e.unexpected ? "31" : "2", &out) { out in
-                out.append(byte: UInt8(ascii: "["))
-                appendNotes(e, into: &out)
-                out.append(byte: UInt8(ascii: "]"))
-            }
+            paintStart(e.unexpected ? "31" : "2", &out)
+            out.append(byte: UInt8(ascii: "["))
+            appendNotes(e, into: &out)
+            out.append(byte: UInt8(ascii: "]"))
+            paintEnd(&out)
             if let info = e.info, e.source != .inferred {
                 out.append(byte: UInt8(ascii: " "))
                 paint("2", &out) { Self.appendInfoTokens(info, into: &$0) }
@@ -259,8 +262,16 @@ public struct TextTraceRenderer: Sendable {
 
     /// What `body` writes, between SGR color codes when coloring.
     private func paint(_ code: String, _ out: inout TraceBytes, _ body: (inout TraceBytes) -> Void) {
-        if color { out.append("\u{1b}["); out.append(code); out.append(byte: UInt8(ascii: "m")) }
+        paintStart(code, &out)
         body(&out)
+        paintEnd(&out)
+    }
+
+    private func paintStart(_ code: String, _ out: inout TraceBytes) {
+        if color { out.append("\u{1b}["); out.append(code); out.append(byte: UInt8(ascii: "m")) }
+    }
+
+    private func paintEnd(_ out: inout TraceBytes) {
         if color { out.append("\u{1b}[0m") }
     }
 

@@ -22,12 +22,13 @@ extension SocketTracker: KernelChangeReceiver {
     /// Drains the kernel rings and applies the changes routed to this socket, in kernel order,
     /// with the kernel's timestamps. Call on the owner thread.
     ///
-    /// - Parameter observing: the state an fd reading just showed and the program's call that
-    ///   read it; the kernel's transition into that state keeps the program's cause too, so the
-    ///   log says both what the kernel did and which call of ours it belongs to.
-    public func applyKernelEvents(observing: (state: TCPState, cause: String)? = nil) {
+    /// - Parameter observing: the state an fd reading just showed (nil: no reading, the newest
+    ///   change) and the program's call that read it; the kernel's transition into that state
+    ///   keeps the program's cause too, so the log says both what the kernel did and which call
+    ///   of ours it belongs to.
+    public func applyKernelEvents(observing: (state: TCPState?, cause: String)? = nil) {
         guard let kernel else { return }
-        kernel.source.sync()
+        kernel.source.sync(applying: kernel)
         applyInbox(kernel, observing: observing)
     }
 
@@ -38,7 +39,7 @@ extension SocketTracker: KernelChangeReceiver {
         applyInbox(kernel, observing: nil)
     }
 
-    private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState, cause: String)?) {
+    private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState?, cause: String)?) {
         var changes = kernel.inbox.locked { inbox in
             defer { inbox.removeAll() }
             return inbox
@@ -47,7 +48,7 @@ extension SocketTracker: KernelChangeReceiver {
         changes.sort { $0.timestampNs < $1.timestampNs }
         let now = MonotonicClock.now()
         let observedIndex = observing.flatMap { seen in
-            changes.lastIndex { TCPState(kernel: $0.newState) == seen.state }
+            seen.state.map { state in changes.lastIndex { TCPState(kernel: $0.newState) == state } } ?? changes.indices.last
         }
         for (index, change) in changes.enumerated() {
             // Another CPU may publish an earlier change of this socket after its ring was read
@@ -95,30 +96,33 @@ extension SocketTracker: KernelChangeReceiver {
         }
     }
 
-    /// What the kernel's transition means, for the trace line.
+    /// What the kernel's transition means, for the trace line: whole literals, not built per
+    /// event (the interpolation was ~1,100 instructions a change under connect churn, callgrind).
     static func kernelCause(_ from: TCPState, _ to: TCPState, context: TCPStateMachine.Context) -> String {
-        let what: String
         switch (from, to) {
-        case (.closed, .listen): what = "listen()"
-        case (.closed, .synSent): what = "connect(): SYN sent"
-        case (.synSent, .established): what = "SYN+ACK received, ACK sent"
+        case (.closed, .listen): return "listen() (kernel sock:inet_sock_set_state)"
+        case (.closed, .synSent): return "connect(): SYN sent (kernel sock:inet_sock_set_state)"
+        case (.synSent, .established): return "SYN+ACK received, ACK sent (kernel sock:inet_sock_set_state)"
         case (.listen, .synReceived):
             // Linux answers a SYN from a request socket and creates the connection's own socket
             // only when the final ACK arrives: the tracepoint fires then, late for this state.
-            what = "SYN_RECEIVED since the SYN (held in a request socket); reported when the final ACK created the connection's socket"
-        case (.synReceived, .established): what = "handshake complete"
-        case (.established, .finWait1): what = "our FIN sent"
-        case (.established, .closeWait): what = "peer's FIN arrived"
-        case (.finWait1, .finWait2): what = "peer ACKed our FIN"
-        case (.finWait1, .closing): what = "peer's FIN crossed ours"
-        case (.closeWait, .lastAck): what = "our FIN sent after the peer's"
-        case (.lastAck, .closed): what = "peer ACKed our FIN: connection closed"
-        case (.listen, .closed): what = "listener closed"
-        case (.synSent, .closed): what = context.reset ? "connect() refused: the peer answered with RST" : "connect() gave up (RST or timeout)"
-        case (_, .closed): what = context.reset ? "connection reset or aborted" : "socket closed"
-        default: what = "state change"
+            return "SYN_RECEIVED since the SYN (held in a request socket); reported when the final ACK created the connection's socket (kernel sock:inet_sock_set_state)"
+        case (.synReceived, .established): return "handshake complete (kernel sock:inet_sock_set_state)"
+        case (.established, .finWait1): return "our FIN sent (kernel sock:inet_sock_set_state)"
+        case (.established, .closeWait): return "peer's FIN arrived (kernel sock:inet_sock_set_state)"
+        case (.finWait1, .finWait2): return "peer ACKed our FIN (kernel sock:inet_sock_set_state)"
+        case (.finWait1, .closing): return "peer's FIN crossed ours (kernel sock:inet_sock_set_state)"
+        case (.closeWait, .lastAck): return "our FIN sent after the peer's (kernel sock:inet_sock_set_state)"
+        case (.lastAck, .closed): return "peer ACKed our FIN: connection closed (kernel sock:inet_sock_set_state)"
+        case (.listen, .closed): return "listener closed (kernel sock:inet_sock_set_state)"
+        case (.synSent, .closed):
+            return context.reset ? "connect() refused: the peer answered with RST (kernel sock:inet_sock_set_state)"
+                : "connect() gave up (RST or timeout) (kernel sock:inet_sock_set_state)"
+        case (_, .closed):
+            return context.reset ? "connection reset or aborted (kernel sock:inet_sock_set_state)"
+                : "socket closed (kernel sock:inet_sock_set_state)"
+        default: return "state change (kernel sock:inet_sock_set_state)"
         }
-        return "\(what) (kernel sock:inet_sock_set_state)"
     }
 
     /// Decides whether a non-tracepoint observation may be recorded when the kernel source is

@@ -105,6 +105,14 @@ public final class SocketTracker: @unchecked Sendable {
     /// Reads TCP_INFO from `socket` and records what it shows. Returns the kernel's state.
     @discardableResult
     public func observe(_ socket: Socket, cause: @autoclosure () -> String) -> TCPState? {
+        if let kernel, isKernelLinked, !kernel.source.tracepoint.hasLostRecords {
+            // The kernel reports every transition of this socket and none was dropped: a
+            // TCP_INFO reading could only confirm them. Apply what the rings hold, the newest
+            // change marked as seen by this call. (3 getsockopt a connection on a traced server,
+            // with their String work, ~6% of its instructions under connect churn.)
+            applyKernelEvents(observing: (nil, cause()))
+            return state
+        }
         guard let info = try? socket.tcpInfo() else { return nil }
         let now = MonotonicClock.now()
         intervalStartNs = lastReadingNs

@@ -65,7 +65,11 @@ public struct TracedSocket {
         tracker = tracer?.track(initial: .listen, conn: conn, diag: diag, mailbox: mailbox)
         guard let tracker else { return }
         tracker.attach(socket)
-        tracker.infer(.synReceived, cause: "SYN arrived on the listener; the kernel finished the handshake before accept() returned")
+        // Linked to the kernel's reports (they came with registering), the kernel's own
+        // LISTEN → SYN_RECEIVED is in the inbox: nothing to infer.
+        if !tracker.isKernelLinked {
+            tracker.infer(.synReceived, cause: "SYN arrived on the listener; the kernel finished the handshake before accept() returned")
+        }
         tracker.observe(socket, cause: cause)
     }
 
