@@ -52,7 +52,7 @@ static void ring_copy(void *dst, const uint8_t *data, uint64_t size, uint64_t po
 CSocketKit_perf_drain_result CSocketKit_perf_drain(void *ring, size_t data_pages,
     CSocketKit_perf_sample *samples, size_t max_samples,
     uint8_t *raw, size_t raw_capacity) {
-    CSocketKit_perf_drain_result result = {0, 0, 0};
+    CSocketKit_perf_drain_result result = {0, 0, 0, 0};
     struct perf_event_mmap_page *meta = ring;
     // data_offset/data_size exist since Linux 4.1; older kernels leave them zero.
     uint64_t offset = meta->data_offset ? meta->data_offset : page_size();
@@ -62,6 +62,7 @@ CSocketKit_perf_drain_result CSocketKit_perf_drain(void *ring, size_t data_pages
     uint64_t head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE);
     uint64_t tail = meta->data_tail;
     size_t raw_used = 0;
+    result.was_full = head - tail + 512 > size;
 
     while (tail < head) {
         struct perf_event_header header;

@@ -64,6 +64,11 @@ public final class FaultRelay: Sendable {
     /// Every segment handled so far, in the order it was delivered (or dropped).
     public var records: [RelayRecord] { shared.locked { $0.records } }
 
+    /// The records from the `index`-th on, at most `limit`: the live lab's reader takes each once.
+    public func records(from index: Int, limit: Int) -> [RelayRecord] {
+        shared.locked { Array($0.records.dropFirst(index).prefix(limit)) }
+    }
+
     /// Mean time from reading a frame off one veth end to writing it to the other, and how
     /// many were forwarded; frames that were not TCP (ARP, neighbour discovery) passed as is.
     public var cost: (meanNs: UInt64, forwarded: Int, notTCP: Int) {

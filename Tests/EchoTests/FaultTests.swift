@@ -91,6 +91,22 @@ import TestSupport
         }
     }
 
+    @Test("on a terminal the lost ACK is drawn ──✕ live, once, before the final ladder",
+          .enabled(if: FaultTests.available && TerminalRun.python != nil, "needs namespaces and python3 (its pty module)"))
+    func liveLostSegment() throws {
+        let run = try TerminalRun.run("EchoClient", ["--scenario", "lost-last-ack", "--kernel-trace", "off"], columns: 100, timeout: 60)
+        #expect(run.status == 0, "\(run.text)")
+        // The final report starts with the scenario's title again; what comes before is live.
+        let title = "Scenario lost-last-ack:"
+        let parts = run.text.components(separatedBy: title)
+        #expect(parts.count == 3, "the title live and in the report: \(run.text)")
+        let live = parts.count == 3 ? parts[1] : ""
+        #expect(live.components(separatedBy: "✕").count == 2, "one lost segment live: \(live)")
+        #expect(live.contains("fault: dropped"))
+        #expect(live.components(separatedBy: "FIN+ACK seq=").count == 4, "three FIN+ACKs (the server's sent twice): \(live)")
+        #expect(parts.last?.contains("✕") == true, "and in the final ladder")
+    }
+
     @Test("a fault run's JSON validates against docs/trace.schema.json (fault, fault_delay_ns)",
           .enabled(if: FaultTests.available, FaultTests.reason))
     func faultTrace_validatesAgainstTheSchema() throws {

@@ -204,6 +204,14 @@ import Testing
         #expect(run.status == 130, "\(run.text)")
         let handshake = run.chunks.first { $0.1.contains("SYN_SENT → ESTABLISHED") }
         #expect(handshake != nil && handshake!.0 < 2, "handshake at \(handshake?.0 ?? -1) s")
+        // With a capture (the header says so), its segments are live too: the SYN+ACK arrow within
+        // 2 s, printed once before the interruption's report (which shows what was seen again).
+        if run.text.contains("each segment as it is captured") {
+            let synAck = run.chunks.first { $0.1.contains("SYN+ACK seq=0") }
+            #expect(synAck != nil && synAck!.0 < 2, "SYN+ACK row at \(synAck?.0 ?? -1) s")
+            let live = run.text.components(separatedBy: "interrupted (").first ?? ""
+            #expect(live.components(separatedBy: "SYN+ACK seq=0").count == 2, "\(live)")
+        }
         #expect(run.text.contains("interrupted"))
         #expect(run.text.contains("TIME_WAIT"))
         #expect(run.text.contains("client #1: "))

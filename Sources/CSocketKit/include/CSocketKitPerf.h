@@ -19,6 +19,8 @@ typedef struct CSocketKit_perf_drain_result {
     size_t   samples;     // entries written to the samples array
     uint64_t lost;        // sum of PERF_RECORD_LOST counts seen in this call
     int      more;        // 1: stopped because a caller buffer was full, call again
+    int      was_full;    // 1: the ring had less than 512 bytes free when read (it may have
+                          // dropped records the kernel reports only with its next write)
 } CSocketKit_perf_drain_result;
 
 // perf_event_open has no glibc wrapper and syscall() is variadic, which Swift cannot call.

@@ -43,7 +43,8 @@ public enum ScenarioCommand {
         if runs == 1 {
             if text && stream.isTerminal {
                 stream.write(wrap("Scenario \(scenario.name): \(scenario.summary)", stream.width) + "\n"
-                             + wrap("Live, as each state is read (the full ladder, in causal order with the segments, follows):", stream.width)
+                             + wrap(wire.active || onFaultWire ? "Live, each state as it is read and each segment as it is captured (the full ladder, in causal order, follows):"
+                                    : "Live, as each state is read (the full ladder, in causal order with the segments, follows):", stream.width)
                              + "\n")
             }
             let outcome = ScenarioRunner.run(scenario, slowMotion: status.active, wire: wire.active, pcapPath: wire.pcapPath,
@@ -95,10 +96,12 @@ public enum ScenarioCommand {
     }
 
     /// Ctrl-C (or SIGTERM) during a run: what was seen so far, in causal order, the verdict
-    /// "interrupted", and exit 128 + signal. Runs on the signal thread; the lab's thread is
-    /// left as it is (exit ends it).
+    /// "interrupted", and exit 128 + signal. Runs on the signal thread; the lab's thread and the
+    /// live feed's are left as they are (exit ends them), the live view silenced first so that no
+    /// live row lands after the report.
     static func interrupted(_ signo: Int32, scenario: any LabScenario, live: LabLiveView, stream: TraceStream,
                             options: CommandLineTrace) -> Never {
+        live.silence()
         let attempt = live.attempt
         let events = CausalOrder.apply(live.currentTry)
         let seconds = Double(MonotonicClock.now() - live.startNs) / 1e9

@@ -35,6 +35,8 @@ public final class LabRun {
     /// The fault layer (issue 20): the server's sockets in a namespace of their own, joined to
     /// the client's through the relay; nil on the ordinary loopback wire. See LabRun+Faults.
     public internal(set) var faults: FaultWire?
+    /// Shows the capture's segments live (LabLiveFeed); `finish()` ends it at the cut.
+    var liveFeed: LabLiveFeed?
     /// When `finish()` stopped watching (before its cleanup): where a capture ends.
     public private(set) var stoppedWatchingNs: UInt64?
     /// Live progress for long scenarios (time-wait); nil when nobody watches.
@@ -271,6 +273,7 @@ public final class LabRun {
         server.follower.finish()
         stoppedWatchingNs = MonotonicClock.now()
         wire?.cut(atNs: stoppedWatchingNs ?? 0, reason: "when the lab stopped watching, before its cleanup reset the leftover sockets")
+        liveFeed?.finish(cutNs: stoppedWatchingNs ?? 0)
         for socket in leftovers where socket.isOpen {
             try? socket.setAbortiveClose()
             try? socket.close()

@@ -44,6 +44,11 @@ public enum ScenarioRunner {
             }
             let lab = LabRun(slowMotion: slowMotion, wire: capture, progress: progress, live: live)
             if let faultWire { lab.use(faultWire) }
+            // The segments shown as they happen, beside the states, when a terminal watches
+            // (ended by lab.finish()).
+            if let live, live.printsRows, let source = faultWire.map({ LabLiveFeed.Source.relay($0.relay) }) ?? capture.map({ .capture($0) }) {
+                lab.liveFeed = LabLiveFeed.start(source, live: live)
+            }
             if failure == nil {
                 do {
                     try scenario.run(lab)

@@ -159,6 +159,8 @@ public final class KernelTracepoint: Sendable {
         /// Last sum of the events' own lost counters (kept after close()).
         var countedLost: UInt64 = 0
         var closed = false
+        /// A drain found a ring (nearly) full: it may have dropped records not yet reported.
+        var mayHaveLost = false
         /// The batch being sorted, kept between drains: no allocation per change.
         var tagged: [(change: KernelStateChange, ring: Int, index: Int)] = []
         let samples: UnsafeMutablePointer<CSocketKit_perf_sample>
@@ -232,8 +234,11 @@ public final class KernelTracepoint: Sendable {
     /// State changes the kernel dropped so far because a ring was full. Exact and immediate on
     /// Linux 6.0+ (the events' lost counters); before, the sum of PERF_RECORD_LOST records, which
     /// the kernel writes only once a later record fits, i.e. after the next drain.
-    /// Whether a drop has been seen so far (by a drain's PERF_RECORD_LOST or a counter read):
-    /// no syscall and no lock, for the per-observation check of a traced socket.
+    /// Whether a drop has been seen or may have happened so far (a drain's PERF_RECORD_LOST, a
+    /// ring found full, or a counter read): no syscall and no lock, for the per-observation
+    /// check of a traced socket. A full ring reports its drops only with its next write, so a
+    /// full ring alone already counts: the tracker then reads tcp_info again and asks the
+    /// counters (`lostRecords`) before trusting the kernel's silence.
     public var hasLostRecords: Bool { anyLost.load(ordering: .acquiring) }
     private let anyLost = Atomic<Bool>(false)
 
@@ -270,7 +275,7 @@ public final class KernelTracepoint: Sendable {
     /// `drain()`, appending to `changes` (whose capacity the caller keeps between drains).
     func drain(into changes: inout [KernelStateChange]) {
         state.locked { state in
-            defer { if state.recordedLost > 0 { anyLost.store(true, ordering: .releasing) } }
+            defer { if state.recordedLost > 0 || state.mayHaveLost { anyLost.store(true, ordering: .releasing) } }
             state.tagged.removeAll(keepingCapacity: true)
             Self.readRings(&state, pagesPerCPU: pagesPerCPU) { ring, raw, sample, state in
                 if let change = layout.decode(raw, timestampNs: sample.time, pid: sample.pid) {
@@ -313,6 +318,7 @@ public final class KernelTracepoint: Sendable {
             while read < maxRecordsPerDrain {
                 let result = CSocketKit_perf_drain(ring.base, pagesPerCPU, state.samples, batchSamples, state.raw, rawBytes)
                 state.recordedLost += result.lost
+                if result.was_full != 0 { state.mayHaveLost = true }
                 read += Int(result.samples)
                 for i in 0..<Int(result.samples) {
                     let sample = state.samples[i]

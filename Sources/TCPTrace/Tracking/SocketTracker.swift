@@ -111,7 +111,8 @@ public final class SocketTracker: @unchecked Sendable {
             // change marked as seen by this call. (3 getsockopt a connection on a traced server,
             // with their String work, ~6% of its instructions under connect churn.)
             applyKernelEvents(observing: (nil, cause()))
-            return state
+            // This drain may have found a ring full: then read tcp_info below after all.
+            if !kernel.source.tracepoint.hasLostRecords { return state }
         }
         guard let info = try? socket.tcpInfo() else { return nil }
         let now = MonotonicClock.now()

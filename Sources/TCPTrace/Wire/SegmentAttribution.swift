@@ -20,8 +20,7 @@ public enum SegmentAttribution {
         }
         var joined: [WireSegment] = segments.map { segment in
             var segment = segment
-            segment.sender = sideOf[segment.source.description]
-                ?? sideOf[segment.destination.description].map { $0 == .client ? .server : .client }
+            segment.sender = sender(of: segment, sideOf: sideOf)
             return segment
         }
         joined.sort { ($0.timestampNs, $0.id) < ($1.timestampNs, $1.id) }
@@ -106,6 +105,12 @@ public enum SegmentAttribution {
         let ranked = segmentEvents.enumerated().map { (event: $0.element, rank: 1, order: $0.offset) }
             + states.indices.map { (event: states[$0], rank: rank($0), order: segmentEvents.count + $0) }
         return ranked.sorted { ($0.event.timestampNs, $0.rank, $0.order) < ($1.event.timestampNs, $1.rank, $1.order) }.map(\.event)
+    }
+
+    /// Which side sent `segment`, from the sides of the addresses our sockets hold (`sideOf`:
+    /// an event's `local` → its side): its source's side, or the other side of its destination's.
+    public static func sender(of segment: WireSegment, sideOf: [String: TraceSide]) -> TraceSide? {
+        sideOf[segment.source.description] ?? sideOf[segment.destination.description].map { $0 == .client ? .server : .client }
     }
 
     /// Whether sending `segment` is what entering `to` from `from` does (our calls' segments).

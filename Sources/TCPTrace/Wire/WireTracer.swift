@@ -83,29 +83,43 @@ public final class WireTracer: @unchecked Sendable {
     /// Segments to the port before this call are not captured. C: `setsockopt(SO_ATTACH_FILTER)`.
     public func watch(port: UInt16) {
         guard port != 0 else { return }
-        let ports: [UInt16]? = state.locked { captured in
-            guard captured.ports.insert(port).inserted else { return nil }
-            return Array(captured.ports)
+        state.locked { captured in
+            guard captured.ports.insert(port).inserted, captured.ports.count <= BPFFilter.maxPorts else { return }
+            read(into: &captured)        // frames already queued passed the old filter: keep them
+            // A failure leaves the old filter, which still captures the ports it had.
+            try? capture.attach(ports: Array(captured.ports))
         }
-        guard let ports, ports.count <= BPFFilter.maxPorts else { return }
-        drain()        // frames already queued passed the old filter: keep them
-        // A failure leaves the old filter, which still captures the ports it had.
-        try? capture.attach(ports: ports)
     }
 
     /// Reads queued frames (non-blocking), bounded by count and time (`PacketCapture.drain`).
     /// The run keeps at most `maxFrames`: past that the capture is cut (said in the summary),
-    /// so memory stays bounded whatever the traffic on the watched ports.
+    /// so memory stays bounded whatever the traffic on the watched ports. Any thread may call
+    /// it (the live lab's reader does, while the lab's thread adds ports).
     public func drain() {
+        state.locked { read(into: &$0) }
+    }
+
+    /// Drains, then returns the frames kept from the `index`-th on (in the order read), at most
+    /// `limit` of them: the live lab's reader takes each frame once, by its index.
+    public func frames(from index: Int, limit: Int) -> [CapturedFrame] {
+        state.locked { captured in
+            read(into: &captured)
+            return Array(captured.frames.dropFirst(index).prefix(limit))
+        }
+    }
+
+    /// The link type the frames carry (how to decode them).
+    public var link: WireLinkType { capture.link }
+
+    /// Inside `state`'s lock: the capture has one reader at a time.
+    private func read(into captured: inout Captured) {
         var batch: [CapturedFrame] = []
         _ = try? capture.drain { batch.append($0) }
         guard !batch.isEmpty else { return }
-        state.locked { captured in
-            let room = max(0, Self.maxFrames - captured.frames.count)
-            captured.frames += batch.prefix(room)
-            if batch.count > room, captured.cut == nil, let last = captured.frames.last {
-                captured.cut = (last.monotonicNs, "after \(Self.maxFrames) frames, the capture's memory bound")
-            }
+        let room = max(0, Self.maxFrames - captured.frames.count)
+        captured.frames += batch.prefix(room)
+        if batch.count > room, captured.cut == nil, let last = captured.frames.last {
+            captured.cut = (last.monotonicNs, "after \(Self.maxFrames) frames, the capture's memory bound")
         }
     }
 
