@@ -34,10 +34,22 @@ import Testing
             }
             return out + "\""
         }
+        var samples: [[UInt8]] = []
         for byte in UInt8(0)...0x7f {
             for offset in 0..<19 {
                 var bytes = Array("abcdefghijklmnopqrs·".utf8)
                 bytes[offset] = byte
+                samples.append(bytes)
+            }
+            for length in 1...9 {   // short strings and tails: the byte last, and first
+                samples.append(Array(repeating: UInt8(ascii: "x"), count: length - 1) + [byte])
+                samples.append([byte] + Array(repeating: UInt8(ascii: "y"), count: length - 1))
+            }
+        }
+        for bytes in samples {
+            do {
+                let byte = bytes.first { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 == 0x7f } ?? 0
+                let offset = bytes.count
                 let text = String(decoding: bytes, as: UTF8.self)
                 var out = TraceBytes()
                 out.appendJSONString(text)
@@ -82,10 +94,12 @@ import Testing
     /// agree with gmtime_r's calendar, leap years and the end of a century included.
     @Test func rfc3339_matchesGmtime() {
         for seconds: Int64 in [0, 951_782_400, 951_868_799, 1_709_208_000, 4_102_444_800, 1_796_113_388] {
-            let nanos = seconds * 1_000_000_000 + 123_456_789
-            var out = TraceBytes()
-            TraceTime.appendRFC3339(nanos, to: &out)
-            #expect(out.string == MonotonicClock.rfc3339(wallNanos: nanos))
+            for fraction: Int64 in [123_456_789, 7_999, 900_000_000, 0] {
+                let nanos = seconds * 1_000_000_000 + fraction
+                var out = TraceBytes()
+                TraceTime.appendRFC3339(nanos, to: &out)
+                #expect(out.string == MonotonicClock.rfc3339(wallNanos: nanos))
+            }
         }
     }
 

@@ -95,6 +95,14 @@ package struct TraceBytes {
         text.withUTF8 { append($0) }
     }
 
+    /// Exactly `count` bytes, written by `body` in place.
+    @inline(__always)
+    package mutating func appendFixed(_ count: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) {
+        storage.reserve(count)
+        body(storage.base + storage.count)
+        storage.count += count
+    }
+
     /// `,"name":` (comma optional): a JSON member's key in one reserve.
     @inline(__always)
     package mutating func appendKey(_ name: UnsafeBufferPointer<UInt8>, comma: Bool) {
@@ -213,6 +221,12 @@ package struct TraceBytes {
                 if index + 8 <= count, !Self.mayNeedEscape(raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
                     index += 8
                     continue
+                }
+                if index + 8 > count {
+                    // The last 1–7 bytes (a short string's all): one word padded with "A"s.
+                    var tail: UInt64 = 0x4141_4141_4141_4141
+                    withUnsafeMutableBytes(of: &tail) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[index..<count])) }
+                    if !Self.mayNeedEscape(tail) { break }
                 }
                 let byte = utf8[index]
                 index += 1

@@ -135,25 +135,29 @@ public enum TCPStateMachine {
         if let next = ordinary[from], next.contains(to), fits(from, to, context) { return [] }
         // Breadth-first over ordinary edges filtered by context; neighbours in preference order
         // make the result deterministic.
-        var previous: [TCPState: TCPState] = [:]
+        // Arrays indexed by `bit`, not a Dictionary and a Set: the table is built at start-up.
+        var previous = [TCPState?](repeating: nil, count: 12)
+        var seen = [Bool](repeating: false, count: 12)
+        seen[bit(from)] = true
         var queue: [TCPState] = [from]
-        var seen: Set<TCPState> = [from]
-        while !queue.isEmpty {
-            let state = queue.removeFirst()
+        var head = 0
+        while head < queue.count {
+            let state = queue[head]
+            head += 1
             // A connection never passes through CLOSED to reopen: it is only a start or an end.
             if state == .closed && state != from { continue }
-            for next in ordinary[state] ?? [] where fits(state, next, context) && !seen.contains(next) {
-                previous[next] = state
+            for next in ordinary[state] ?? [] where fits(state, next, context) && !seen[bit(next)] {
+                previous[bit(next)] = state
                 if next == to {
                     var path: [TCPState] = []
-                    var cursor = state
-                    while cursor != from {
-                        path.insert(cursor, at: 0)
-                        cursor = previous[cursor]!
+                    var cursor: TCPState? = state
+                    while let step = cursor, step != from {
+                        path.append(step)
+                        cursor = previous[bit(step)]
                     }
-                    return path
+                    return path.reversed()
                 }
-                seen.insert(next)
+                seen[bit(next)] = true
                 queue.append(next)
             }
         }
