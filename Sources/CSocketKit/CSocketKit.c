@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -22,6 +23,10 @@ const int CSocketKit_INET_DIAG_INFO = INET_DIAG_INFO;
 
 int CSocketKit_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
     return accept4(fd, addr, len, flags);
+}
+
+const char *CSocketKit_errno_name(int code) {
+    return strerrorname_np(code);
 }
 
 int CSocketKit_ppoll(struct pollfd *fds, unsigned long nfds, const struct timespec *timeout) {

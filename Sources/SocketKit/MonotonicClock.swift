@@ -3,18 +3,17 @@ import Glibc
 /// CLOCK_MONOTONIC in nanoseconds: the one time base of every trace event, so logs from two
 /// processes (and the kernel tracepoint, which is configured with the same clock) merge.
 public enum MonotonicClock {
+    /// CLOCK_MONOTONIC in nanoseconds. C: `clock_gettime(2)`.
     @inline(__always)
-    /// CLOCK_MONOTONIC in nanoseconds: the trace's time scale (the kernel tracepoint uses it too). C: `clock_gettime(2)`.
-    public static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    public static func now() -> UInt64 { UInt64(nanoseconds(CLOCK_MONOTONIC)) }
 
     /// Wall-clock nanoseconds since the epoch (for the RFC 3339 `time` field only).
-    public static func wallNow() -> Int64 {
+    public static func wallNow() -> Int64 { nanoseconds(CLOCK_REALTIME) }
+
+    @inline(__always)
+    private static func nanoseconds(_ clock: clockid_t) -> Int64 {
         var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
+        clock_gettime(clock, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 }

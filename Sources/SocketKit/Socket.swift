@@ -41,8 +41,7 @@ public final class Socket: Sendable {
     /// False once `close()` ran.
     public var isOpen: Bool { fd >= 0 }
 
-    /// Closes the descriptor once. EINTR counts as closed: Linux has released the fd already,
-    /// and retrying could close a descriptor another thread just received. C: `close(2)`.
+    /// Closes the descriptor once (EINTR counts as closed: see `closeDescriptor`). C: `close(2)`.
     public func close() throws {
         let closing = descriptor.exchange(-1, ordering: .acquiringAndReleasing)
         guard closing >= 0 else { return }

@@ -48,6 +48,28 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// From inet_diag's layout (`idiag_src`/`idiag_dst`: 16 address bytes, IPv4 in the first
+    /// four; the port in network order); nil for other families. The inverse of `addressBytes`.
+    public init?(family: Int32, inetDiag address: (UInt32, UInt32, UInt32, UInt32), port networkPort: UInt16) {
+        var address = address
+        switch family {
+        case AF_INET:
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = networkPort
+            a.sin_addr.s_addr = address.0   // both in network order
+            self = .v4(a)
+        case AF_INET6:
+            var a = sockaddr_in6()
+            a.sin6_family = sa_family_t(AF_INET6)
+            a.sin6_port = networkPort
+            withUnsafeMutableBytes(of: &a.sin6_addr) { target in withUnsafeBytes(of: &address) { target.copyMemory(from: $0) } }
+            self = .v6(a)
+        default:
+            return nil
+        }
+    }
+
     /// AF_INET or AF_INET6.
     public var family: Int32 {
         switch self {

@@ -3,9 +3,8 @@ import Glibc
 /// Runs one system call: the single place where errno is captured and EINTR is handled.
 ///
 /// errno is read once, immediately after the call returned -1, before anything else can
-/// overwrite it. EINTR is retried unless the caller opts out. `close` must never retry,
-/// because on Linux the descriptor is released even when close() reports EINTR (LWN 576478):
-/// `Socket.close()` calls it directly and counts EINTR as closed.
+/// overwrite it. EINTR is retried unless the caller opts out; close(2) has its own rule
+/// (`closeDescriptor`).
 @inline(__always)
 package func syscall<T: FixedWidthInteger>(
     _ call: StaticString,

@@ -1,3 +1,4 @@
+import CSocketKit
 import Glibc
 
 /// A failed system call: the C call's name (as in `strace` and the man pages), what it was
@@ -35,30 +36,15 @@ public struct SystemCallError: Error, Equatable, Sendable, CustomStringConvertib
 
 /// errno numbers to their symbolic names and strerror text.
 public enum Errno {
-    /// The symbolic name (`ECONNREFUSED`), or `errno N` for one not in the table.
+    /// The symbolic name (`ECONNREFUSED`), or `errno N` for one glibc does not know.
+    /// C: `strerrorname_np(3)`.
     public static func name(_ code: Int32) -> String {
-        names[code] ?? "errno \(code)"
+        CSocketKit_errno_name(code).map { String(cString: $0) } ?? "errno \(code)"
     }
 
-    /// strerror(3) text.
+    /// C: `strerror(3)`.
     public static func message(_ code: Int32) -> String {
         guard let text = strerror(code) else { return "errno \(code)" }
         return String(cString: text)
     }
-
-    // Linux x86_64/aarch64 numbering (asm-generic/errno*.h).
-    private static let names: [Int32: String] = [
-        EPERM: "EPERM", ENOENT: "ENOENT", EINTR: "EINTR", EIO: "EIO", EBADF: "EBADF",
-        EAGAIN: "EAGAIN", ENOMEM: "ENOMEM", EACCES: "EACCES", EFAULT: "EFAULT", EBUSY: "EBUSY",
-        EEXIST: "EEXIST", ENODEV: "ENODEV", EINVAL: "EINVAL", ENFILE: "ENFILE", EMFILE: "EMFILE",
-        ENOSPC: "ENOSPC", EPIPE: "EPIPE", ERANGE: "ERANGE", ENOSYS: "ENOSYS", ENOTSOCK: "ENOTSOCK",
-        EDESTADDRREQ: "EDESTADDRREQ", EMSGSIZE: "EMSGSIZE", EPROTOTYPE: "EPROTOTYPE",
-        ENOPROTOOPT: "ENOPROTOOPT", EPROTONOSUPPORT: "EPROTONOSUPPORT", EOPNOTSUPP: "EOPNOTSUPP",
-        EAFNOSUPPORT: "EAFNOSUPPORT", EADDRINUSE: "EADDRINUSE", EADDRNOTAVAIL: "EADDRNOTAVAIL",
-        ENETDOWN: "ENETDOWN", ENETUNREACH: "ENETUNREACH", ENETRESET: "ENETRESET",
-        ECONNABORTED: "ECONNABORTED", ECONNRESET: "ECONNRESET", ENOBUFS: "ENOBUFS",
-        EISCONN: "EISCONN", ENOTCONN: "ENOTCONN", ESHUTDOWN: "ESHUTDOWN", ETIMEDOUT: "ETIMEDOUT",
-        ECONNREFUSED: "ECONNREFUSED", EHOSTDOWN: "EHOSTDOWN", EHOSTUNREACH: "EHOSTUNREACH",
-        EALREADY: "EALREADY", EINPROGRESS: "EINPROGRESS", ESTALE: "ESTALE"
-    ]
 }

@@ -39,8 +39,8 @@ public final class ThreadHandle: Sendable {
 
     /// Waits at most `timeoutSeconds` for the thread's body to return, then joins it; false
     /// (and not joined) when it is still running. For callers that must not hang on a stuck
-    /// thread (tests).
-    public func join(timeoutSeconds: Double) -> Bool {
+    /// thread: the tests, hence `package`, not public API.
+    package func join(timeoutSeconds: Double) -> Bool {
         let deadline = MonotonicClock.now() + UInt64(max(0, timeoutSeconds) * 1e9)
         while !finished.flag.load(ordering: .acquiring) {
             if MonotonicClock.now() >= deadline { return false }

@@ -16,7 +16,11 @@ public struct RelayRecord: Sendable {
 /// segment by the rules: pass, drop, hold then release, duplicate. The lab may also inject
 /// packets of its own. Every segment it handles is recorded with its fate: the relay is the
 /// run's capture point. TCP itself is never simulated: both kernels do everything TCP does.
-public final class FaultRelay: @unchecked Sendable {
+///
+/// Sendable, checked: the lab's thread and the relay thread share only `shared` (under its
+/// lock), the stop flag (atomic) and the thread handle (under its own lock); the rest is
+/// immutable.
+public final class FaultRelay: Sendable {
     struct Held {
         var packet: [UInt8]
         var decoded: DecodedTCPSegment
@@ -40,7 +44,8 @@ public final class FaultRelay: @unchecked Sendable {
     private let serverPort: RelayPort
     private let shared: Mutex<Shared>
     private let stopping = Atomic<Bool>(false)
-    private var thread: ThreadHandle?
+    /// The relay thread while it runs; taken (nil) by the first `stop`.
+    private let thread = Mutex<ThreadHandle?>(nil)
     /// CLOCK_REALTIME − CLOCK_MONOTONIC at start: the pcapng's epoch times.
     private let wallOffset: Int64
 
@@ -49,7 +54,8 @@ public final class FaultRelay: @unchecked Sendable {
         self.serverPort = serverPort
         shared = Mutex(Shared(rules: rules))
         wallOffset = MonotonicClock.wallNow() - Int64(MonotonicClock.now())
-        thread = try ThreadHandle { [self] in loop() }
+        let handle = try ThreadHandle { [self] in loop() }
+        thread.locked { $0 = handle }
     }
 
     /// Adds a rule while the run goes on (counts already made still hold).
@@ -118,12 +124,14 @@ public final class FaultRelay: @unchecked Sendable {
     /// thread, and records what is still held (a hold the lab never released) as dropped: it
     /// never reached its receiver. Closes both ports.
     func stop(deliveringHeldWithin limit: Double = 3) {
-        guard let thread else { return }
+        guard let thread = thread.locked({ handle in
+            defer { handle = nil }
+            return handle
+        }) else { return }
         let deadline = MonotonicClock.now() + UInt64(limit * 1e9)
         while MonotonicClock.now() < deadline, shared.locked({ $0.held.contains { $0.releaseNs != .max } }) { usleep(1000) }
         stopping.store(true, ordering: .releasing)
         thread.join()
-        self.thread = nil
         let left = shared.locked { state in
             defer { state.held.removeAll() }
             return state.held

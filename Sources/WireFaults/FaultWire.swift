@@ -23,7 +23,9 @@ public struct FaultWireUnavailable: Error, CustomStringConvertible, Sendable {
 /// what crosses is what the relay writes. The addresses are private and exist only inside
 /// these namespaces; no interface of the host is touched, and the host's lo never carries a
 /// segment of the run.
-public final class FaultWire: @unchecked Sendable {
+///
+/// Sendable, checked: immutable apart from the teardown flag (atomic); the relay is Sendable.
+public final class FaultWire: Sendable {
     public static let clientHost = "10.77.0.1"
     public static let serverHost = "10.77.0.2"
     /// Numbers each run's devices: a pair being deleted must not collide with the next one's.
@@ -39,7 +41,8 @@ public final class FaultWire: @unchecked Sendable {
     public let rules: [FaultRule]
     public let serverAddress: SocketAddress
     public let clientAddress: SocketAddress
-    private var finished = false
+    /// Set by the first teardown (`finish` or deinit).
+    private let finished = Atomic<Bool>(false)
 
     /// Why this process may not start a fault wire here (nil: it may). Only inside the lab's
     /// private namespace: on the host, the client's TUN device would be the host's.
@@ -94,7 +97,7 @@ public final class FaultWire: @unchecked Sendable {
     }
 
     /// How long the path took to carry a first round trip (nil: it never did within 3 s).
-    public private(set) var readyAfterNs: UInt64?
+    public let readyAfterNs: UInt64?
 
     /// A device just brought up drops what it is asked to send until the kernel's link watcher
     /// activates it (up to a second later), and the first segment to a peer waits for ARP. So
@@ -127,8 +130,7 @@ public final class FaultWire: @unchecked Sendable {
     /// when the relay's namespace is freed, which the kernel does later on a work queue.
     private func tearDown() {
         relay.stop()
-        guard !finished else { return }
-        finished = true
+        guard !finished.exchange(true, ordering: .acquiringAndReleasing) else { return }
         _ = CSocketKit_link_delete(clientDevice)
     }
 

@@ -299,8 +299,8 @@ import Testing
             try socket.listen(backlog: 1)
         }
         let ports = try [watched, third].map { try $0.localAddress().port }
-        let entries = try SockDiagChannel().dump(family: AF_INET, stateMask: WatchFilters.allStates,
-                                                 bytecode: WatchFilters.portBytecode(ports))
+        let entries = try SockDiag().dump(family: AF_INET, stateMask: WatchFilters.allStates,
+                                          bytecode: WatchFilters.portBytecode(ports))
         #expect(Set(entries.map(\.local.port)).isSuperset(of: ports), "both watched listeners: \(entries.map(\.local))")
         #expect(!entries.contains { $0.local.port == (try? other.localAddress().port) }, "not the other one")
         #expect(entries.allSatisfy { ports.contains($0.local.port) || ports.contains($0.peer.port) })

@@ -20,6 +20,13 @@ import Testing
         return (tracker, server, listener)
     }
 
+    /// The last state the trace shows for `tracker`, read from the collector (locked), never from
+    /// the tracker: after close() the follower's queue owns it, and reading its `state` from the
+    /// test's thread is a data race (TSan reported it).
+    static func state(_ tracker: SocketTracker, in sink: TraceCollector) -> TCPState? {
+        sink.events.last { $0.kind == .state && $0.conn == tracker.conn }?.to
+    }
+
     static func waitUntil(_ condition: () -> Bool) -> Bool {
         let deadline = MonotonicClock.now() + 3_000_000_000
         while !condition() && MonotonicClock.now() < deadline { usleep(2_000) }
@@ -47,8 +54,8 @@ import Testing
             }
         }
         // Both groups are still followed (TIME_WAIT for a minute; FIN_WAIT_2 until the reset).
-        #expect(Self.waitUntil { timeWait.allSatisfy { $0.state == .timeWait } }, "\(timeWait.map(\.state))")
-        #expect(reset.allSatisfy { $0.state == .finWait2 || $0.state == .finWait1 }, "\(reset.map(\.state))")
+        #expect(Self.waitUntil { timeWait.allSatisfy { Self.state($0, in: sink) == .timeWait } }, "\(timeWait.map { Self.state($0, in: sink) })")
+        #expect(reset.allSatisfy { [.finWait2, .finWait1].contains(Self.state($0, in: sink)) }, "\(reset.map { Self.state($0, in: sink) })")
         for server in keep { try server.close() }   // RST now
 
         // The follower's own timer may already have seen some reset sockets go: count what is
@@ -63,15 +70,15 @@ import Testing
         // re-tries cover the kernel's TIME_WAIT hand-over; every TIME_WAIT one came from the dump.
         // The timer may also look up a reset socket between `before` and this poll (seen: 4 for 3).
         #expect((read - timeWait.count)...reset.count ~= after.lookups - before.lookups, "\(before) → \(after), read \(read)")
-        #expect(timeWait.allSatisfy { $0.state == .timeWait }, "\(timeWait.map(\.state))")
-        #expect(Self.waitUntil { reset.allSatisfy { $0.state == .closed } }, "the reset sockets are gone: \(reset.map(\.state))")
+        #expect(timeWait.allSatisfy { Self.state($0, in: sink) == .timeWait }, "\(timeWait.map { Self.state($0, in: sink) })")
+        #expect(Self.waitUntil { reset.allSatisfy { Self.state($0, in: sink) == .closed } }, "the reset sockets are gone: \(reset.map { Self.state($0, in: sink) })")
         #expect(Self.waitUntil { tracer.follower.pendingCount == timeWait.count }, "\(tracer.follower.pendingCount) followed")
 
         // The same sockets by lookups: the same answer, one lookup each.
         _ = tracer.follower.pollAllNow(dump: false)
         let last = tracer.follower.reads
         #expect(last.lookups == after.lookups + timeWait.count && last.dumps == after.dumps)
-        #expect(timeWait.allSatisfy { $0.state == .timeWait })
+        #expect(timeWait.allSatisfy { Self.state($0, in: sink) == .timeWait })
         #expect(!sink.events.contains { $0.kind == .error }, "\(sink.events.filter { $0.kind == .error }.map(\.cause))")
     }
 }

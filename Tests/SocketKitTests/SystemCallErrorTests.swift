@@ -10,6 +10,12 @@ import Testing
         #expect(e.description == "connect(127.0.0.1:7007): Connection refused (ECONNREFUSED)")
     }
 
+    /// Every errno glibc knows is named (strerrorname_np), not only a hand-kept table's.
+    @Test func errnoNames_comeFromGlibc() {
+        #expect(Errno.name(ENOTEMPTY) == "ENOTEMPTY" && Errno.name(EAGAIN) == "EAGAIN")
+        #expect(Errno.name(4_000) == "errno 4000")
+    }
+
     @Test func realFailure_carriesCallAndErrno() throws {
         // setsockopt on a pipe: ENOTSOCK, as NIO's SystemTest checks.
         var fds: [Int32] = [0, 0]

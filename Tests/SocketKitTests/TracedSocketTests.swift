@@ -94,4 +94,23 @@ import TCPTrace
         #expect(sink.events.contains { $0.kind == .error && $0.errno == ECONNRESET && $0.conn == server.tracker?.conn })
         #expect(server.state == .closed)
     }
+    /// What the server's shared listener and the lab ask of a traced socket, not of its tracker:
+    /// the listener's shutdown read as CLOSED, an event to complete (nil untraced), the
+    /// kernel's table entry by four-tuple.
+    @Test func listenerShutdown_events_andTheKernelEntry() throws {
+        let sink = TraceCollector()
+        let tracer = StateTracer(sink: sink, side: .server)
+        let (listener, client, server) = try Self.pair(tracer: tracer)
+        defer { Self.close(client, server, listener) }
+        let diag = try SockDiag()
+        let entry = try #require(try server.kernelEntry(using: diag))
+        #expect(entry.state == .established)
+        #expect(server.side == .server && server.conn != nil && server.lastInfo?.state == .established)
+        let event = try #require(server.event(.verdict, cause: "checked"))
+        #expect(event.kind == .verdict && event.conn == server.conn && event.side == .server)
+        #expect(TracedSocket(client.socket).event(.verdict, cause: "untraced") == nil)
+        try listener.stopAccepting()
+        #expect(listener.state == .closed)
+        #expect(sink.events.contains { $0.to == .closed && $0.cause == "shutdown(SHUT_RDWR): stopped accepting" })
+    }
 }

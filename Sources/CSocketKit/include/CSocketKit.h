@@ -106,6 +106,9 @@ int CSocketKit_signalfd_read(int fd);
 static inline int CSocketKit_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
 // accept4 is a GNU extension: Swift's importer does not see _GNU_SOURCE, so it lives in the .c.
 int CSocketKit_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+// The errno's symbolic name ("ECONNREFUSED"), or NULL for a number glibc does not know:
+// strerrorname_np (glibc 2.32), GNU too.
+const char *CSocketKit_errno_name(int code);
 // ppoll (nanosecond timeout, for sub-millisecond state sampling) is GNU too.
 struct pollfd;
 struct timespec;

@@ -21,9 +21,8 @@ public struct EchoClientConfiguration: Sendable {
 public final class EchoClient {
     public let configuration: EchoClientConfiguration
     public let tracer: StateTracer?
+    /// The last connection's socket (kept after close(): the verdict event is that connection's).
     public private(set) var socket: TracedSocket?
-    /// The last connection's tracker (kept after close() for the verdict event).
-    public private(set) var tracker: SocketTracker?
     public private(set) var peer: SocketAddress?
     let diag: SockDiag?
     /// When set, a signal interrupts any wait (connect, send, recv) with `ClientInterrupted`.
@@ -59,7 +58,6 @@ public final class EchoClient {
     public func connect(to address: SocketAddress) throws {
         let socket = TracedSocket(fresh: try Socket(family: address.family), tracer: tracer, diag: diag)
         self.socket = socket
-        tracker = socket.tracker
         peer = address
         do {
             if try !socket.connect(to: address, cause: "connect() to \(address)") {
@@ -152,6 +150,5 @@ public final class EchoClient {
     /// Closes the fd; the follower keeps watching the socket (TIME_WAIT...) via sock_diag.
     public func close(cause: String = "close()") {
         socket?.close(cause: cause)
-        socket = nil
     }
 }

@@ -69,7 +69,7 @@ public enum ClientCommands {
         }
         let verdict = comparison.verdict(expectEcho: expect == .echo)
         let text = comparison.describe(verdict)
-        var event = client.tracker?.makeEvent(.verdict, cause: text)
+        var event = client.socket?.event(.verdict, cause: text)
             ?? TraceEvent(timestampNs: MonotonicClock.now(), side: .client, conn: 1, kind: .verdict, cause: text)
         event.verdict = verdict
         event.bytes = Array(comparison.firstBytesReceived)

@@ -40,7 +40,8 @@ extension LabRun {
 extension LabRun {
     /// The TIME_WAIT timer of `endpoint`'s closed socket, in ms left (sock_diag), or nil.
     func timeWaitTimer(_ endpoint: LabEndpoint) -> UInt32? {
-        guard let entry = endpoint.kernelEntry(using: diag(for: endpoint.tracker.tracer.side), expectingTimeWait: true),
+        guard let side = endpoint.traced.side,
+              let entry = try? endpoint.traced.kernelEntry(using: diag(for: side), expectingTimeWait: true),
               entry.state == .timeWait else { return nil }
         return entry.expiresMs
     }

@@ -6,36 +6,18 @@ import WireFaults
 /// A socket the lab drives: always traced (the lab exists to show the states).
 public struct LabEndpoint {
     public let traced: TracedSocket
-    /// The tracker that records its states (the lab's tracers are always on).
-    public let tracker: SocketTracker
     public var socket: Socket { traced.socket }
-    public var state: TCPState? { tracker.state }
+    public var state: TCPState? { traced.state }
     /// The last TCP_INFO read.
-    public var lastInfo: TCPInfo? { tracker.lastInfo }
+    public var lastInfo: TCPInfo? { traced.lastInfo }
 
     init(_ traced: TracedSocket) throws {
-        guard let tracker = traced.tracker else { throw ScenarioError("the lab's socket is not traced") }
-        self.init(socket: traced.socket, tracker: tracker)
-    }
-
-    init(socket: Socket, tracker: SocketTracker) {
-        traced = TracedSocket(socket, tracker: tracker)
-        self.tracker = tracker
+        guard traced.isTraced else { throw ScenarioError("the lab's socket is not traced") }
+        self.traced = traced
     }
 
     /// A note on this socket's trace: what the program does next, what it saw.
     public func info(_ text: String) { traced.info(text) }
-
-    /// Names both ends before connect() (simultaneous open: each side knows its peer's port
-    /// already), so the wire's segments and sock_diag lookups find this socket.
-    func attach(local: SocketAddress, peer: SocketAddress) { tracker.attach(local: local, peer: peer, cookie: nil) }
-
-    /// What the kernel's socket table holds for this connection now (sock_diag by its four-tuple
-    /// and cookie), or nil: the fd may be closed, the socket lives on (FIN_WAIT_2, TIME_WAIT).
-    func kernelEntry(using diag: SockDiag?, expectingTimeWait: Bool = false) -> SockDiagEntry? {
-        guard let diag, let local = tracker.local, let peer = tracker.peer else { return nil }
-        return try? diag.lookup(local: local, peer: peer, cookie: tracker.cookie, expectingTimeWait: expectingTimeWait)
-    }
 }
 
 /// One run of a scenario: both sides' tracers writing into one collector, and the small steps
@@ -62,8 +44,8 @@ public final class LabRun {
     let diag: SockDiag?
     /// Sockets closed abortively (RST, no TIME_WAIT) at the end, after tracing stopped.
     private var leftovers: [Socket] = []
-    /// Every tracker handed out, in order.
-    public private(set) var trackers: [SocketTracker] = []
+    /// Every endpoint handed out, in order.
+    public private(set) var endpoints: [LabEndpoint] = []
     /// States a closed socket may rest in when the lab stops watching (the close-wait-leak
     /// adds FIN_WAIT_2: its client waits there for tcp_fin_timeout).
     public var restingStates: Set<TCPState> = [.timeWait]
@@ -111,7 +93,7 @@ public final class LabRun {
 
     private func endpoint(_ traced: TracedSocket) throws -> LabEndpoint {
         let endpoint = try LabEndpoint(traced)
-        trackers.append(endpoint.tracker)
+        endpoints.append(endpoint)
         return endpoint
     }
 
@@ -155,7 +137,7 @@ public final class LabRun {
     }
 
     /// Accepts the next connection as server connection `conn`. The accepted socket was
-    /// created by the listener, so its tracker starts in LISTEN and the first read
+    /// created by the listener, so its trace starts in LISTEN and the first read
     /// (ESTABLISHED) implies the SYN_RECEIVED the server never sees.
     public func accept(_ listener: LabEndpoint, conn: Int, others: [LabEndpoint] = []) throws -> LabEndpoint {
         var accepted: TracedSocket?
@@ -278,8 +260,8 @@ public final class LabRun {
         watch(endpoints, timeout: slowMotion ? 0.06 : 0.05, cause: cause) { false }
     }
 
-    /// Whether `tracker`'s closed socket is still followed.
-    public func isFollowing(_ tracker: SocketTracker) -> Bool { orphans.contains(tracker) }
+    /// Whether `endpoint`'s closed socket is still followed.
+    public func isFollowing(_ endpoint: LabEndpoint) -> Bool { orphans.contains(endpoint.traced) }
 
     /// Stops tracing and cuts the capture (the scenario's observation ends here), then resets
     /// every socket still open so no run leaves TIME_WAITs or orphans behind for the next one:

@@ -46,11 +46,10 @@ final class EchoEventLoop: @unchecked Sendable {
     private var acceptPausedUntil: UInt64?
     private var drainDeadline: UInt64?
     private var nextIdleScan: UInt64 = 0
-    /// Kernel tracepoint hook (`--kernel-trace`): trackers with kernel changes waiting; nil when off.
+    /// Kernel tracepoint hook (`--kernel-trace`): this loop's sockets with kernel changes waiting; nil when off.
     private let kernelMailbox: KernelMailbox?
 
-    /// - Parameter tracesListener: this loop creates the listener's tracker (the first loop).
-    init(listener: SharedListener, tracesListener: Bool, config: EchoServerConfiguration, tracer: StateTracer?,
+    init(listener: SharedListener, config: EchoServerConfiguration, tracer: StateTracer?,
          stats: EchoServerStats, control: EchoServer.Control) throws {
         epoll = try Epoll(capacity: 512)
         wakeup = try WakeupFD()
@@ -65,13 +64,6 @@ final class EchoEventLoop: @unchecked Sendable {
         try epoll.add(wakeup.fd, events: .readable, token: Self.wakeToken)
         try epoll.add(listener.socket.fd, events: Self.listenerEvents, token: Self.listenerToken)
         listener.join()
-        // Any loop may use the listener's tracker (under the listener's lock): so it gets its own
-        // sock_diag socket and no mailbox (a mailbox would apply kernel changes on this loop's
-        // thread without that lock); its observations apply the changes under the lock.
-        if tracesListener, let traced = TracedSocket(listening: listener.socket, tracer: tracer, backlog: config.backlog,
-                                                      diag: tracer == nil ? nil : try? SockDiag(), mailbox: nil).tracker {
-            listener.setTracker(traced)
-        }
     }
 
     deinit { readBuffer.deallocate() }
@@ -141,7 +133,7 @@ final class EchoEventLoop: @unchecked Sendable {
                     // Out of descriptors: the pending connection stays in the backlog and would
                     // wake us forever. Stop watching the listener for 100 ms instead of spinning.
                     stats.errors.add(1, ordering: .relaxed)
-                    listener.withTracker { $0.error(error, cause: "accept4: \(Errno.message(error.errno)); pausing accepts for 100 ms") }
+                    listener.acceptFailed(error, detail: "; pausing accepts for 100 ms")
                     epoll.remove(listener.socket.fd)
                     acceptPausedUntil = MonotonicClock.now() + 100_000_000
                     return
@@ -151,7 +143,7 @@ final class EchoEventLoop: @unchecked Sendable {
                     return   // another loop began the drain: accepting is over
                 default:
                     stats.errors.add(1, ordering: .relaxed)
-                    listener.withTracker { $0.error(error) }
+                    listener.acceptFailed(error)
                     return
                 }
             } catch {
@@ -398,7 +390,7 @@ final class EchoEventLoop: @unchecked Sendable {
                 // Not watching the listener would stop this loop accepting, silently: try again.
                 stats.errors.add(1, ordering: .relaxed)
                 let text = "\(error): the listener is not watched after the pause; retrying in 100 ms"
-                listener.withTracker { $0.warning(text) }
+                listener.warning(text)
                 SignalSafeOutput.line("EchoServer: " + text)
                 acceptPausedUntil = now + 100_000_000
             }

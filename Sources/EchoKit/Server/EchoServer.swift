@@ -54,10 +54,10 @@ public final class EchoServer: Sendable {
         var loops: [EchoEventLoop] = []
         do {
             address = try socket.localAddress()   // port 0 → the real port
-            let listener = SharedListener(socket: socket)
-            for index in 0..<count {
-                loops.append(try EchoEventLoop(listener: listener, tracesListener: index == 0, config: configuration,
-                                               tracer: tracer, stats: stats, control: control))
+            let listener = SharedListener(socket: socket, tracer: tracer, backlog: configuration.backlog)
+            for _ in 0..<count {
+                loops.append(try EchoEventLoop(listener: listener, config: configuration, tracer: tracer,
+                                               stats: stats, control: control))
             }
             for loop in loops { loop.peers = loops.map { EchoEventLoop.Peer(loop: $0) } }
         } catch {

@@ -22,17 +22,20 @@ final class SharedListener: Sendable {
     }
 
     let socket: Socket
-    /// Listener events (LISTEN, accept errors, the shutdown) come from several loops: the
-    /// tracker is only touched under this lock, on those rare paths.
-    private let tracker = Mutex<SocketTracker?>(nil)
+    /// The same socket with its trace (LISTEN, accept errors, the shutdown). Those come from
+    /// several loops, so it is only used under this lock, on those rare paths; accept() itself
+    /// goes through `socket`, which is Sendable.
+    private let traced: Mutex<TracedSocket>
     private let membership = Mutex(Membership())
 
-    init(socket: Socket) {
+    /// Traces the listener (LISTEN read now) when `tracer` is given. Any loop may record on it,
+    /// so it gets its own sock_diag socket and no kernel mailbox (a mailbox would apply kernel
+    /// changes on one loop's thread without this lock); its readings apply them under the lock.
+    init(socket: Socket, tracer: StateTracer?, backlog: Int32) {
         self.socket = socket
+        traced = Mutex(TracedSocket(listening: socket, tracer: tracer, backlog: backlog,
+                                    diag: tracer == nil ? nil : try? SockDiag()))
     }
-
-    /// Set once, by the first loop (its sock_diag and kernel mailbox serve the listener).
-    func setTracker(_ tracker: SocketTracker) { self.tracker.locked { $0 = tracker } }
 
     /// The loop watches the listener from now on.
     func join() { membership.locked { $0.members += 1 } }
@@ -43,9 +46,7 @@ final class SharedListener: Sendable {
         membership.locked { state in
             if !state.shutDown {
                 state.shutDown = true
-                // shutdown() moves a listener to CLOSED while the fd is still readable by TCP_INFO.
-                try? socket.shutdown(.both)
-                withTracker { _ = $0.observe(socket, cause: "shutdown(SHUT_RDWR): stopped accepting") }
+                traced.locked { try? $0.stopAccepting() }
             }
             state.members -= 1
             if state.members == 0 { try? socket.close() }
@@ -55,13 +56,17 @@ final class SharedListener: Sendable {
     /// Whether accepting has ended (a shut-down listener fails accept() with EINVAL).
     var isShutDown: Bool { membership.locked { $0.shutDown } }
 
-    func withTracker(_ body: (SocketTracker) -> Void) {
-        tracker.locked { if let tracker = $0 { body(tracker) } }
+    /// An accept() failure on the listener's trace; `detail` says what the loop does about it.
+    func acceptFailed(_ error: SystemCallError, detail: String = "") {
+        traced.locked { _ = $0.failed(error, during: "accept4", detail: detail) }
     }
+
+    /// A `warning` line on the listener's trace.
+    func warning(_ text: String) { traced.locked { $0.warning(text) } }
 }
 
 /// Accepted connections on their way from the loop that accepted them to the loop that will own
-/// them. The owner is woken through its eventfd and registers them on its own thread (trackers
+/// them. The owner is woken through its eventfd and registers them on its own thread (traces
 /// and epoll are per loop). Once the owner has stopped (`close`), hand-overs are refused and the
 /// accepting loop keeps the connection itself.
 ///

@@ -14,8 +14,8 @@ public final class WatchRun {
     let sink: TraceWriter
     let watch: ConnectionWatch
     let baseNs: UInt64
-    private let diag: SockDiagChannel
-    private let lookups: SockDiag
+    /// Dumps (filtered by `bytecode`) and exact lookups.
+    private let diag: SockDiag
     private let destroys: SockDiagChannel
     private var tracepoint: KernelTracepoint?
     private var wire: WatchWire?
@@ -32,8 +32,7 @@ public final class WatchRun {
         self.baseNs = baseNs
         watch = ConnectionWatch(selection: options.selection, sink: sink, baseNs: baseNs,
                                 closeWaitWarnSeconds: options.closeWaitWarnSeconds)
-        diag = try SockDiagChannel()
-        lookups = try SockDiag()
+        diag = try SockDiag()
         destroys = try SockDiagChannel()
         let ports = Array(options.selection.ports)
         bytecode = WatchFilters.portBytecode(ports)
@@ -190,7 +189,7 @@ public final class WatchRun {
 
     /// The mini-socket (TIME_WAIT, or an orphan's FIN_WAIT_2) that took over a destroyed full socket.
     private func timeWaitEntry(local: SocketAddress, peer: SocketAddress, cookie: UInt64?) -> SockDiagEntry? {
-        guard let entry = try? lookups.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: true),
+        guard let entry = try? diag.lookup(local: local, peer: peer, cookie: cookie, expectingTimeWait: true),
               entry.state == .timeWait || entry.state == .finWait2 else { return nil }
         return entry
     }

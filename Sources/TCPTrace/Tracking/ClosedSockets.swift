@@ -50,7 +50,8 @@ public final class ClosedSockets {
         }
     }
 
-    public func contains(_ tracker: SocketTracker) -> Bool { trackers.contains { $0 === tracker } }
+    /// Whether `socket` (closed) is still followed: not yet gone from the kernel's table.
+    public func contains(_ socket: TracedSocket) -> Bool { trackers.contains { $0 === socket.tracker } }
 
     /// Whether every followed socket rests in one of `states` (nothing more happens for a while).
     public func allRest(in states: Set<TCPState>) -> Bool {

@@ -28,6 +28,11 @@ public struct TracedSocket {
     public var isOpen: Bool { socket.isOpen }
     /// The last state the trace reached; nil untraced.
     public var state: TCPState? { tracker?.state }
+    /// The last TCP_INFO read; nil untraced.
+    public var lastInfo: TCPInfo? { tracker?.lastInfo }
+    /// Which side's tracer records it, and its connection number; nil untraced.
+    public var side: TraceSide? { tracker?.tracer.side }
+    public var conn: Int? { tracker?.conn }
 
     // MARK: Making one
 
@@ -185,6 +190,13 @@ public struct TracedSocket {
         tracker.observe(socket, cause: cause())
     }
 
+    /// C: `shutdown(SHUT_RDWR)` on a listener: new connections are refused at once, and the
+    /// listener reads CLOSED while the fd is still open for TCP_INFO.
+    public func stopAccepting(cause: String = "shutdown(SHUT_RDWR): stopped accepting") throws {
+        try socket.shutdown(.both)
+        tracker?.observe(socket, cause: cause)
+    }
+
     /// SO_LINGER {1, 0}: the next `close()` sends a RST, not a FIN (a reset in the trace).
     public func setAbortiveClose() throws {
         try socket.setAbortiveClose()
@@ -269,7 +281,37 @@ public struct TracedSocket {
         return deadline
     }
 
+    // MARK: The kernel's table
+
+    /// Names both ends before connect() (simultaneous open: each side knows its peer's port
+    /// already), so the wire's segments and sock_diag lookups find this socket.
+    public func attach(local: SocketAddress, peer: SocketAddress) {
+        tracker?.attach(local: local, peer: peer, cookie: nil)
+    }
+
+    /// What the kernel's socket table holds for this connection now (sock_diag by its four-tuple
+    /// and cookie), or nil: untraced, no sock_diag, addresses unknown, or not in the table.
+    /// After close() the socket lives on there (FIN_WAIT_2, TIME_WAIT).
+    public func kernelEntry(using diag: SockDiag?, expectingTimeWait: Bool = false) throws -> SockDiagEntry? {
+        guard let tracker, let diag, let local = tracker.local, let peer = tracker.peer else { return nil }
+        return try diag.lookup(local: local, peer: peer, cookie: tracker.cookie, expectingTimeWait: expectingTimeWait)
+    }
+
+    /// An `info` line with a kernel timer `entry` shows (TIME_WAIT's time left, sock_diag
+    /// idiag_expires), dated now, from the state the entry is in.
+    public func timer(_ entry: SockDiagEntry, cause: String) {
+        guard let tracker else { return }
+        var event = tracker.makeEvent(.info, cause: cause)
+        event.from = entry.state
+        event.timerMs = entry.expiresMs
+        tracker.sink.emit(event)
+    }
+
     // MARK: Notes
+
+    /// An event of this socket (its side, connection and addresses), dated now and not emitted:
+    /// for a caller that completes it (the client's verdict). nil untraced.
+    public func event(_ kind: TraceEvent.Kind, cause: String) -> TraceEvent? { tracker?.makeEvent(kind, cause: cause) }
 
     /// An `info` line on this socket's trace (what the program is about to do, a count).
     public func info(_ text: @autoclosure () -> String) { tracker?.info(text()) }

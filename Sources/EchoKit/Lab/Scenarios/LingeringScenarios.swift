@@ -44,7 +44,7 @@ public struct CloseWaitLeakScenario: LabScenario {
         // Stand still, sampling, until the CLOSE_WAIT warning is out and the hold is over.
         lab.watch([server], timeout: Self.holdSeconds, cause: "sampling while the server holds the fd") { false }
         lab.settle(timeout: 0.5)
-        if let entry = client.kernelEntry(using: lab.diag) {
+        if let entry = try? client.traced.kernelEntry(using: lab.diag) {
             // tcp_fin_timeout has not ended it (60 s by default): the lab's cleanup RST will, after the
             // capture is cut; the note must not credit the timeout with it.
             let timeout = FinTimeout.seconds.map { "\($0) s" } ?? "60 s by default"
@@ -104,20 +104,15 @@ public struct TimeWaitScenario: LabScenario {
 
     public func run(_ lab: LabRun) throws {
         try ClientCloseScenario().run(lab)
-        guard let client = lab.timeWaitTracker(), let diag = lab.diag
+        guard let client = lab.timeWaitEndpoint(), lab.diag != nil
         else { throw ScenarioError("the client did not reach TIME_WAIT") }
-        guard let local = client.local, let peer = client.peer else { throw ScenarioError("no 4-tuple") }
         let limit = limitSeconds ?? 75
         let start = MonotonicClock.now()
         var nextReport = start
         while Double(MonotonicClock.now() - start) / 1e9 < limit {
-            let entry = try diag.lookup(local: local, peer: peer, cookie: client.cookie)
-            guard let entry, entry.state == .timeWait else { break }
+            guard let entry = try client.traced.kernelEntry(using: lab.diag), entry.state == .timeWait else { break }
             if MonotonicClock.now() >= nextReport {
-                var event = client.makeEvent(.info, cause: "TIME_WAIT still in the kernel table (sock_diag idiag_expires)")
-                event.from = .timeWait
-                event.timerMs = entry.expiresMs
-                client.sink.emit(event)
+                client.traced.timer(entry, cause: "TIME_WAIT still in the kernel table (sock_diag idiag_expires)")
                 lab.progress?("TIME_WAIT \(Double(entry.expiresMs) / 1000) s left")
                 nextReport += 5_000_000_000
             }
@@ -132,8 +127,8 @@ public struct TimeWaitScenario: LabScenario {
 }
 
 extension LabRun {
-    /// The client's connection #1 tracker once it sits in TIME_WAIT.
-    func timeWaitTracker() -> SocketTracker? {
-        trackers.first { $0.tracer === client && $0.conn == 1 && $0.state == .timeWait }
+    /// The client's connection #1 once it sits in TIME_WAIT.
+    func timeWaitEndpoint() -> LabEndpoint? {
+        endpoints.first { $0.traced.side == .client && $0.traced.conn == 1 && $0.state == .timeWait }
     }
 }

@@ -37,8 +37,8 @@ public struct SimultaneousOpenScenario: LabScenario {
         let b = try lab.socket(.server, conn: 1, bindTo: lab.loopback)
         let addressA = try a.socket.localAddress()
         let addressB = try b.socket.localAddress()
-        a.attach(local: addressA, peer: addressB)
-        b.attach(local: addressB, peer: addressA)
+        a.traced.attach(local: addressA, peer: addressB)
+        b.traced.attach(local: addressB, peer: addressA)
         try lab.startConnect(a, to: addressB)
         do {
             try lab.startConnect(b, to: addressA)
