@@ -38,6 +38,8 @@ public final class SockDiagFollower: @unchecked Sendable {
     /// Follow-up reads so far, by kind, `queue` only (see `reads`).
     private var lookups = 0
     private var dumps = 0
+    /// When the lookup or dump whose answer is being recorded began.
+    private var readSince: UInt64?
 
     /// TIME_WAIT expiries due within this window are read together.
     static let expiryWindowNs: UInt64 = 20_000_000
@@ -79,6 +81,7 @@ public final class SockDiagFollower: @unchecked Sendable {
             return nil
         }
         let start = MonotonicClock.now()
+        readSince = start
         defer { lookupCostNs = (lookupCostNs * 7 + (MonotonicClock.now() - start)) / 8; lookups += 1 }
         do {
             return .some(try diag.lookup(local: local, peer: peer, cookie: tracker.cookie, expectingTimeWait: tracker.expectsTimeWait))
@@ -94,7 +97,8 @@ public final class SockDiagFollower: @unchecked Sendable {
         guard var item = items[key] else { return }
         let tracker = item.tracker
         let before = tracker.state
-        tracker.followed(entry, cause: entry == nil ? "gone from the kernel's socket table (\(cause))" : cause, diag: diag)
+        tracker.followed(entry, cause: entry == nil ? "gone from the kernel's socket table (\(cause))" : cause, diag: diag,
+                         readSince: readSince)
         guard let entry else {
             drop(key)
             return
@@ -153,6 +157,7 @@ public final class SockDiagFollower: @unchecked Sendable {
         let wanted = Set(trackers.compactMap(\.cookie))
         let families = Set(trackers.compactMap { $0.local?.family })
         let start = MonotonicClock.now()
+        readSince = start
         var found: [UInt64: SockDiagEntry] = [:]
         do {
             for family in families {

@@ -114,10 +114,16 @@ public final class SocketTracker: @unchecked Sendable {
             // This drain may have found a ring full: then read tcp_info below after all.
             if !kernel.source.tracepoint.hasLostRecords { return state }
         }
+        // The clock before the call bounds what comes next: the state read held at some instant
+        // inside the call, so a later change happened after `before`. Taking the bound after
+        // the call, as before, made it too late whenever the thread was preempted between the
+        // call and the clock (a loaded host): the next state's interval then started after its
+        // peer's reaction, and the causal order had no stamp left to give it.
+        let before = MonotonicClock.now()
         guard let info = try? socket.tcpInfo() else { return nil }
         let now = MonotonicClock.now()
         intervalStartNs = lastReadingNs
-        lastReadingNs = now
+        lastReadingNs = before
         lastInfo = info
         var kernelRecordsLost = false
         if let kernel {
@@ -358,9 +364,11 @@ public final class SocketTracker: @unchecked Sendable {
     }
 
     /// Called by the follower with what sock_diag showed (nil: the socket is gone).
-    public func followed(_ entry: SockDiagEntry?, cause: String, diag: SockDiag? = nil) {
+    /// `readSince`: when the lookup or dump that gave `entry` began (the bound for what comes
+    /// next, as `observe` takes its clock before the call).
+    public func followed(_ entry: SockDiagEntry?, cause: String, diag: SockDiag? = nil, readSince: UInt64? = nil) {
         intervalStartNs = lastReadingNs
-        lastReadingNs = MonotonicClock.now()
+        lastReadingNs = readSince ?? MonotonicClock.now()
         if let kernel {
             // The follower owns the tracker now: its sock_diag handle, not the event loop's.
             kernel.diag = diag
