@@ -4,7 +4,7 @@
 #   swift build -c release --product TCPWatch
 #   scripts/watch-cost.sh [seconds] [extra TCPWatch options...]
 #
-# Builds the C churn pair from ../shared/bench (epoll_echo + loadgen --mode connect) into a
+# Builds the C churn pair from scripts/bench (epoll_echo + loadgen --mode connect) into a
 # temporary directory, runs it on one port, and TCPWatch --port on another port held by a
 # quiet listener; reports TCPWatch's CPU (utime+stime from /proc/PID/stat over the churn),
 # its peak RSS, its polling report, and the churn rate. As root it runs TCPWatch both as
@@ -14,13 +14,13 @@ set -eu
 SECONDS_RUN=${1:-20}
 [ $# -gt 0 ] && shift
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=${BENCH:-$ROOT/../shared/bench}
+BENCH=${BENCH:-$ROOT/scripts/bench}
 WATCH=${WATCH:-$ROOT/.build/release/TCPWatch}
 [ -x "$WATCH" ] || { echo "build first: swift build -c release --product TCPWatch" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/watch-cost.XXXXXX)
 chmod 755 "$WORK"
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
-cc -O2 -o "$WORK/loadgen" "$BENCH/loadgen.c" -lpthread
+cc -O2 -o "$WORK/loadgen" "$BENCH"/loadgen.c "$BENCH"/loadgen_conn.c "$BENCH"/loadgen_idle.c -lpthread
 cc -O2 -o "$WORK/epoll_echo" "$BENCH/epoll_echo.c" -lpthread
 CHURN_PORT=$((20000 + $$ % 5000)); QUIET_PORT=$((CHURN_PORT + 5000))
 TICKS=$(getconf CLK_TCK)

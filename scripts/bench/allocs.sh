@@ -17,7 +17,7 @@ DURATION=${DURATION:-2}
 PORT=${PORT:-19301}
 VARIANTS=${VARIANTS:-"off text json nobody-text nobody-json"}
 mkdir -p "$BUILD_DIR"
-cc -O2 -Wall -o "$BUILD_DIR/loadgen" "$HERE/loadgen.c" -lpthread || exit 1
+cc -O2 -Wall -o "$BUILD_DIR/loadgen" "$HERE"/loadgen.c "$HERE"/loadgen_conn.c "$HERE"/loadgen_idle.c -lpthread || exit 1
 cc -O2 -Wall -shared -fPIC -o "$BUILD_DIR/malloccount.so" "$HERE/malloccount.c" || exit 1
 install -m 755 "$PROJECT_BIN" "$BUILD_DIR/EchoServer-allocs"
 chmod 755 "$BUILD_DIR" "$BUILD_DIR/malloccount.so"

@@ -23,7 +23,7 @@ PORT=${PORT:-19401}
 VARIANTS=${VARIANTS:-"off text json nobody-text nobody-json"}
 command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null 2>&1 || { echo "callgrind.sh: valgrind is not installed" >&2; exit 69; }
 mkdir -p "$BUILD_DIR"
-cc -O2 -Wall -o "$BUILD_DIR/loadgen" "$HERE/loadgen.c" -lpthread || exit 1
+cc -O2 -Wall -o "$BUILD_DIR/loadgen" "$HERE"/loadgen.c "$HERE"/loadgen_conn.c "$HERE"/loadgen_idle.c -lpthread || exit 1
 OUT=$(mktemp -d /tmp/echo-callgrind.XXXXXX)
 chmod 777 "$OUT"
 objcopy --strip-debug "$PROJECT_BIN" "$OUT/EchoServer" && chmod 755 "$OUT/EchoServer" || exit 1

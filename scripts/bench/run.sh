@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh - build the reference echo servers + load generator, benchmark them side by side with
 # the project's EchoServer on loopback, print a comparison (ratios to the C epoll reference).
-# Everything it needs is in this directory: loadgen.c (the load generator, verifies every
+# Everything it needs is in this directory: loadgen*.c (the load generator, verifies every
 # echoed byte), epoll_echo.c (the C reference), nio-echo/ (swift-nio's echo server, a separate
 # package: swift-nio is never a dependency of SocketKit), report.py, procstat.py,
 # halfclose_check.py.
@@ -91,7 +91,7 @@ log "ulimit -n = $(ulimit -n), cpus = $NCPU, outdir = $OUTDIR"
 # ---------------------------------------------------------------- build
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building loadgen, epoll_echo"
-    cc -O2 -Wall -o "$BUILD_DIR/loadgen" loadgen.c -lpthread || exit 1
+    cc -O2 -Wall -o "$BUILD_DIR/loadgen" loadgen.c loadgen_conn.c loadgen_idle.c -lpthread || exit 1
     cc -O2 -Wall -o "$BUILD_DIR/epoll_echo" epoll_echo.c || exit 1
     case " $SERVERS " in *" project"*)
         log "building EchoServer (swift build -c release in $ROOT)"
