@@ -1,8 +1,10 @@
 import Glibc
+import SocketKit
 import Synchronization
 
 /// Starts a joinable pthread running `body`; join with `ThreadHandle.join()`.
-/// Foundation's Thread would do, but the library stays on Glibc alone.
+/// Foundation's Thread would do, but the library stays on Glibc alone. In TCPTrace, not
+/// SocketKit: a thread is not a socket call (the tracer's reader and writer, the engines' loops).
 public final class ThreadHandle: Sendable {
     private let thread: pthread_t
     private let finished: Finished
