@@ -162,15 +162,15 @@ package struct TraceBytes {
     /// `text` right-aligned (`left: true`) or left-aligned in `width` columns (characters, as
     /// `TextTraceRenderer.pad` counts them; ASCII, the usual case, is counted by bytes).
     package mutating func append(_ text: String, padTo width: Int, left: Bool = false) {
-        let fill = width - Self.columns(text)
-        if left { append(repeating: UInt8(ascii: " "), count: fill) }
-        append(text)
-        if !left { append(repeating: UInt8(ascii: " "), count: fill) }
+        append(text, filling: width - Self.columns(text), left: left)
     }
 
     /// ASCII `text` (addresses, state names) padded to `width` columns: bytes are columns.
     package mutating func append(ascii text: String, padTo width: Int, left: Bool = false) {
-        let fill = width - text.utf8.count
+        append(text, filling: width - text.utf8.count, left: left)
+    }
+
+    private mutating func append(_ text: String, filling fill: Int, left: Bool) {
         if left { append(repeating: UInt8(ascii: " "), count: fill) }
         append(text)
         if !left { append(repeating: UInt8(ascii: " "), count: fill) }
