@@ -73,6 +73,9 @@ final class EchoEventLoop: @unchecked Sendable {
         // pipe reader (a test, `| jq`) learns the port from it.
         tracer?.sink.flush()
         while true {
+            // Kernel changes routed to this loop's connections while it worked: applied before
+            // it sleeps (posts from this thread do not wake it).
+            kernelMailbox?.deliver()
             let now = MonotonicClock.now()
             let timeout = timeoutMillis(now: now)
             do {
@@ -89,7 +92,6 @@ final class EchoEventLoop: @unchecked Sendable {
                 tracer?.sink.emit(TraceEvent(timestampNs: MonotonicClock.now(), side: .server, conn: 0,
                                              kind: .error, cause: "\(error)"))
             }
-            kernelMailbox?.deliver()
             if unreportedBytes > 0 {
                 stats.bytesEchoed.add(unreportedBytes, ordering: .relaxed)
                 unreportedBytes = 0

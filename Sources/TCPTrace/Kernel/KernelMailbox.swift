@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 import SocketKit
 
@@ -11,10 +12,17 @@ package protocol KernelChangeReceiver: AnyObject, Sendable {
 }
 
 /// Trackers of one owner (an event loop) that have kernel changes waiting; the owner applies
-/// them once per wake-up. `wake` is called when the list turns non-empty.
+/// them once per wake-up, just before it sleeps. `wake` is called when the list turns non-empty
+/// from another thread (the tracepoint's reader, another loop, the follower): a post from the
+/// owner's own thread needs no wake-up, since the owner delivers before it sleeps again. Under
+/// connect churn almost every post comes from the owner (its own observation drained the rings
+/// and found other connections' changes), and each wake-up was an eventfd write, an epoll
+/// event and an eventfd read.
 public final class KernelMailbox: Sendable {
     private let waiting = Mutex<[any KernelChangeReceiver]>([])
     private let wake: @Sendable () -> Void
+    /// The owner's thread, learned at its first `deliver()` (0: not yet).
+    private let owner = Atomic<UInt>(0)
 
     public init(wake: @escaping @Sendable () -> Void) { self.wake = wake }
 
@@ -23,17 +31,25 @@ public final class KernelMailbox: Sendable {
             defer { list.append(tracker) }
             return list.isEmpty
         }
-        if first { wake() }
+        if first && owner.load(ordering: .relaxed) != UInt(pthread_self()) { wake() }
     }
 
     /// Applies waiting changes of every tracker whose fd is still open (the follower applies
-    /// those of closed ones). Call on the owner thread. Does not drain the rings: nothing is
-    /// observed here, and every observation drains them first.
+    /// those of closed ones). Call on the owner thread, last thing before it sleeps: what
+    /// applying posts is applied too. Does not drain the rings: nothing is observed here, and
+    /// every observation drains them first.
     public func deliver() {
-        let trackers = waiting.locked { list in
-            defer { list.removeAll() }
-            return list
+        owner.store(UInt(pthread_self()), ordering: .relaxed)
+        // Applying can post again (an observation inside drains the rings); bounded, and what
+        // is left after the last round wakes the owner like a post from elsewhere.
+        for _ in 0..<8 {
+            let trackers = waiting.locked { list in
+                defer { list.removeAll() }
+                return list
+            }
+            if trackers.isEmpty { return }
+            for tracker in trackers where !tracker.fdClosed { tracker.applyRoutedKernelEvents() }
         }
-        for tracker in trackers where !tracker.fdClosed { tracker.applyRoutedKernelEvents() }
+        if !waiting.locked({ $0.isEmpty }) { wake() }
     }
 }

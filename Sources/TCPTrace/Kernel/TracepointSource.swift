@@ -178,6 +178,8 @@ public final class TracepointSource: Sendable {
             }
             link.linked.store(true, ordering: .releasing)
             if link !== owner, let mailbox = link.mailbox, let tracker = link.tracker { mailbox.post(tracker) }
+            // The socket's life ended: nothing more will be posted for it.
+            if router.deliveries[end - 1].change.newState == KernelTCPState.close.rawValue { link.tracker = nil }
             start = end
         }
         router.deliveries.removeAll(keepingCapacity: true)
@@ -198,5 +200,6 @@ public final class TracepointSource: Sendable {
     /// The tracker is done: no more routing to it.
     func unregister(_ link: KernelLink) {
         routing.locked { router in router.unregister(link) }
+        link.tracker = nil
     }
 }

@@ -25,16 +25,20 @@ public enum TraceFormat: String, Sendable, CaseIterable {
 /// Renders events and writes them to a file descriptor from a background thread.
 ///
 /// Policy (a slow terminal, pipe or file must never stall the echo path):
-/// - `emit` only appends the event to a bounded in-memory queue under a short lock; rendering
-///   and write(2) happen on the writer thread. The bound is in events (`capacity`) and in bytes
-///   (`byteBudget`, the event plus the text and data it carries): under connect churn a queue of
-///   16,384 events took the traced server's peak RSS to 41–50 MiB; 1 MiB of events keeps it
-///   small while a writer that keeps up never drops.
-/// - When the queue is full the event is dropped and counted. As soon as the writer catches
+/// - `emit` renders the event's line into a shared byte buffer under a short lock; write(2)
+///   happens on the writer thread, which swaps that buffer for an empty one and writes it. The
+///   buffer is bounded in lines (`capacity`) and in bytes (`byteBudget`): under connect churn a
+///   queue of 16,384 events took the traced server's peak RSS to 41–50 MiB; 1 MiB of lines keeps
+///   it small while a writer that keeps up never drops.
+///   Rendering on the emitting thread, not the writer's, is what makes an event cheap: a queued
+///   `TraceEvent` (hundreds of bytes, each string retained) was copied in, copied out and
+///   destroyed, ~8,000 instructions a connection under connect churn (callgrind), and a pinned
+///   server runs both threads on the same CPU anyway.
+/// - When the buffer is full the event is dropped and counted. As soon as the writer catches
 ///   up it writes one warning line `trace: N lines dropped (slow reader)`, so a reader always
 ///   knows the trace has a gap, and where.
 /// - `requestFlush()` (event loops, once per wakeup) only wakes the writer; `flush()` (exit,
-///   interactive clients) waits until everything queued so far is written, at most
+///   interactive clients) waits until everything emitted so far is written, at most
 ///   `flushTimeoutSeconds`, so a stuck reader cannot hang the process at exit.
 /// - With `immediate` (an interactive terminal) the writer is woken on every event.
 /// @unchecked: immutable apart from the core, whose state sits behind a pthread mutex.
@@ -60,10 +64,10 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
         return TraceWriter(format: format, fd: fd, ownsDescriptor: true, color: false, immediate: false)
     }
 
-    /// Writes what is queued, stops the writer thread (it closes an owned descriptor).
+    /// Writes what is buffered, stops the writer thread (it closes an owned descriptor).
     deinit { core.shutdown() }
 
-    /// The queue bound: events beyond it are dropped and counted.
+    /// The buffer's bound in lines: events beyond it are dropped and counted.
     public var capacity: Int { core.capacity }
     /// Events dropped so far because the reader was too slow.
     public var droppedCount: Int { core.droppedCount }
@@ -72,9 +76,9 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
     public func flush() { core.flush() }
 }
 
-/// The queue and the writer thread behind `TraceWriter`. The thread owns rendering and I/O.
-/// @unchecked: the shared queue and flags are guarded by `lock` (a pthread mutex, which TSan
-/// sees); `text`, `failed` and `out` belong to the writer thread.
+/// The rendered lines and the writer thread behind `TraceWriter`. The thread owns the I/O.
+/// @unchecked: the shared buffer, renderer and flags are guarded by `lock` (a pthread mutex,
+/// which TSan sees); `out` and `failed` belong to the writer thread.
 final class TraceWriterCore: @unchecked Sendable {
     let format: TraceFormat
     let capacity: Int
@@ -84,12 +88,9 @@ final class TraceWriterCore: @unchecked Sendable {
     private let immediate: Bool
     private let flushTimeoutSeconds: Double
     private let side: TraceSide
-    private var text: TextTraceRenderer            // writer thread only
-    private var failed = false                     // writer thread only (or under `lock` once synchronous)
-    /// No writer thread could be started: every event is written on the emitting thread, under
-    /// `lock`, as it comes.
-    private var synchronous = false                // under `lock`
-    private var out = TraceBytes(capacity: 64 * 1024)  // writer thread only, reused batch after batch
+    @exclusivity(unchecked) private var failed = false                     // writer thread only (or under `lock` once synchronous)
+    /// The batch being written: swapped with `pending`, written, emptied, swapped back.
+    @exclusivity(unchecked) private var out = TraceBytes(capacity: 64 * 1024)  // writer thread only
     /// A regular file: write(2) never waits for a reader, so a batch goes out in one call
     /// instead of PIPE_BUF chunks after poll().
     private let regularFile: Bool
@@ -99,28 +100,33 @@ final class TraceWriterCore: @unchecked Sendable {
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var queue: [TraceEvent] = []
-    private var queuedBytes = 0
-    private var spare: [TraceEvent] = []
-    private var dropped = 0
-    private var droppedTotal = 0
-    private var enqueued = 0                       // events accepted so far
-    private var written = 0                        // events the writer has finished with
-    private var writerSleeping = false
-    /// `timestampNs` of the event that made the queue non-empty (the batch's oldest, roughly).
-    private var firstQueuedNs: UInt64 = 0
+    /// Rendered lines not yet taken by the writer, and how many.
+    @exclusivity(unchecked) private var pending = TraceBytes(capacity: 64 * 1024)
+    @exclusivity(unchecked) private var pendingLines = 0
+    /// The text renderer: `fitted` remembers what it showed (a terminal's compact layout).
+    @exclusivity(unchecked) private var text: TextTraceRenderer
+    @exclusivity(unchecked) private var dropped = 0
+    @exclusivity(unchecked) private var droppedTotal = 0
+    @exclusivity(unchecked) private var enqueued = 0                       // events accepted so far
+    @exclusivity(unchecked) private var written = 0                        // events the writer has finished with
+    @exclusivity(unchecked) private var writerSleeping = false
+    /// No writer thread could be started: every event is written on the emitting thread, under
+    /// `lock`, as it comes.
+    @exclusivity(unchecked) private var synchronous = false
+    /// `timestampNs` of the event that made the buffer non-empty (the batch's oldest, roughly).
+    @exclusivity(unchecked) private var firstPendingNs: UInt64 = 0
     /// A batch: what `requestFlush()` waits for before waking the writer.
     static let batchEvents = 256
     static let batchDelayNs: UInt64 = 5_000_000
-    private var writerStarted = false
-    private var stopping = false
+    @exclusivity(unchecked) private var writerStarted = false
+    @exclusivity(unchecked) private var stopping = false
     /// `stopping`, readable by the writer while it waits for a slow reader without the lock.
     private let stopFlag = Atomic<Bool>(false)
-    /// Set by `emit`, cleared when the writer takes the queue: lets `requestFlush()` (every loop
+    /// Set by `emit`, cleared when the writer takes the buffer: lets `requestFlush()` (every loop
     /// wakeup, mostly with nothing to write) return after one atomic load instead of taking a
     /// lock that every loop shares.
     private let unflushed = Atomic<Bool>(false)
-    private var thread: ThreadHandle?
+    @exclusivity(unchecked) private var thread: ThreadHandle?
 
     init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool, color: Bool, immediate: Bool,
          baseNs: UInt64, capacity: Int, byteBudget: Int, flushTimeoutSeconds: Double, side: TraceSide, width: Int?) {
@@ -129,7 +135,7 @@ final class TraceWriterCore: @unchecked Sendable {
         self.ownsDescriptor = ownsDescriptor
         self.immediate = immediate
         self.capacity = max(1, capacity)
-        self.byteBudget = max(Self.footprint, byteBudget)
+        self.byteBudget = max(4096, byteBudget)
         self.flushTimeoutSeconds = flushTimeoutSeconds
         self.side = side
         text = TextTraceRenderer(baseNs: baseNs, color: color, width: width)
@@ -139,10 +145,6 @@ final class TraceWriterCore: @unchecked Sendable {
         pthread_cond_init(wake, nil)
         pthread_cond_init(done, nil)
     }
-
-    /// What one queued event costs besides its text: the struct itself (addresses are shared
-    /// per socket, so not counted per event).
-    static let footprint = MemoryLayout<TraceEvent>.stride
 
     deinit {
         // The writer thread holds a strong reference while it runs, so deinit means it is gone.
@@ -174,44 +176,45 @@ final class TraceWriterCore: @unchecked Sendable {
 
     func emit(_ event: TraceEvent) {
         guard format != .off else { return }
-        let size = Self.footprint + event.cause.utf8.count + (event.bytes?.count ?? 0)
         pthread_mutex_lock(lock)
         if synchronous {
-            render(event)
-            write()
+            render(event, into: &pending)
+            write(&pending)
             pthread_mutex_unlock(lock)
             return
         }
-        if queue.count >= capacity || queuedBytes + size > byteBudget {
+        // Full: in lines, or in bytes (the budget is checked before rendering, so a line may
+        // overrun it by its own length, never by more).
+        if pendingLines >= capacity || pending.count >= byteBudget {
             dropped += 1
             droppedTotal += 1
             pthread_mutex_unlock(lock)
             return
         }
-        queue.append(event)
-        queuedBytes += size
+        render(event, into: &pending)
+        pendingLines += 1
         enqueued += 1
         unflushed.store(true, ordering: .relaxed)
         let start = !writerStarted
         if start { writerStarted = true }
         // Batch: wake the writer per event only for a terminal or when a quarter full.
-        let signal = writerSleeping && (immediate || queue.count >= capacity / 4 || queuedBytes >= byteBudget / 4)
-        if queue.count == 1 { firstQueuedNs = event.timestampNs }
+        let signal = writerSleeping && (immediate || pendingLines >= capacity / 4 || pending.count >= byteBudget / 4)
+        if pendingLines == 1 { firstPendingNs = event.timestampNs }
         if signal { writerSleeping = false; pthread_cond_signal(wake) }
         pthread_mutex_unlock(lock)
         if start { startWriter() }
     }
 
-    /// Wakes the writer when a batch is worth a write: `batchEvents` queued, or the oldest
-    /// queued event is `batchDelayNs` old, or a drop is to be reported; never blocks on I/O.
+    /// Wakes the writer when a batch is worth a write: `batchEvents` lines, or the oldest
+    /// line is `batchDelayNs` old, or a drop is to be reported; never blocks on I/O.
     /// Waking it on every loop wakeup (the earlier policy) cost a futex wake, a context switch
     /// and a write(2) per few events under connect churn: ~15% of the traced server's samples
     /// in `finish_task_switch` alone.
     func requestFlush() {
         guard unflushed.load(ordering: .relaxed) else { return }
         pthread_mutex_lock(lock)
-        if writerSleeping && (dropped > 0 || queue.count >= Self.batchEvents
-                              || (!queue.isEmpty && MonotonicClock.now() &- firstQueuedNs >= Self.batchDelayNs)) {
+        if writerSleeping && (dropped > 0 || pendingLines >= Self.batchEvents
+                              || (pendingLines > 0 && MonotonicClock.now() &- firstPendingNs >= Self.batchDelayNs)) {
             writerSleeping = false
             pthread_cond_signal(wake)
         }
@@ -240,14 +243,12 @@ final class TraceWriterCore: @unchecked Sendable {
         do {
             thread = try ThreadHandle { [self] in writerLoop() }
         } catch {
-            // No thread: write on the callers' threads from now on, starting with what is queued.
+            // No thread: write on the callers' threads from now on, starting with what is pending.
             pthread_mutex_lock(lock)
             synchronous = true
-            for event in queue { render(event) }
-            write()
-            written += queue.count
-            queue.removeAll()
-            queuedBytes = 0
+            write(&pending)
+            written += pendingLines
+            pendingLines = 0
             pthread_mutex_unlock(lock)
         }
     }
@@ -255,7 +256,7 @@ final class TraceWriterCore: @unchecked Sendable {
     private func writerLoop() {
         pthread_mutex_lock(lock)
         while true {
-            while queue.isEmpty && dropped == 0 {
+            while pendingLines == 0 && dropped == 0 {
                 if stopping { pthread_mutex_unlock(lock); return }
                 writerSleeping = true
                 pthread_cond_broadcast(done)
@@ -268,54 +269,47 @@ final class TraceWriterCore: @unchecked Sendable {
                 _ = pthread_cond_timedwait(wake, lock, &deadline)
                 writerSleeping = false
             }
-            swap(&queue, &spare)
-            queuedBytes = 0
+            // The gap's warning goes right after the last line before it.
+            if dropped > 0 {
+                render(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .warning,
+                                  cause: "trace: \(dropped) lines dropped (slow reader)"), into: &pending)
+                dropped = 0
+            }
+            swap(&pending, &out)
+            let count = pendingLines
+            pendingLines = 0
             unflushed.store(false, ordering: .relaxed)
-            let lost = dropped
-            dropped = 0
             pthread_mutex_unlock(lock)
 
-            // A local array read by index: `for event in spare`, or `spare[i]` of this class's
-            // property, copied every event (a TraceEvent copy retains each of its strings;
-            // copies and destroys were ~20% of a traced server's instructions, callgrind).
-            var batch: [TraceEvent] = []
-            swap(&batch, &spare)
-            for index in batch.indices { render(batch[index]) }
-            let count = batch.count
-            batch.removeAll(keepingCapacity: true)
-            swap(&batch, &spare)
-            if lost > 0 {
-                render(TraceEvent(timestampNs: MonotonicClock.now(), side: side, conn: 0, kind: .warning,
-                                  cause: "trace: \(lost) lines dropped (slow reader)"))
-            }
-            write()
+            write(&out)
 
             pthread_mutex_lock(lock)
             written += count
-            if queue.isEmpty { pthread_cond_broadcast(done) }
+            if pendingLines == 0 { pthread_cond_broadcast(done) }
         }
     }
 
-    private func render(_ event: TraceEvent) {
+    /// Appends the event's line. Under `lock`: the text renderer's compact layout has state.
+    private func render(_ event: TraceEvent, into bytes: inout TraceBytes) {
         if format == .json {
-            JSONTraceRenderer.render(event, into: &out)
+            JSONTraceRenderer.render(event, into: &bytes)
         } else if text.width == nil {
-            text.render(event, into: &out)
+            text.render(event, into: &bytes)
         } else {
-            out.append(text.fitted(event))   // a terminal: wrapped to its width, not a hot path
+            bytes.append(text.fitted(event))   // a terminal: wrapped to its width, not a hot path
         }
-        out.append(byte: UInt8(ascii: "\n"))
+        bytes.append(byte: UInt8(ascii: "\n"))
     }
 
-    /// Writes `out` in chunks of at most PIPE_BUF after poll(POLLOUT): a pipe or terminal
-    /// that reports POLLOUT takes that much without blocking, so this thread never sits in a
-    /// write(2) it cannot leave, and `shutdown()` can always stop it.
-    private func write() {
-        guard !out.isEmpty else { return }
-        defer { out.removeAll(keepingCapacity: out.count <= 1 << 20) }
+    /// Writes `bytes` and empties them, in chunks of at most PIPE_BUF after poll(POLLOUT): a pipe
+    /// or terminal that reports POLLOUT takes that much without blocking, so this thread never
+    /// sits in a write(2) it cannot leave, and `shutdown()` can always stop it.
+    private func write(_ bytes: inout TraceBytes) {
+        guard !bytes.isEmpty else { return }
+        defer { bytes.removeAll(keepingCapacity: bytes.count <= 1 << 20) }
         guard !failed else { return }
         var offset = 0
-        out.withUnsafeBytes { bytes in
+        bytes.withUnsafeBytes { bytes in
             while offset < bytes.count {
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 let ready = regularFile ? 1 : poll(&p, 1, 100)

@@ -40,9 +40,14 @@ extension SocketTracker: KernelChangeReceiver {
     }
 
     private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState?, cause: String)?) {
-        var changes = kernel.inbox.locked { inbox in
-            defer { inbox.removeAll() }
-            return inbox
+        // Swapped with the tracker's spare array, both keeping their capacity: copying the
+        // inbox out and emptying it allocated a new array for every batch the router appended.
+        var changes = spareChanges
+        spareChanges = []
+        kernel.inbox.locked { swap(&$0, &changes) }
+        defer {
+            changes.removeAll(keepingCapacity: true)
+            spareChanges = changes
         }
         guard !changes.isEmpty else { return }
         changes.sort { $0.timestampNs < $1.timestampNs }

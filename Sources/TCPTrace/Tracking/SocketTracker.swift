@@ -7,45 +7,50 @@ import SocketKit
 /// crossed, labelled `inferred`; a transition the RFC does not allow is flagged, not rewritten.
 /// @unchecked: one owner at a time, handed over once (loop → follower queue in `closed`, after
 /// the loop's last use); kernel changes reach it through its link's locked inbox, not directly.
+/// Its stored properties are `@exclusivity(unchecked)` for the same reason: one owner at a time
+/// cannot overlap its own accesses, and the run-time check on each one (`swift_beginAccess`,
+/// ~15 a kernel change) was ~7% of a traced server's instructions under connect churn.
 public final class SocketTracker: @unchecked Sendable {
     public let tracer: StateTracer
     public let conn: Int
-    public private(set) var local: SocketAddress? { didSet { localText = local?.description } }
-    public private(set) var peer: SocketAddress? { didSet { peerText = peer?.description } }
+    @exclusivity(unchecked) public private(set) var local: SocketAddress? { didSet { localText = local?.description } }
+    @exclusivity(unchecked) public private(set) var peer: SocketAddress? { didSet { peerText = peer?.description } }
     /// Rendered once: every event carries both addresses (inet_ntop + formatting per event
     /// measured ~6% of the traced server's CPU under connection churn).
-    private var localText: String?
-    private var peerText: String?
-    public private(set) var cookie: UInt64?
+    @exclusivity(unchecked) private var localText: String?
+    @exclusivity(unchecked) private var peerText: String?
+    @exclusivity(unchecked) public private(set) var cookie: UInt64?
     /// The last state the trace reached (observed or inferred).
-    public private(set) var state: TCPState?
-    public private(set) var lastInfo: TCPInfo?
+    @exclusivity(unchecked) public private(set) var state: TCPState?
+    @exclusivity(unchecked) public private(set) var lastInfo: TCPInfo?
     /// When `state` was entered, if that moment was observed.
-    private var enteredNs: UInt64?
-    private var stateWasObserved = false
-    public private(set) var context = TCPStateMachine.Context()
+    @exclusivity(unchecked) private var enteredNs: UInt64?
+    @exclusivity(unchecked) private var stateWasObserved = false
+    @exclusivity(unchecked) public private(set) var context = TCPStateMachine.Context()
     private let diag: SockDiag?
-    private var closeWaitWarned = false
+    @exclusivity(unchecked) private var closeWaitWarned = false
     /// Transient-state sampling backoff.
-    private var sampleDelayNs: UInt64 = 0
-    public private(set) var fdClosed = false
+    @exclusivity(unchecked) private var sampleDelayNs: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var fdClosed = false
     /// TCPTimeWaitOverflow when we sent our first FIN (see `checkSkippedTimeWait`).
-    private var timeWaitOverflowsAtFIN: UInt64?
+    @exclusivity(unchecked) private var timeWaitOverflowsAtFIN: UInt64?
     /// The kernel tracepoint source, when on (nil: no cost at all on any path).
     let kernel: KernelLink?
     /// We sent a FIN ourselves (shutdown or close), whoever closed first.
-    public private(set) var sentFIN = false
+    @exclusivity(unchecked) public private(set) var sentFIN = false
     /// The program saw the peer's FIN (recv() = 0, or CLOSE_WAIT read before our own FIN).
-    public private(set) var peerFINSeen = false
+    @exclusivity(unchecked) public private(set) var peerFINSeen = false
     /// At least one state event went out for this socket (observed, inferred or the kernel's).
-    public private(set) var hasEmittedState = false
+    @exclusivity(unchecked) public private(set) var hasEmittedState = false
     /// CLOCK_MONOTONIC of the last reading (tcp_info or sock_diag): a change seen by the next
     /// reading happened after it. nil until a reading, or a fresh socket's creation, bounds it.
-    private var lastReadingNs: UInt64?
+    @exclusivity(unchecked) private var lastReadingNs: UInt64?
     /// The reading before the current one: the start of the interval a new state is dated in.
-    private var intervalStartNs: UInt64?
+    @exclusivity(unchecked) private var intervalStartNs: UInt64?
     /// When the call that sends our FIN began: FIN_WAIT_1/LAST_ACK cannot be earlier.
-    private var finCallNs: UInt64?
+    @exclusivity(unchecked) private var finCallNs: UInt64?
+    /// The kernel inbox's other half (`applyInbox`): swapped, never copied.
+    @exclusivity(unchecked) var spareChanges: [KernelStateChange] = []
 
     init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?, mailbox: KernelMailbox? = nil) {
         self.tracer = tracer
@@ -262,6 +267,7 @@ public final class SocketTracker: @unchecked Sendable {
         closeWaitWarned = false
     }
 
+    @inline(__always)
     package func makeEvent(_ kind: TraceEvent.Kind, cause: String, at now: UInt64 = MonotonicClock.now()) -> TraceEvent {
         TraceEvent(timestampNs: now, side: tracer.side, conn: conn, local: localText,
                    peer: peerText, cookie: cookie, kind: kind, cause: cause)
@@ -343,6 +349,8 @@ public final class SocketTracker: @unchecked Sendable {
     public func closed(cause: String, follow: Bool = true) {
         guard !fdClosed else { return }
         fdClosed = true
+        // The mailbox serves open fds only (the follower applies a closed one's changes).
+        kernel?.tracker = nil
         if state != .closed { noteOurFIN() }
         guard state != .closed, local != nil, peer != nil else {
             if let kernel { kernel.source.unregister(kernel) }
