@@ -14,12 +14,35 @@ public final class Socket: Sendable {
     public var fd: Int32 { descriptor.load(ordering: .acquiring) }
     /// AF_INET or AF_INET6.
     public let family: Int32
+    /// Addresses the kernel already gave when the socket was made (accept4's peer; a specific
+    /// address the listener was bound to), so `localAddress()`/`peerAddress()` need no second
+    /// call: getsockname + getpeername were two of a traced server's syscalls per connection.
+    private let known: (local: SocketAddress?, peer: SocketAddress?)
 
     /// Takes ownership of `fd`; it will be closed by `close()` or, failing that, on deinit.
     public init(takingOwnershipOf fd: Int32, family: Int32) {
         descriptor = Atomic(fd)
         self.family = family
+        known = (nil, nil)
     }
+
+    /// `init(takingOwnershipOf:family:)` with the addresses already known for it.
+    init(takingOwnershipOf fd: Int32, family: Int32, local: SocketAddress?, peer: SocketAddress?) {
+        descriptor = Atomic(fd)
+        self.family = family
+        known = (local, peer)
+    }
+
+    /// Hands this socket's descriptor to a new `Socket` that knows its local address (this one
+    /// reads closed afterwards): how `listening(on:)` remembers a specific bound address.
+    func knowing(local: SocketAddress) -> Socket {
+        Socket(takingOwnershipOf: descriptor.exchange(-1, ordering: .acquiringAndReleasing), family: family,
+               local: local, peer: nil)
+    }
+
+    /// The address a listener was bound to when it is one address (not a wildcard): every
+    /// connection it accepts has it as its local address.
+    var boundLocal: SocketAddress? { known.local }
 
     /// A new TCP socket, close-on-exec, optionally non-blocking. C: `socket(2)`.
     public convenience init(family: Int32, nonBlocking: Bool = true) throws {
@@ -67,12 +90,14 @@ public final class Socket: Sendable {
 
     /// C: `getsockname(2)`.
     public func localAddress() throws -> SocketAddress {
-        try address("getsockname") { getsockname($0, $1, $2) }
+        if let local = known.local, isOpen { return local }
+        return try address("getsockname") { getsockname($0, $1, $2) }
     }
 
     /// C: `getpeername(2)`.
     public func peerAddress() throws -> SocketAddress {
-        try address("getpeername") { getpeername($0, $1, $2) }
+        if let peer = known.peer, isOpen { return peer }
+        return try address("getpeername") { getpeername($0, $1, $2) }
     }
 
     private func address(

@@ -134,6 +134,14 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// 127.0.0.0/8, ::1 or an IPv4-mapped loopback address.
+    /// INADDR_ANY or in6addr_any (port aside): a listener bound there accepts on any address.
+    public var isWildcard: Bool {
+        switch self {
+        case .v4(let a): return a.sin_addr.s_addr == 0
+        case .v6(var a): return withUnsafeBytes(of: &a.sin6_addr) { $0.allSatisfy { $0 == 0 } }
+        }
+    }
+
     public var isLoopback: Bool {
         switch self {
         case .v4: return host.hasPrefix("127.")

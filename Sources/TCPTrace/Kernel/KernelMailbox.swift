@@ -20,6 +20,9 @@ package protocol KernelChangeReceiver: AnyObject, Sendable {
 /// event and an eventfd read.
 public final class KernelMailbox: Sendable {
     private let waiting = Mutex<[any KernelChangeReceiver]>([])
+    /// The list's other half, the owner's between deliveries: swapped, so neither list
+    /// allocates again once grown (emptying a list that was copied out allocated per post).
+    private let spare = Mutex<[any KernelChangeReceiver]>([])
     private let wake: @Sendable () -> Void
     /// The owner's thread, learned at its first `deliver()` (0: not yet).
     private let owner = Atomic<UInt>(0)
@@ -42,13 +45,16 @@ public final class KernelMailbox: Sendable {
         owner.store(UInt(pthread_self()), ordering: .relaxed)
         // Applying can post again (an observation inside drains the rings); bounded, and what
         // is left after the last round wakes the owner like a post from elsewhere.
+        var batch = spare.locked { list in
+            defer { list = [] }
+            return list
+        }
+        defer { spare.locked { $0 = batch } }
         for _ in 0..<8 {
-            let trackers = waiting.locked { list in
-                defer { list.removeAll() }
-                return list
-            }
-            if trackers.isEmpty { return }
-            for tracker in trackers where !tracker.fdClosed { tracker.applyRoutedKernelEvents() }
+            waiting.locked { swap(&$0, &batch) }
+            if batch.isEmpty { return }
+            for tracker in batch where !tracker.fdClosed { tracker.applyRoutedKernelEvents() }
+            batch.removeAll(keepingCapacity: true)
         }
         if !waiting.locked({ $0.isEmpty }) { wake() }
     }
