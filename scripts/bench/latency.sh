@@ -4,6 +4,13 @@
 #
 #   swift build -c release && scripts/bench/latency.sh            # as root: perf is the oracle
 #   RUNS=200 scripts/bench/latency.sh
+#   SERVER_CPUS= scripts/bench/latency.sh                         # unpinned
+#
+# As in run.sh, the server runs on SERVER_CPUS (default 0) and the clients on the other CPUs
+# (CLIENT_CPUS), when there are two or more: unpinned on this 2-CPU machine, the scheduler often
+# woke the server's loop on the CPU the client was still running on (wake-affine), and ~10% of
+# the server's ESTABLISHED stamps then waited for the client to block (0.2–1.5 ms), a tail of
+# the scheduler's placement, not of the tracer's work.
 #
 # EchoServer and EchoClient run as nobody (tcp_info, sock_diag, inference: no tracepoint) with
 # JSON traces; meanwhile `perf record -e sock:inet_sock_set_state -k CLOCK_MONOTONIC -a`
@@ -24,17 +31,31 @@ WORK=$(mktemp -d /tmp/echo-latency.XXXXXX)
 chmod 777 "$WORK"
 install -m 755 "$ROOT/.build/release/EchoServer" "$ROOT/.build/release/EchoClient" "$WORK/"
 NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
+NCPU=$(nproc --all)
+SERVER_CPUS=${SERVER_CPUS-0}
+SERVER_PIN="" CLIENT_PIN=""
+if [ -n "$SERVER_CPUS" ] && [ "$NCPU" -ge 2 ]; then
+    CLIENT_CPUS=${CLIENT_CPUS:-$(python3 -c 'import sys
+srv=set()
+for part in sys.argv[1].split(","):
+    a,_,b=part.partition("-"); srv.update(range(int(a),int(b or a)+1))
+print(",".join(str(c) for c in range(int(sys.argv[2])) if c not in srv) or sys.argv[1])' "$SERVER_CPUS" "$NCPU")}
+    SERVER_PIN="taskset -c $SERVER_CPUS" CLIENT_PIN="taskset -c $CLIENT_CPUS"
+    echo "server on CPU $SERVER_CPUS, clients on CPU $CLIENT_CPUS"
+else
+    echo "unpinned"
+fi
 
 perf record -q -e sock:inet_sock_set_state -k CLOCK_MONOTONIC -a -o "$WORK/kernel.data" >/dev/null 2>&1 &
 PERF=$!
 sleep 1
 # shellcheck disable=SC2086
-$NOBODY "$WORK/EchoServer" --host 127.0.0.1 --port "$PORT" --trace json --trace-file "$WORK/server.json" 2>"$WORK/server.err" &
+$SERVER_PIN $NOBODY "$WORK/EchoServer" --host 127.0.0.1 --port "$PORT" --trace json --trace-file "$WORK/server.json" 2>"$WORK/server.err" &
 SERVER=$!
 for _ in $(seq 100); do ss -ltn "sport = :$PORT" | grep -q LISTEN && break; sleep 0.05; done
 for i in $(seq "$RUNS"); do
     # shellcheck disable=SC2086
-    timeout 10 $NOBODY "$WORK/EchoClient" --port "$PORT" --trace json --trace-file "$WORK/client-$i.json" "hello $i" >/dev/null 2>&1
+    timeout 10 $CLIENT_PIN $NOBODY "$WORK/EchoClient" --port "$PORT" --trace json --trace-file "$WORK/client-$i.json" "hello $i" >/dev/null 2>&1
 done
 sleep 0.5                                   # the server's last sock_diag follow-ups
 kill -TERM "$SERVER"; wait "$SERVER" 2>/dev/null
@@ -93,6 +114,8 @@ for (side, state), values in sorted(latencies.items()):
 pooled = sorted(v for values in latencies.values() for v in values)
 if pooled:
     print(f"{'all':8} {'observed':12} {len(pooled):5} {pct(pooled, 50)/1000:8.1f} {pct(pooled, 99)/1000:8.1f}")
+slow = {f"{side} {state}": sum(v > 200_000 for v in values) for (side, state), values in sorted(latencies.items())}
+print("over 200 µs: " + (", ".join(f"{k} {n}" for k, n in slow.items() if n) or "none"))
 print(f"early: {len(early)} {early[:3]}  unmatched: {unmatched}")
 PY
 rm -rf "$WORK"
