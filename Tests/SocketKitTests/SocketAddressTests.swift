@@ -21,6 +21,31 @@ import Testing
         #expect(SocketAddress(parsing: "::1:7007") == nil)   // ambiguous without brackets
     }
 
+    /// accept4's peer address and a specific listener's local address stand in for
+    /// getpeername/getsockname: they must say what those calls say, for a listener bound to
+    /// one address (known) and to the wildcard (asked), IPv4 and IPv6.
+    @Test(arguments: ["127.0.0.1", "0.0.0.0", "::1", "::"])
+    func acceptedSocketsKnowTheirAddresses(host: String) throws {
+        let address = try #require(SocketAddress(numericHost: host, port: 0))
+        #expect(address.isWildcard == (host == "0.0.0.0" || host == "::"))
+        let listener = try Socket.listening(on: address)
+        defer { try? listener.close() }
+        let bound = try listener.localAddress()
+        let loopback = try #require(SocketAddress(numericHost: address.family == AF_INET ? "127.0.0.1" : "::1", port: bound.port))
+        let client = try Socket(family: address.family, nonBlocking: false)
+        defer { try? client.close() }
+        _ = try client.connect(to: loopback)
+        var accepted: Socket?
+        for _ in 0..<200 where accepted == nil {   // bounded: 2 s
+            if case .processed(let socket) = try listener.accept() { accepted = socket } else { usleep(10_000) }
+        }
+        let socket = try #require(accepted, "HUNG: accept() found no connection within 2 s")
+        defer { try? socket.close() }
+        #expect(try socket.peerAddress() == client.localAddress())
+        #expect(try socket.localAddress() == client.peerAddress())
+        #expect(try socket.localAddress().description == loopback.description)
+    }
+
     @Test func rejectsGarbage() {
         #expect(SocketAddress(parsing: "localhost:80") == nil)
         #expect(SocketAddress(parsing: "127.0.0.1:99999") == nil)

@@ -120,6 +120,49 @@ import Testing
         #expect(text.hasSuffix("VERDICT echo differs: sent 6 bytes"), "\(text)")
     }
 
+    /// A kernel change's "seen at" call is kept apart from its cause and appended when written:
+    /// text, JSON and `cause` read exactly as if the two had been joined, escaping included.
+    @Test func seenAt_rendersAsTheJoinedCause() throws {
+        var split = TraceEvent(timestampNs: 1_234_567, side: .server, conn: 7, local: "127.0.0.1:7007", peer: "127.0.0.1:40000",
+                               kind: .state, from: .synReceived, to: .established, source: .tracepoint, cause: "handshake \"complete\"")
+        split.setCause("handshake \"complete\"", seenAt: "accept()\n")
+        var joined = split
+        joined.cause = "handshake \"complete\"; seen at accept()\n"
+        #expect(split.cause == joined.cause)
+        #expect(split.seenAt != nil && joined.seenAt == nil)
+        let text = TextTraceRenderer(baseNs: 0, color: false)
+        #expect(text.render(split) == text.render(joined))
+        #expect(JSONTraceRenderer.render(split) == JSONTraceRenderer.render(joined))
+        let back = try #require(TraceEvent(jsonLine: Substring(JSONTraceRenderer.render(split))))
+        #expect(back.cause == split.cause)
+    }
+
+    /// Integers two digits at a time, with and without zero padding, against `String(_:)`.
+    @Test func integers_matchStringConversion() {
+        let values: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1_000, 12_345, 1_000_000, 490_737_165_166,
+                                UInt64(Int64.max), .max]
+        for value in values {
+            for digits in [1, 2, 6, 21] {
+                var out = TraceBytes()
+                out.append(value, minimumDigits: digits)
+                let plain = String(value)
+                #expect(out.string == String(repeating: "0", count: max(0, digits - plain.count)) + plain)
+            }
+        }
+    }
+
+    /// The address columns: 21 wide each, right- then left-aligned, long IPv6 text unclipped.
+    @Test func text_addressColumns() {
+        let text = TextTraceRenderer(baseNs: 0, color: false)
+        let short = TraceEvent(timestampNs: 0, side: .client, conn: 1, local: "127.0.0.1:5", peer: "127.0.0.1:7007",
+                               kind: .info, cause: "x")
+        let line = text.render(short)
+        #expect(line.contains("          127.0.0.1:5 ⇄ 127.0.0.1:7007         "), "\(line)")
+        let long = TraceEvent(timestampNs: 0, side: .client, conn: 1, local: "[fe80::1234:5678:9abc]:65535", peer: nil,
+                              kind: .info, cause: "x")
+        #expect(text.render(long).contains(" [fe80::1234:5678:9abc]:65535 ⇄ -                     "), "\(text.render(long))")
+    }
+
     @Test func text_escapesPeerBytes() {
         var event = TraceEvent(timestampNs: 0, side: .client, conn: 1, kind: .data, cause: "received 4 bytes")
         event.bytes = [0x1b, 0x5d, 0x07, 0x41]

@@ -187,10 +187,11 @@ public final class TracepointSource: Sendable {
 
     /// The tracker knows its addresses: claim what the kernel already reported for them, or
     /// wait for it. `peer` nil: a listener.
+    /// The rings are not drained here: what they still hold is routed to the tracker by its
+    /// addresses at the next drain, which its owner's next observation makes anyway (one drain a
+    /// connection fewer under churn).
     func register(_ tracker: any KernelChangeReceiver, link: KernelLink, local: SocketAddress, peer: SocketAddress?) {
         routing.locked { router in
-            tracepoint.drain(into: &router.incoming)
-            router.routeIncoming()
             link.tracker = tracker
             router.register(link, local: local, peer: peer)
             handOut(&router)

@@ -227,6 +227,21 @@ package struct TraceBytes {
     /// \u00XX, DEL included); other UTF-8 passes unchanged.
     package mutating func appendJSONString(_ text: String) {
         append(byte: UInt8(ascii: "\""))
+        appendJSONEscaped(text)
+        append(byte: UInt8(ascii: "\""))
+    }
+
+    /// One JSON string literal of `head`, `middle` (no escaping needed) and `tail` together.
+    package mutating func appendJSONString(_ head: String, _ middle: StaticString, _ tail: String) {
+        append(byte: UInt8(ascii: "\""))
+        appendJSONEscaped(head)
+        append(middle)
+        appendJSONEscaped(tail)
+        append(byte: UInt8(ascii: "\""))
+    }
+
+    /// `text` escaped for inside a JSON string literal (no quotes).
+    private mutating func appendJSONEscaped(_ text: String) {
         var text = text
         text.withUTF8 { utf8 in
             // Eight bytes at a time while none needs escaping (almost always): a loop byte by
@@ -265,7 +280,6 @@ package struct TraceBytes {
             }
             append(UnsafeBufferPointer(rebasing: utf8[runStart...]))
         }
-        append(byte: UInt8(ascii: "\""))
     }
 
     /// Whether any of the 8 bytes in `word` is below 0x20, `"`, `\` or DEL (bit tricks from

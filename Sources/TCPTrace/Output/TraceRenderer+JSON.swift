@@ -31,7 +31,11 @@ public enum JSONTraceRenderer {
         if let from = e.from { out.member("from", name: from.name) }
         if let to = e.to { out.member("to", name: to.name) }
         if let source = e.source { out.member("source", name: source.rawValue) }
-        out.member("cause", e.cause)
+        if let call = e.seenAt {
+            out.key("cause"); out.appendJSONString(e.causeHead, "; seen at ", call)
+        } else {
+            out.member("cause", e.causeHead)
+        }
         if let ns = e.inStateNs { out.member("in_state_ns", ns) }
         if e.unexpected { out.member("unexpected", literal: "true") }
         if let ms = e.timerMs { out.member("timer_ms", UInt64(ms)) }

@@ -83,21 +83,22 @@ extension SocketTracker: KernelChangeReceiver {
                   at: change.timestampNs, timerMs: entry.expiresMs)
             return
         }
-        var cause = Self.kernelCause(from, to, context: context)
-        if let programCause { cause += "; seen at \(programCause)" }
-        exact(from, to, source: .tracepoint, cause: cause, at: change.timestampNs, timerMs: nil)
+        exact(from, to, source: .tracepoint, cause: Self.kernelCause(from, to, context: context), seenAt: programCause,
+              at: change.timestampNs, timerMs: nil)
     }
 
     /// A transition the kernel reported: emitted as is when it continues the trace (flagged if
     /// RFC 9293 does not allow it); after a gap (lost records), the usual inference fills it.
-    private func exact(_ from: TCPState, _ to: TCPState, source: ObservationSource, cause: String, at now: UInt64,
-                       timerMs: UInt32?) {
+    private func exact(_ from: TCPState, _ to: TCPState, source: ObservationSource, cause: String, seenAt: String? = nil,
+                       at now: UInt64, timerMs: UInt32?) {
         guard to != state else { return }
         if state == from || state == nil {
-            emitState(to, source: source, cause: cause, at: now, info: nil, timerMs: timerMs,
+            emitState(to, source: source, cause: cause, seenAt: seenAt, at: now, info: nil, timerMs: timerMs,
                       unexpected: !(state.map { TCPStateMachine.allows($0, to) } ?? true))
         } else {
-            recordObserved(to, source: source, cause: cause, at: now, info: nil, timerMs: timerMs)
+            // After a gap (rare): inference names the cause in its own words, so join it here.
+            recordObserved(to, source: source, cause: seenAt.map { cause + "; seen at " + $0 } ?? cause, at: now,
+                           info: nil, timerMs: timerMs)
         }
     }
 

@@ -241,13 +241,13 @@ public final class SocketTracker: @unchecked Sendable {
         record(to, source: .inferred, cause: cause)
     }
 
-    func emitState(_ to: TCPState, source: ObservationSource, cause: String, at now: UInt64,
+    func emitState(_ to: TCPState, source: ObservationSource, cause: String, seenAt: String? = nil, at now: UInt64,
                            info: TCPInfo?, timerMs: UInt32?, unexpected: Bool) {
-        var event = makeEvent(.state, cause: cause, at: now)
-        event.from = state
-        event.to = to
-        event.source = source
-        event.info = info
+        // Built whole by one initializer call: `makeEvent` and then setting the fields made a
+        // temporary event, copied and destroyed it (~470 instructions an event, callgrind).
+        var event = TraceEvent(timestampNs: now, side: tracer.side, conn: conn, local: localText, peer: peerText,
+                               cookie: cookie, kind: .state, from: state, to: to, source: source, cause: cause, info: info)
+        if seenAt != nil { event.setCause(cause, seenAt: seenAt) }
         event.timerMs = timerMs
         event.unexpected = unexpected
         if stateWasObserved, let entered = enteredNs, now >= entered { event.inStateNs = now - entered }
