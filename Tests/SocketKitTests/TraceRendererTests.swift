@@ -137,6 +137,20 @@ import Testing
         #expect(back.cause == split.cause)
     }
 
+    /// The literal names the writers copy (`TraceNames.swift`) are the enums' own names.
+    @Test func staticNames_matchRawValues() {
+        for side in TraceSide.allCases { #expect(String(describing: side.staticName) == side.rawValue) }
+        for source in ObservationSource.allCases { #expect(String(describing: source.staticName) == source.rawValue) }
+        for kind in TraceEvent.Kind.allCases { #expect(String(describing: kind.staticName) == kind.rawValue) }
+        #expect(TCPState.all.map(\.name) == ["CLOSED", "LISTEN", "SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1",
+                                             "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT"])
+        #expect(TCPState.unknown(42).name == "UNKNOWN(42)" && TCPState.unknown(42).staticName == nil)
+        let odd = TraceEvent(timestampNs: 0, side: .server, conn: 1, kind: .state, from: .unknown(42), to: .closed,
+                             source: .tracepoint, cause: "x")
+        #expect(JSONTraceRenderer.render(odd).contains(#""from":"UNKNOWN(42)","to":"CLOSED","source":"tracepoint""#))
+        #expect(TextTraceRenderer(baseNs: 0, color: false).render(odd).contains("UNKNOWN(42) → CLOSED"))
+    }
+
     /// Integers two digits at a time, with and without zero padding, against `String(_:)`.
     @Test func integers_matchStringConversion() {
         let values: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1_000, 12_345, 1_000_000, 490_737_165_166,

@@ -2,7 +2,7 @@ import Glibc
 import SocketKit
 
 /// How a state in the trace was obtained. Every event says it.
-public enum ObservationSource: String, Sendable, Codable {
+public enum ObservationSource: String, Sendable, Codable, CaseIterable {
     /// Read from the socket's own fd with getsockopt(TCP_INFO).
     case tcpInfo = "tcp_info"
     /// Read from the kernel's socket table with inet_diag (after close(), TIME_WAIT...).
@@ -14,13 +14,13 @@ public enum ObservationSource: String, Sendable, Codable {
 }
 
 /// Which program wrote an event.
-public enum TraceSide: String, Sendable, Codable {
+public enum TraceSide: String, Sendable, Codable, CaseIterable {
     case server, client
 }
 
 /// One line of the trace: a state change, or a warning/error/syscall/data note about a socket.
 public struct TraceEvent: Sendable, Equatable {
-    public enum Kind: String, Sendable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
         case state, warning, error, syscall, data, info
         /// A TCP segment captured on the wire (`--wire`): `wire` holds it.
         case segment

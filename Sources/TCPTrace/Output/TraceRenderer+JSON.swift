@@ -21,16 +21,16 @@ public enum JSONTraceRenderer {
         out.member("v", UInt64(formatVersion))
         out.member("ts_ns", e.timestampNs)
         out.key("time"); out.append(byte: UInt8(ascii: "\"")); TraceTime.appendRFC3339(e.wallNs, to: &out); out.append(byte: UInt8(ascii: "\""))
-        out.member("side", name: e.side.rawValue)
+        out.member("side", static: e.side.staticName)
         out.member("pid", e.pid)
         out.member("conn", e.conn)
         if let local = e.local { out.member("local", local) }
         if let peer = e.peer { out.member("peer", peer) }
         if let cookie = e.cookie { out.member("cookie", cookie) }
-        out.member("event", name: e.kind.rawValue)
-        if let from = e.from { out.member("from", name: from.name) }
-        if let to = e.to { out.member("to", name: to.name) }
-        if let source = e.source { out.member("source", name: source.rawValue) }
+        out.member("event", static: e.kind.staticName)
+        if let from = e.from { out.member("from", state: from) }
+        if let to = e.to { out.member("to", state: to) }
+        if let source = e.source { out.member("source", static: source.staticName) }
         if let call = e.seenAt {
             out.key("cause"); out.appendJSONString(e.causeHead, "; seen at ", call)
         } else {
@@ -55,13 +55,13 @@ public enum JSONTraceRenderer {
         if let ns = e.latestNs { out.member("latest_ns", ns) }
         if let attempt = e.attempt { out.member("try", attempt) }
         if let process = e.process { out.member("process", process) }        // TCPWatch: the owner's command
-        if let state = e.heldState { out.member("state", name: state.name) }       // TCPWatch: what a warning is about
+        if let state = e.heldState { out.member("state", state: state) }       // TCPWatch: what a warning is about
         out.closeObject()
     }
 
     static func tcpInfo(_ i: TCPInfo, into out: inout TraceBytes) {
         out.openObject()
-        out.member("state", name: i.state.name)
+        out.member("state", state: i.state)
         out.member("rtt_us", UInt64(i.rttMicros))
         out.member("rttvar_us", UInt64(i.rttVarMicros))
         out.member("retransmits", UInt64(i.retransmits))
@@ -151,14 +151,19 @@ extension TraceBytes {
     /// A literal value: `true`, `false`, or a quoted constant.
     mutating func member(_ name: StaticString, literal: StaticString) { key(name); append(literal) }
     mutating func member(_ name: StaticString, _ value: String) { key(name); appendJSONString(value) }
-    /// A name of ours that needs no escaping (a state, a side, an event kind, a source: ASCII
-    /// letters, digits and `_`), quoted without the escaping scan: five of a state event's eight
-    /// strings, ~250 instructions each through `appendJSONString` (callgrind).
-    mutating func member(_ name: StaticString, name value: String) {
+    /// A name of ours that needs no escaping (a side, an event kind, a source), quoted without
+    /// the escaping scan or a String (`TraceNames.swift`).
+    mutating func member(_ name: StaticString, static value: StaticString) {
         key(name)
         append(byte: UInt8(ascii: "\""))
         append(value)
         append(byte: UInt8(ascii: "\""))
+    }
+
+    /// A state's name (`UNKNOWN(n)` escaped like any string).
+    mutating func member(_ name: StaticString, state: TCPState) {
+        guard let value = state.staticName else { member(name, state.name); return }
+        member(name, static: value)
     }
     mutating func member(_ name: StaticString, _ value: UInt64) { key(name); append(value) }
     mutating func member<I: BinaryInteger>(_ name: StaticString, _ value: I) { key(name); append(int: value) }

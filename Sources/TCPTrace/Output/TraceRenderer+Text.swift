@@ -106,10 +106,10 @@ public struct TextTraceRenderer: Sendable {
     }
 
     private func appendNotes(_ e: TraceEvent, into out: inout TraceBytes) {
-        out.append(e.source?.rawValue ?? "?")
+        if let source = e.source { out.append(source.staticName) } else { out.append(byte: UInt8(ascii: "?")) }
         if let id = e.segmentID { out.append(", segment #"); out.append(int: id) }
         if let ns = e.inStateNs, let from = e.from {
-            out.append(", "); Self.appendDuration(ns, into: &out); out.append(" in "); out.append(from.name)
+            out.append(", "); Self.appendDuration(ns, into: &out); out.append(" in "); out.append(from)
         }
         if let ms = e.timerMs { out.append(", timer "); Self.appendDuration(UInt64(ms) * 1_000_000, into: &out); out.append(" left") }
         if e.unexpected { out.append(", NOT ALLOWED BY RFC 9293") }
@@ -182,9 +182,9 @@ public struct TextTraceRenderer: Sendable {
             // Opened and closed around inline code, not a closure: a closure capturing `e`
             // copied the event (every string in it retained) twice a line.
             paintStart(transitionColor(e), &out)
-            if let from = e.from { out.append(ascii: from.name, padTo: 11, left: true) } else { out.append("—", padTo: 11, left: true) }
+            if let from = e.from { out.append(from, padTo: 11, left: true) } else { out.append("—", padTo: 11, left: true) }
             out.append(" → ")
-            out.append(ascii: e.to?.name ?? "?", padTo: 12)
+            if let to = e.to { out.append(to, padTo: 12) } else { out.append(ascii: "?", padTo: 12) }
             paintEnd(&out)
             out.append(byte: UInt8(ascii: " "))
             out.append(e.causeHead)

@@ -243,8 +243,6 @@ public final class SocketTracker: @unchecked Sendable {
 
     func emitState(_ to: TCPState, source: ObservationSource, cause: String, seenAt: String? = nil, at now: UInt64,
                            info: TCPInfo?, timerMs: UInt32?, unexpected: Bool) {
-        // Built whole by one initializer call: `makeEvent` and then setting the fields made a
-        // temporary event, copied and destroyed it (~470 instructions an event, callgrind).
         var event = TraceEvent(timestampNs: now, side: tracer.side, conn: conn, local: localText, peer: peerText,
                                cookie: cookie, kind: .state, from: state, to: to, source: source, cause: cause, info: info)
         if seenAt != nil { event.setCause(cause, seenAt: seenAt) }
