@@ -194,7 +194,6 @@ final class EchoEventLoop: @unchecked Sendable {
             socket.close(cause: "close() over the connection limit")
             return
         }
-        try? socket.socket.setOption(.noDelay, true)
         let slot = freeSlots.popLast() ?? { slots.append(nil); return slots.count - 1 }()
         let connection = EchoConnection(socket: socket, slot: slot, now: now)
         do {
