@@ -114,7 +114,9 @@ struct KernelRouter<Target: AnyObject> {
     mutating func route(_ change: KernelStateChange) {
         if let target = bySkaddr[Skaddr(change.skaddr)] {
             deliver(change, to: target)
-            linked(target, last: change)
+            // Already routed by skaddr: only the socket's end changes the maps (rewriting the
+            // same two entries on every change cost two hash-map writes each).
+            if change.newState == KernelTCPState.close.rawValue { linked(target, last: change) }
             return
         }
         let tuple = KernelTuple(change)
