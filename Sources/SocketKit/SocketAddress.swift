@@ -133,7 +133,6 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// 127.0.0.0/8, ::1 or an IPv4-mapped loopback address.
     /// INADDR_ANY or in6addr_any (port aside): a listener bound there accepts on any address.
     public var isWildcard: Bool {
         switch self {
@@ -142,6 +141,7 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// 127.0.0.0/8, ::1 or an IPv4-mapped loopback address.
     public var isLoopback: Bool {
         switch self {
         case .v4: return host.hasPrefix("127.")
