@@ -63,7 +63,6 @@ public struct TraceEvent: Sendable, Equatable {
     /// State events: the id of the captured segment that caused the transition (RFC 9293),
     /// where one did; segment events: their own id.
     public var segmentID: Int?
-
     /// State events: the interval the change happened in (the reading before, the reading or
     /// call that showed it), for ordering both sides causally (`CausalOrder`).
     public var earliestNs: UInt64?
