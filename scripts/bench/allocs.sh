@@ -9,15 +9,11 @@
 # Allocations per connection = (loaded count − idle count) / connections served, so start-up,
 # shutdown and idle timers cancel out.
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BUILD_DIR=${BUILD_DIR:-/tmp/echo-bench/build}
-PROJECT_BIN=${PROJECT_BIN:-$ROOT/.build/release/EchoServer}
+. "$(dirname "$0")/common.sh"
 DURATION=${DURATION:-2}
 PORT=${PORT:-19301}
 VARIANTS=${VARIANTS:-"off text json nobody-text nobody-json"}
-mkdir -p "$BUILD_DIR"
-cc -O2 -Wall -o "$BUILD_DIR/loadgen" "$HERE"/loadgen.c "$HERE"/loadgen_conn.c "$HERE"/loadgen_idle.c -lpthread || exit 1
+build_loadgen || exit 1
 cc -O2 -Wall -shared -fPIC -o "$BUILD_DIR/malloccount.so" "$HERE/malloccount.c" || exit 1
 install -m 755 "$PROJECT_BIN" "$BUILD_DIR/EchoServer-allocs"
 chmod 755 "$BUILD_DIR" "$BUILD_DIR/malloccount.so"

@@ -14,16 +14,12 @@
 # valgrind 3.19 cannot read the DWARF 5 of Swift 6 binaries ("unhandled dwarf2 abbrev form"),
 # so the binary runs with its debug sections stripped (symbols stay).
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BUILD_DIR=${BUILD_DIR:-/tmp/echo-bench/build}
-PROJECT_BIN=${PROJECT_BIN:-$ROOT/.build/release/EchoServer}
+. "$(dirname "$0")/common.sh"
 DURATION=${DURATION:-4}
 PORT=${PORT:-19401}
 VARIANTS=${VARIANTS:-"off text json nobody-text nobody-json"}
 command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null 2>&1 || { echo "callgrind.sh: valgrind is not installed" >&2; exit 69; }
-mkdir -p "$BUILD_DIR"
-cc -O2 -Wall -o "$BUILD_DIR/loadgen" "$HERE"/loadgen.c "$HERE"/loadgen_conn.c "$HERE"/loadgen_idle.c -lpthread || exit 1
+build_loadgen || exit 1
 OUT=$(mktemp -d /tmp/echo-callgrind.XXXXXX)
 chmod 777 "$OUT"
 objcopy --strip-debug "$PROJECT_BIN" "$OUT/EchoServer" && chmod 755 "$OUT/EchoServer" || exit 1

@@ -20,8 +20,7 @@
 # (TIME_WAIT: the full socket's change to CLOSE, when the mini-socket took over). A stamp before
 # the kernel's is counted as "early" (it must be 0).
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+. "$(dirname "$0")/common.sh"
 RUNS=${RUNS:-100}
 PORT=${PORT:-19501}
 [ "$(id -u)" = 0 ] || { echo "latency.sh: needs root (perf reads the kernel's tracepoint)" >&2; exit 77; }
@@ -35,11 +34,7 @@ NCPU=$(nproc --all)
 SERVER_CPUS=${SERVER_CPUS-0}
 SERVER_PIN="" CLIENT_PIN=""
 if [ -n "$SERVER_CPUS" ] && [ "$NCPU" -ge 2 ]; then
-    CLIENT_CPUS=${CLIENT_CPUS:-$(python3 -c 'import sys
-srv=set()
-for part in sys.argv[1].split(","):
-    a,_,b=part.partition("-"); srv.update(range(int(a),int(b or a)+1))
-print(",".join(str(c) for c in range(int(sys.argv[2])) if c not in srv) or sys.argv[1])' "$SERVER_CPUS" "$NCPU")}
+    CLIENT_CPUS=${CLIENT_CPUS:-$(cpus_other_than "$SERVER_CPUS" "$NCPU")}
     SERVER_PIN="taskset -c $SERVER_CPUS" CLIENT_PIN="taskset -c $CLIENT_CPUS"
     echo "server on CPU $SERVER_CPUS, clients on CPU $CLIENT_CPUS"
 else

@@ -43,11 +43,8 @@
 # Scenarios run in scenario-major order (all servers back to back per scenario),
 # so slow drift of the shared machine hits every server alike.
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+. "$(dirname "$0")/common.sh"
 cd "$HERE"
-BUILD_DIR=${BUILD_DIR:-/tmp/echo-bench/build}
-PROJECT_BIN=${PROJECT_BIN:-$ROOT/.build/release/EchoServer}
 PROJECT_ARGS=${PROJECT_ARGS:-}
 PROJECT_NOTRACE_ARGS=${PROJECT_NOTRACE_ARGS:---trace off}
 mkdir -p "$BUILD_DIR"
@@ -64,12 +61,7 @@ OUTDIR=${OUTDIR:-/tmp/echo-bench/results/$(date +%Y%m%d-%H%M%S)}
 NCPU=$(nproc --all)
 SERVER_CPUS=${SERVER_CPUS:-}
 if [ -n "$SERVER_CPUS" ] && [ -z "${CLIENT_CPUS:-}" ]; then
-    CLIENT_CPUS=$(python3 -c 'import sys
-srv=set()
-for part in sys.argv[1].split(","):
-    a,_,b=part.partition("-"); srv.update(range(int(a),int(b or a)+1))
-rest=[str(c) for c in range(int(sys.argv[2])) if c not in srv]
-print(",".join(rest) or sys.argv[1])' "$SERVER_CPUS" "$NCPU")
+    CLIENT_CPUS=$(cpus_other_than "$SERVER_CPUS" "$NCPU")
 fi
 CLIENT_CPUS=${CLIENT_CPUS:-}
 SERVER_PIN=${SERVER_CPUS:+taskset -c $SERVER_CPUS}
@@ -91,7 +83,7 @@ log "ulimit -n = $(ulimit -n), cpus = $NCPU, outdir = $OUTDIR"
 # ---------------------------------------------------------------- build
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "building loadgen, epoll_echo"
-    cc -O2 -Wall -o "$BUILD_DIR/loadgen" loadgen.c loadgen_conn.c loadgen_idle.c -lpthread || exit 1
+    build_loadgen || exit 1
     cc -O2 -Wall -o "$BUILD_DIR/epoll_echo" epoll_echo.c || exit 1
     case " $SERVERS " in *" project"*)
         log "building EchoServer (swift build -c release in $ROOT)"

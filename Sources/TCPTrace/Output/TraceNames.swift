@@ -44,10 +44,9 @@ extension TraceBytes {
     /// A state's name, padded: the literal's bytes, or `name` for an unknown kernel value.
     mutating func append(_ state: TCPState, padTo width: Int, left: Bool = false) {
         guard let name = state.staticName else { append(ascii: state.name, padTo: width, left: left); return }
-        let fill = max(0, width - name.utf8CodeUnitCount)
-        if left { append(repeating: UInt8(ascii: " "), count: fill) }
+        let start = count
         append(name)
-        if !left { append(repeating: UInt8(ascii: " "), count: fill) }
+        pad(from: start, to: width, left: left)
     }
 
     /// A state's name, unpadded.
