@@ -373,8 +373,13 @@ final class EchoEventLoop: @unchecked Sendable {
         timed.remove(connection.slot)
         stats.open.subtract(1, ordering: .relaxed)
         stats.closed.add(1, ordering: .relaxed)
-        // No epoll_ctl(DEL): close() takes the fd out of the interest list, the loop's sockets
-        // being never duplicated (no dup, no fork) — one syscall a connection saved.
+        // epoll_ctl(DEL) before close(): close() ends the registration only with the last
+        // reference to the open file, and a forked child holds one until its exec (posix_spawn
+        // of tcpdump by the lab; any child of a process embedding the server). The dead socket's
+        // level-triggered EPOLLHUP then came with the token of the slot the next connection took
+        // and closed that one unechoed (CI, 2026-12-04; StaleEpollEventTests). The syscall saved
+        // per connection is not worth a lost echo.
+        epoll.remove(connection.socket.fd)
         connection.socket.close(cause: cause)
     }
 
