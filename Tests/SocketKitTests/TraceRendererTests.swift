@@ -165,6 +165,38 @@ import Testing
         }
     }
 
+    /// The writer's path copies each socket's repeated columns/members from `IdentityFragments`:
+    /// every line must be the bytes the plain renderer writes, through a socket's first event,
+    /// its repeats, a cookie or address learned later, an id sharing its slot (conn and
+    /// conn + 64), the other side with the same id, and a segment (the wire's columns).
+    @Test func identityFragments_writeWhatThePlainRendererWrites() {
+        func event(_ conn: Int, side: TraceSide = .server, local: String? = "127.0.0.1:7007", peer: String? = "127.0.0.1:40000",
+                   cookie: UInt64? = 42, kind: TraceEvent.Kind = .state, at ns: UInt64) -> TraceEvent {
+            TraceEvent(timestampNs: ns, side: side, conn: conn, local: local, peer: peer, cookie: cookie, kind: kind,
+                       from: kind == .state ? .synReceived : nil, to: kind == .state ? .established : nil,
+                       source: kind == .state ? .tracepoint : nil, cause: "handshake complete")
+        }
+        var events = [event(3, local: nil, peer: nil, cookie: nil, at: 1), event(3, cookie: nil, at: 2), event(3, at: 3), event(3, at: 4),
+                      event(67, at: 5), event(3, at: 6), event(3, side: .client, at: 7), event(3, peer: "[::1]:40001", at: 8),
+                      event(3, kind: .warning, at: 9), event(4, local: "127.0.0.1:7\"07", at: 10)]
+        var segment = event(3, kind: .segment, at: 11)
+        segment.segmentID = 1
+        events.append(segment)
+        events.append(event(3, at: 12))
+        let text = TextTraceRenderer(baseNs: 0, color: false)
+        var textCache = IdentityFragments(), jsonCache = IdentityFragments()
+        for e in events {
+            var cached = TraceBytes(), plain = TraceBytes()
+            text.render(e, into: &cached, identities: &textCache)
+            text.render(e, into: &plain)
+            #expect(cached.string == plain.string)
+            cached = TraceBytes(); plain = TraceBytes()
+            JSONTraceRenderer.render(e, into: &cached, identities: &jsonCache)
+            JSONTraceRenderer.render(e, into: &plain)
+            #expect(cached.string == plain.string)
+        }
+    }
+
     /// The address columns: 21 wide each, right- then left-aligned, long IPv6 text unclipped.
     @Test func text_addressColumns() {
         let text = TextTraceRenderer(baseNs: 0, color: false)

@@ -17,16 +17,41 @@ public enum JSONTraceRenderer {
     }
 
     package static func render(_ e: TraceEvent, into out: inout TraceBytes) {
+        appendHead(e, into: &out)
+        appendIdentity(e, into: &out)
+        appendBody(e, into: &out)
+    }
+
+    /// The same line, its socket's members copied from `identities` when they were rendered
+    /// before (the trace writer's path).
+    package static func render(_ e: TraceEvent, into out: inout TraceBytes, identities: inout IdentityFragments) {
+        appendHead(e, into: &out)
+        if !identities.appendRemembered(for: e, into: &out) {
+            let start = out.count
+            appendIdentity(e, into: &out)
+            identities.remember(for: e, renderedFrom: start, in: out)
+        }
+        appendBody(e, into: &out)
+    }
+
+    private static func appendHead(_ e: TraceEvent, into out: inout TraceBytes) {
         out.openObject()
         out.member("v", UInt64(formatVersion))
         out.member("ts_ns", e.timestampNs)
         out.key("time"); out.append(byte: UInt8(ascii: "\"")); TraceTime.appendRFC3339(e.wallNs, to: &out); out.append(byte: UInt8(ascii: "\""))
+    }
+
+    /// What every event of one socket repeats (`IdentityFragments`); always after a member.
+    private static func appendIdentity(_ e: TraceEvent, into out: inout TraceBytes) {
         out.member("side", static: e.side.staticName)
         out.member("pid", e.pid)
         out.member("conn", e.conn)
         if let local = e.local { out.member("local", local) }
         if let peer = e.peer { out.member("peer", peer) }
         if let cookie = e.cookie { out.member("cookie", cookie) }
+    }
+
+    private static func appendBody(_ e: TraceEvent, into out: inout TraceBytes) {
         out.member("event", static: e.kind.staticName)
         if let from = e.from { out.member("from", state: from) }
         if let to = e.to { out.member("to", state: to) }

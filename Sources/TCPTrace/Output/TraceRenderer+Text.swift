@@ -161,10 +161,34 @@ public struct TextTraceRenderer: Sendable {
     /// One full line (no newline) into `out`: the writer thread's path for pipes and files,
     /// written into its reused buffer without building Strings for the common events.
     package func render(_ e: TraceEvent, into out: inout TraceBytes) {
+        appendTime(e, into: &out)
+        appendIdentity(e, into: &out)
+        appendBody(e, into: &out)
+    }
+
+    /// The same line, its socket's columns copied from `identities` when they were rendered
+    /// before (the trace writer's path; a segment's columns are the wire's, not a socket's).
+    package func render(_ e: TraceEvent, into out: inout TraceBytes, identities: inout IdentityFragments) {
+        appendTime(e, into: &out)
+        if e.kind == .segment {
+            appendIdentity(e, into: &out)
+        } else if !identities.appendRemembered(for: e, into: &out) {
+            let start = out.count
+            appendIdentity(e, into: &out)
+            identities.remember(for: e, renderedFrom: start, in: out)
+        }
+        appendBody(e, into: &out)
+    }
+
+    private func appendTime(_ e: TraceEvent, into out: inout TraceBytes) {
         let start = out.count
         Self.appendSeconds(e.timestampNs >= baseNs ? e.timestampNs - baseNs : 0, into: &out)
         out.pad(from: start, to: 10, left: true)
         out.append(byte: UInt8(ascii: " "))
+    }
+
+    /// `server #17  127.0.0.1:7007 ⇄ 127.0.0.1:53422  `: what every event of one socket repeats.
+    private func appendIdentity(_ e: TraceEvent, into out: inout TraceBytes) {
         if e.kind == .segment {
             out.append("wire", padTo: 11)
         } else {
@@ -177,6 +201,9 @@ public struct TextTraceRenderer: Sendable {
         }
         out.append(byte: UInt8(ascii: " "))
         appendAddressColumns(e, into: &out)
+    }
+
+    private func appendBody(_ e: TraceEvent, into out: inout TraceBytes) {
         switch e.kind {
         case .state:
             // Opened and closed around inline code, not a closure: a closure capturing `e`

@@ -105,6 +105,8 @@ final class TraceWriterCore: @unchecked Sendable {
     @exclusivity(unchecked) private var pendingLines = 0
     /// The text renderer: `fitted` remembers what it showed (a terminal's compact layout).
     @exclusivity(unchecked) private var text: TextTraceRenderer
+    /// Each socket's repeated columns or members, rendered once (`IdentityFragments`).
+    @exclusivity(unchecked) private var identities = IdentityFragments()
     @exclusivity(unchecked) private var dropped = 0
     @exclusivity(unchecked) private var droppedTotal = 0
     @exclusivity(unchecked) private var enqueued = 0                       // events accepted so far
@@ -292,9 +294,9 @@ final class TraceWriterCore: @unchecked Sendable {
     /// Appends the event's line. Under `lock`: the text renderer's compact layout has state.
     private func render(_ event: TraceEvent, into bytes: inout TraceBytes) {
         if format == .json {
-            JSONTraceRenderer.render(event, into: &bytes)
+            JSONTraceRenderer.render(event, into: &bytes, identities: &identities)
         } else if text.width == nil {
-            text.render(event, into: &bytes)
+            text.render(event, into: &bytes, identities: &identities)
         } else {
             bytes.append(text.fitted(event))   // a terminal: wrapped to its width, not a hot path
         }
