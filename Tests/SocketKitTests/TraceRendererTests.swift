@@ -92,13 +92,18 @@ import Testing
 
     /// The `time` key is `ts_ns` plus one offset read once, formatted without gmtime_r: it must
     /// agree with gmtime_r's calendar, leap years and the end of a century included.
+    /// The trace writer's path (`reusing:`, the second written last copied) agrees too, within
+    /// a second and across seconds, days and years.
     @Test func rfc3339_matchesGmtime() {
-        for seconds: Int64 in [0, 951_782_400, 951_868_799, 1_709_208_000, 4_102_444_800, 1_796_113_388] {
+        var last = RFC3339Second()
+        for seconds: Int64 in [0, 951_782_400, 951_868_799, 951_868_800, 1_709_208_000, 4_102_444_800, 1_796_113_388, 1_796_113_389] {
             for fraction: Int64 in [123_456_789, 7_999, 900_000_000, 0] {
                 let nanos = seconds * 1_000_000_000 + fraction
-                var out = TraceBytes()
+                var out = TraceBytes(), reused = TraceBytes()
                 TraceTime.appendRFC3339(nanos, to: &out)
+                TraceTime.appendRFC3339(nanos, to: &reused, reusing: &last)
                 #expect(out.string == MonotonicClock.rfc3339(wallNanos: nanos))
+                #expect(reused.string == out.string)
             }
         }
     }
@@ -184,14 +189,14 @@ import Testing
         events.append(segment)
         events.append(event(3, at: 12))
         let text = TextTraceRenderer(baseNs: 0, color: false)
-        var textCache = IdentityFragments(), jsonCache = IdentityFragments()
+        var textCache = IdentityFragments(), jsonCache = IdentityFragments(), second = RFC3339Second()
         for e in events {
             var cached = TraceBytes(), plain = TraceBytes()
             text.render(e, into: &cached, identities: &textCache)
             text.render(e, into: &plain)
             #expect(cached.string == plain.string)
             cached = TraceBytes(); plain = TraceBytes()
-            JSONTraceRenderer.render(e, into: &cached, identities: &jsonCache)
+            JSONTraceRenderer.render(e, into: &cached, identities: &jsonCache, second: &second)
             JSONTraceRenderer.render(e, into: &plain)
             #expect(cached.string == plain.string)
         }

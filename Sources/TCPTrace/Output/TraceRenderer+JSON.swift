@@ -17,15 +17,17 @@ public enum JSONTraceRenderer {
     }
 
     package static func render(_ e: TraceEvent, into out: inout TraceBytes) {
-        appendHead(e, into: &out)
+        var second = RFC3339Second()
+        appendHead(e, into: &out, second: &second)
         appendIdentity(e, into: &out)
         appendBody(e, into: &out)
     }
 
     /// The same line, its socket's members copied from `identities` when they were rendered
-    /// before (the trace writer's path).
-    package static func render(_ e: TraceEvent, into out: inout TraceBytes, identities: inout IdentityFragments) {
-        appendHead(e, into: &out)
+    /// before, and its time's second from `second` (the trace writer's path).
+    package static func render(_ e: TraceEvent, into out: inout TraceBytes, identities: inout IdentityFragments,
+                               second: inout RFC3339Second) {
+        appendHead(e, into: &out, second: &second)
         if !identities.appendRemembered(for: e, into: &out) {
             let start = out.count
             appendIdentity(e, into: &out)
@@ -34,11 +36,13 @@ public enum JSONTraceRenderer {
         appendBody(e, into: &out)
     }
 
-    private static func appendHead(_ e: TraceEvent, into out: inout TraceBytes) {
+    private static func appendHead(_ e: TraceEvent, into out: inout TraceBytes, second: inout RFC3339Second) {
         out.openObject()
         out.member("v", UInt64(formatVersion))
         out.member("ts_ns", e.timestampNs)
-        out.key("time"); out.append(byte: UInt8(ascii: "\"")); TraceTime.appendRFC3339(e.wallNs, to: &out); out.append(byte: UInt8(ascii: "\""))
+        out.key("time"); out.append(byte: UInt8(ascii: "\""))
+        TraceTime.appendRFC3339(e.wallNs, to: &out, reusing: &second)
+        out.append(byte: UInt8(ascii: "\""))
     }
 
     /// What every event of one socket repeats (`IdentityFragments`); always after a member.

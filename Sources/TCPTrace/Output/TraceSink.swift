@@ -107,6 +107,8 @@ final class TraceWriterCore: @unchecked Sendable {
     @exclusivity(unchecked) private var text: TextTraceRenderer
     /// Each socket's repeated columns or members, rendered once (`IdentityFragments`).
     @exclusivity(unchecked) private var identities = IdentityFragments()
+    /// JSON: the date and time of day last written (`RFC3339Second`).
+    @exclusivity(unchecked) private var second = RFC3339Second()
     @exclusivity(unchecked) private var dropped = 0
     @exclusivity(unchecked) private var droppedTotal = 0
     @exclusivity(unchecked) private var enqueued = 0                       // events accepted so far
@@ -294,7 +296,7 @@ final class TraceWriterCore: @unchecked Sendable {
     /// Appends the event's line. Under `lock`: the text renderer's compact layout has state.
     private func render(_ event: TraceEvent, into bytes: inout TraceBytes) {
         if format == .json {
-            JSONTraceRenderer.render(event, into: &bytes, identities: &identities)
+            JSONTraceRenderer.render(event, into: &bytes, identities: &identities, second: &second)
         } else if text.width == nil {
             text.render(event, into: &bytes, identities: &identities)
         } else {
