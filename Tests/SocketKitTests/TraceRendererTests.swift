@@ -202,6 +202,16 @@ import Testing
         }
     }
 
+    /// The time column written in place is `seconds(ns)` padded to 10 columns and a space.
+    @Test func text_timeColumn_matchesSecondsPadded() {
+        for ns: UInt64 in [0, 999, 1_000, 412_000, 999_999_999, 1_000_000_000, 9_876_543_210, 123_456_789_012,
+                           999_999_999_999, 1_234_567_890_123_456, .max] {
+            var out = TraceBytes()
+            TextTraceRenderer.appendTimeColumn(ns, into: &out)
+            #expect(out.string == TextTraceRenderer.pad(TextTraceRenderer.seconds(ns), 10, left: true) + " ")
+        }
+    }
+
     /// The address columns: 21 wide each, right- then left-aligned, long IPv6 text unclipped.
     @Test func text_addressColumns() {
         let text = TextTraceRenderer(baseNs: 0, color: false)

@@ -56,6 +56,11 @@ package struct IdentityFragments {
         slots[index].local = e.local
         slots[index].peer = e.peer
         slots[index].bytes.removeAll(keepingCapacity: true)
-        out.withUnsafeBytes { all in slots[index].bytes.append(contentsOf: all[start...]) }
+        // As a typed buffer: one memcpy (a raw buffer's slice was appended byte by byte).
+        out.withUnsafeBytes { all in
+            UnsafeRawBufferPointer(rebasing: all[start...]).withMemoryRebound(to: UInt8.self) {
+                slots[index].bytes.append(contentsOf: $0)
+            }
+        }
     }
 }

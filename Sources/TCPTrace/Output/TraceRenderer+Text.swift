@@ -181,10 +181,36 @@ public struct TextTraceRenderer: Sendable {
     }
 
     private func appendTime(_ e: TraceEvent, into out: inout TraceBytes) {
-        let start = out.count
-        Self.appendSeconds(e.timestampNs >= baseNs ? e.timestampNs - baseNs : 0, into: &out)
-        out.pad(from: start, to: 10, left: true)
-        out.append(byte: UInt8(ascii: " "))
+        Self.appendTimeColumn(e.timestampNs >= baseNs ? e.timestampNs - baseNs : 0, into: &out)
+    }
+
+    /// `seconds(ns)` right-aligned in 10 columns and a space, in one reservation written in
+    /// place (two number appends and a pad were ~330 instructions a line; callgrind).
+    static func appendTimeColumn(_ ns: UInt64, into out: inout TraceBytes) {
+        let micros = ns / 1000
+        var whole = micros / 1_000_000, fraction = micros % 1_000_000
+        var digits = 1
+        var probe = whole
+        while probe >= 10 { probe /= 10; digits += 1 }
+        let fill = max(0, 10 - (digits + 7))
+        out.appendFixed(fill + digits + 8) { start in
+            start.initialize(repeating: UInt8(ascii: " "), count: fill)
+            var cursor = start + fill + digits
+            repeat {
+                cursor -= 1
+                cursor.pointee = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: whole % 10)
+                whole /= 10
+            } while whole > 0
+            cursor = start + fill + digits
+            cursor.pointee = UInt8(ascii: ".")
+            cursor += 7
+            for _ in 0..<6 {
+                cursor -= 1
+                cursor.pointee = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: fraction % 10)
+                fraction /= 10
+            }
+            start[fill + digits + 7] = UInt8(ascii: " ")
+        }
     }
 
     /// `server #17  127.0.0.1:7007 ⇄ 127.0.0.1:53422  `: what every event of one socket repeats.
