@@ -244,8 +244,8 @@ public final class SocketTracker: @unchecked Sendable {
     func emitState(_ to: TCPState, source: ObservationSource, cause: String, seenAt: String? = nil, at now: UInt64,
                            info: TCPInfo?, timerMs: UInt32?, unexpected: Bool) {
         var event = TraceEvent(timestampNs: now, side: tracer.side, conn: conn, local: localText, peer: peerText,
-                               cookie: cookie, kind: .state, from: state, to: to, source: source, cause: cause, info: info)
-        if seenAt != nil { event.setCause(cause, seenAt: seenAt) }
+                               cookie: cookie, kind: .state, from: state, to: to, source: source, cause: cause,
+                               seenAt: seenAt, info: info)
         event.timerMs = timerMs
         event.unexpected = unexpected
         if stateWasObserved, let entered = enteredNs, now >= entered { event.inStateNs = now - entered }
