@@ -24,6 +24,19 @@ import Testing
         #expect(TCPState(name: "ESTAB") == nil)
     }
 
+    /// The hand-written `==`: equal exactly when the names are (every pair of the eleven states
+    /// and three unknown values), and equal states hash alike (Set and Dictionary rely on it).
+    @Test func equality_isByCaseAndUnknownValue() {
+        let states = TCPState.all + [.unknown(0), .unknown(13), .unknown(255)]
+        for a in states {
+            for b in states {
+                #expect((a == b) == (a.name == b.name), "\(a) vs \(b)")
+                if a == b { #expect(a.hashValue == b.hashValue) }
+            }
+        }
+        #expect(Set(states + states).count == states.count)
+    }
+
     @Test func kernelValue_isInverseOfMapping() {
         for state in TCPState.all { #expect(TCPState(kernel: state.kernelValue!) == state) }
     }
