@@ -7,7 +7,9 @@ import SocketKit
 final class KernelLink: Sendable {
     let source: TracepointSource
     let mailbox: KernelMailbox?
-    let inbox = Mutex<[KernelStateChange]>([])
+    /// Room for a connection's usual handful of changes from the start: grown append by append
+    /// it was reallocated ~3 times a connection (callgrind).
+    let inbox = Mutex<[KernelStateChange]>({ var changes: [KernelStateChange] = []; changes.reserveCapacity(4); return changes }())
     /// The router has attributed at least one kernel change to this socket.
     let linked = Atomic<Bool>(false)
 
