@@ -156,6 +156,25 @@ import Testing
         #expect(TextTraceRenderer(baseNs: 0, color: false).render(odd).contains("UNKNOWN(42) → CLOSED"))
     }
 
+    /// The JSON members written as one literal are what a key and the quoted name write.
+    @Test func jsonNameMembers_matchTheKeyAndName() {
+        func written(_ name: StaticString, _ value: String) -> String {
+            var out = TraceBytes()
+            out.needsComma = true
+            out.member(name, value)
+            return out.string
+        }
+        for kind in TraceEvent.Kind.allCases { #expect(String(describing: kind.jsonEventMember) == written("event", kind.rawValue)) }
+        for source in ObservationSource.allCases {
+            #expect(String(describing: source.jsonSourceMember) == written("source", source.rawValue))
+        }
+        for state in TCPState.all {
+            #expect(state.jsonFromMember.map { String(describing: $0) } == written("from", state.name))
+            #expect(state.jsonToMember.map { String(describing: $0) } == written("to", state.name))
+        }
+        #expect(TCPState.unknown(42).jsonFromMember == nil && TCPState.unknown(42).jsonToMember == nil)
+    }
+
     /// Integers two digits at a time, with and without zero padding, against `String(_:)`.
     @Test func integers_matchStringConversion() {
         let values: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1_000, 12_345, 1_000_000, 490_737_165_166,

@@ -56,10 +56,15 @@ public enum JSONTraceRenderer {
     }
 
     private static func appendBody(_ e: TraceEvent, into out: inout TraceBytes) {
-        out.member("event", static: e.kind.staticName)
-        if let from = e.from { out.member("from", state: from) }
-        if let to = e.to { out.member("to", state: to) }
-        if let source = e.source { out.member("source", static: source.staticName) }
+        // Always after a member (the head's, the identity's): the literals carry their comma.
+        out.append(e.kind.jsonEventMember)
+        if let from = e.from {
+            if let member = from.jsonFromMember { out.append(member) } else { out.member("from", state: from) }
+        }
+        if let to = e.to {
+            if let member = to.jsonToMember { out.append(member) } else { out.member("to", state: to) }
+        }
+        if let source = e.source { out.append(source.jsonSourceMember) }
         if let call = e.seenAt {
             out.key("cause"); out.appendJSONString(e.causeHead, "; seen at ", call)
         } else {
