@@ -173,6 +173,16 @@ import Testing
             #expect(state.jsonToMember.map { String(describing: $0) } == written("to", state.name))
         }
         #expect(TCPState.unknown(42).jsonFromMember == nil && TCPState.unknown(42).jsonToMember == nil)
+        // The line's opening literals: the format version and two keys as the writers spell them.
+        var opening = TraceBytes()
+        opening.openObject()
+        opening.member("v", UInt64(JSONTraceRenderer.formatVersion))
+        opening.key("ts_ns")
+        #expect(String(describing: JSONTraceRenderer.headOpening) == opening.string)
+        var time = TraceBytes()
+        time.needsComma = true
+        time.key("time")
+        #expect(String(describing: JSONTraceRenderer.timeKey) == time.string + "\"")
     }
 
     /// Integers two digits at a time, with and without zero padding, against `String(_:)`.
