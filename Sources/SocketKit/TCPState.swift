@@ -57,9 +57,10 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
     @inlinable
     public static func == (lhs: TCPState, rhs: TCPState) -> Bool { lhs.caseCode == rhs.caseCode }
 
-    /// The case's position (0–10), or 256 + the kernel value for `unknown`.
+    /// The case's position (0–10) in the RFC's order (`all`), or 256 + the kernel value for
+    /// `unknown`.
     @inlinable
-    var caseCode: UInt16 {
+    package var caseCode: UInt16 {
         switch self {
         case .closed: return 0
         case .listen: return 1

@@ -169,10 +169,10 @@ import Testing
             #expect(String(describing: source.jsonSourceMember) == written("source", source.rawValue))
         }
         for state in TCPState.all {
-            #expect(state.jsonFromMember.map { String(describing: $0) } == written("from", state.name))
-            #expect(state.jsonToMember.map { String(describing: $0) } == written("to", state.name))
+            #expect(state.jsonMembers.map { String(describing: $0.from) } == written("from", state.name))
+            #expect(state.jsonMembers.map { String(describing: $0.to) } == written("to", state.name))
         }
-        #expect(TCPState.unknown(42).jsonFromMember == nil && TCPState.unknown(42).jsonToMember == nil)
+        #expect(TCPState.unknown(42).jsonMembers == nil)
         // The line's opening literals: the format version and two keys as the writers spell them.
         var opening = TraceBytes()
         opening.openObject()

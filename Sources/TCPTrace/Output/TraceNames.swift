@@ -15,27 +15,35 @@ extension TraceSide {
 }
 
 extension ObservationSource {
-    var staticName: StaticString {
+    var staticName: StaticString { literals.name }
+    /// `,"source":"NAME"` (see the JSON members below).
+    var jsonSourceMember: StaticString { literals.member }
+
+    private var literals: (name: StaticString, member: StaticString) {
         switch self {
-        case .tcpInfo: return "tcp_info"
-        case .sockDiag: return "sock_diag"
-        case .tracepoint: return "tracepoint"
-        case .inferred: return "inferred"
+        case .tcpInfo: return ("tcp_info", #","source":"tcp_info""#)
+        case .sockDiag: return ("sock_diag", #","source":"sock_diag""#)
+        case .tracepoint: return ("tracepoint", #","source":"tracepoint""#)
+        case .inferred: return ("inferred", #","source":"inferred""#)
         }
     }
 }
 
 extension TraceEvent.Kind {
-    var staticName: StaticString {
+    var staticName: StaticString { literals.name }
+    /// `,"event":"NAME"` (see the JSON members below).
+    var jsonEventMember: StaticString { literals.member }
+
+    private var literals: (name: StaticString, member: StaticString) {
         switch self {
-        case .state: return "state"
-        case .warning: return "warning"
-        case .error: return "error"
-        case .syscall: return "syscall"
-        case .data: return "data"
-        case .info: return "info"
-        case .segment: return "segment"
-        case .verdict: return "verdict"
+        case .state: return ("state", #","event":"state""#)
+        case .warning: return ("warning", #","event":"warning""#)
+        case .error: return ("error", #","event":"error""#)
+        case .syscall: return ("syscall", #","event":"syscall""#)
+        case .data: return ("data", #","event":"data""#)
+        case .info: return ("info", #","event":"info""#)
+        case .segment: return ("segment", #","event":"segment""#)
+        case .verdict: return ("verdict", #","event":"verdict""#)
         }
     }
 }
@@ -60,65 +68,21 @@ extension TraceBytes {
 // instructions a member, four a state event (callgrind). Each equals what `member(_:static:)`
 // writes (TraceRendererTests.jsonNameMembers_matchTheKeyAndName).
 
-extension TraceEvent.Kind {
-    var jsonEventMember: StaticString {
-        switch self {
-        case .state: return #","event":"state""#
-        case .warning: return #","event":"warning""#
-        case .error: return #","event":"error""#
-        case .syscall: return #","event":"syscall""#
-        case .data: return #","event":"data""#
-        case .info: return #","event":"info""#
-        case .segment: return #","event":"segment""#
-        case .verdict: return #","event":"verdict""#
-        }
-    }
-}
-
-extension ObservationSource {
-    var jsonSourceMember: StaticString {
-        switch self {
-        case .tcpInfo: return #","source":"tcp_info""#
-        case .sockDiag: return #","source":"sock_diag""#
-        case .tracepoint: return #","source":"tracepoint""#
-        case .inferred: return #","source":"inferred""#
-        }
-    }
-}
-
 extension TCPState {
-    /// `,"from":"NAME"`; nil for an unknown kernel value (written as any string).
-    var jsonFromMember: StaticString? {
+    /// `,"from":"NAME"` and `,"to":"NAME"`; nil for an unknown kernel value (written as any string).
+    var jsonMembers: (from: StaticString, to: StaticString)? {
         switch self {
-        case .closed: return #","from":"CLOSED""#
-        case .listen: return #","from":"LISTEN""#
-        case .synSent: return #","from":"SYN_SENT""#
-        case .synReceived: return #","from":"SYN_RECEIVED""#
-        case .established: return #","from":"ESTABLISHED""#
-        case .finWait1: return #","from":"FIN_WAIT_1""#
-        case .finWait2: return #","from":"FIN_WAIT_2""#
-        case .closeWait: return #","from":"CLOSE_WAIT""#
-        case .closing: return #","from":"CLOSING""#
-        case .lastAck: return #","from":"LAST_ACK""#
-        case .timeWait: return #","from":"TIME_WAIT""#
-        case .unknown: return nil
-        }
-    }
-
-    /// `,"to":"NAME"`; nil for an unknown kernel value.
-    var jsonToMember: StaticString? {
-        switch self {
-        case .closed: return #","to":"CLOSED""#
-        case .listen: return #","to":"LISTEN""#
-        case .synSent: return #","to":"SYN_SENT""#
-        case .synReceived: return #","to":"SYN_RECEIVED""#
-        case .established: return #","to":"ESTABLISHED""#
-        case .finWait1: return #","to":"FIN_WAIT_1""#
-        case .finWait2: return #","to":"FIN_WAIT_2""#
-        case .closeWait: return #","to":"CLOSE_WAIT""#
-        case .closing: return #","to":"CLOSING""#
-        case .lastAck: return #","to":"LAST_ACK""#
-        case .timeWait: return #","to":"TIME_WAIT""#
+        case .closed: return (#","from":"CLOSED""#, #","to":"CLOSED""#)
+        case .listen: return (#","from":"LISTEN""#, #","to":"LISTEN""#)
+        case .synSent: return (#","from":"SYN_SENT""#, #","to":"SYN_SENT""#)
+        case .synReceived: return (#","from":"SYN_RECEIVED""#, #","to":"SYN_RECEIVED""#)
+        case .established: return (#","from":"ESTABLISHED""#, #","to":"ESTABLISHED""#)
+        case .finWait1: return (#","from":"FIN_WAIT_1""#, #","to":"FIN_WAIT_1""#)
+        case .finWait2: return (#","from":"FIN_WAIT_2""#, #","to":"FIN_WAIT_2""#)
+        case .closeWait: return (#","from":"CLOSE_WAIT""#, #","to":"CLOSE_WAIT""#)
+        case .closing: return (#","from":"CLOSING""#, #","to":"CLOSING""#)
+        case .lastAck: return (#","from":"LAST_ACK""#, #","to":"LAST_ACK""#)
+        case .timeWait: return (#","from":"TIME_WAIT""#, #","to":"TIME_WAIT""#)
         case .unknown: return nil
         }
     }

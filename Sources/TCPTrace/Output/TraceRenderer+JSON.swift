@@ -65,10 +65,10 @@ public enum JSONTraceRenderer {
         // Always after a member (the head's, the identity's): the literals carry their comma.
         out.append(e.kind.jsonEventMember)
         if let from = e.from {
-            if let member = from.jsonFromMember { out.append(member) } else { out.member("from", state: from) }
+            if let members = from.jsonMembers { out.append(members.from) } else { out.member("from", state: from) }
         }
         if let to = e.to {
-            if let member = to.jsonToMember { out.append(member) } else { out.member("to", state: to) }
+            if let members = to.jsonMembers { out.append(members.to) } else { out.member("to", state: to) }
         }
         if let source = e.source { out.append(source.jsonSourceMember) }
         if let call = e.seenAt {

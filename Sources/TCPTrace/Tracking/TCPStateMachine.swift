@@ -86,20 +86,7 @@ public enum TCPStateMachine {
 
     /// 0...10 for the RFC's states, 11 for any unknown one (which allows nothing).
     private static func bit(_ state: TCPState) -> Int {
-        switch state {
-        case .closed: return 0
-        case .listen: return 1
-        case .synSent: return 2
-        case .synReceived: return 3
-        case .established: return 4
-        case .finWait1: return 5
-        case .finWait2: return 6
-        case .closeWait: return 7
-        case .closing: return 8
-        case .lastAck: return 9
-        case .timeWait: return 10
-        case .unknown: return 11
-        }
+        state.caseCode < 11 ? Int(state.caseCode) : 11
     }
 
     /// The states strictly between `from` and `to` on the ordinary path that fits `context`;
