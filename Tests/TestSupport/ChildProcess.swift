@@ -34,7 +34,8 @@ public final class ChildProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var stdoutData = Data()
     private var stderrData = Data()
-    private var collected = false
+    private var stdoutEOF = false
+    private var stderrEOF = false
     /// Seconds between SIGTERM and SIGKILL for a child that overran its deadline.
     public static let graceSeconds = 3.0
 
@@ -55,15 +56,26 @@ public final class ChildProcess: @unchecked Sendable {
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
         process.standardInput = stdin ? stdinPipe : FileHandle.nullDevice
+        // Each pipe is read by its handler up to EOF (an empty read), which the handler records
+        // after appending everything before it: `collectOutput` waits for that. Removing the
+        // handlers at the exit and reading the rest itself, as before, raced a handler already
+        // running: its bytes landed after the test had read the output (busy host: one
+        // `--scenario list` run read "" and then the full list).
         stdoutPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil }
             guard let self else { return }
-            self.lock.lock(); self.stdoutData.append(data); self.lock.unlock()
+            self.lock.lock()
+            if data.isEmpty { self.stdoutEOF = true } else { self.stdoutData.append(data) }
+            self.lock.unlock()
         }
         stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil }
             guard let self else { return }
-            self.lock.lock(); self.stderrData.append(data); self.lock.unlock()
+            self.lock.lock()
+            if data.isEmpty { self.stderrEOF = true } else { self.stderrData.append(data) }
+            self.lock.unlock()
         }
         try Self.withTerminationSignalsUnblocked { try process.run() }
         Self.activity("start \(process.processIdentifier) \(Self.currentTestName) :: \(label)")
@@ -168,40 +180,13 @@ public final class ChildProcess: @unchecked Sendable {
     /// Whether the child exited by itself or was ended by a signal.
     public var terminationReason: Process.TerminationReason { process.terminationReason }
 
-    /// After the exit: read each pipe to EOF, which comes once every writer is gone (a
+    /// After the exit: waits for both pipes' EOF, which comes once every writer is gone (a
     /// grandchild holding one open gets 2 s, then what arrived is what we have).
     private func collectOutput() {
-        lock.lock()
-        let done = collected
-        collected = true
-        lock.unlock()
-        if done { return }
-        stdoutPipe.fileHandleForReading.readabilityHandler = nil
-        stderrPipe.fileHandleForReading.readabilityHandler = nil
-        let deadline = Date().addingTimeInterval(2)
-        let rest = [stdoutPipe, stderrPipe].map { Self.readToEOF($0.fileHandleForReading.fileDescriptor, until: deadline) }
-        lock.lock()
-        stdoutData.append(rest[0])
-        stderrData.append(rest[1])
-        lock.unlock()
-    }
-
-    private static func readToEOF(_ fd: Int32, until deadline: Date) -> Data {
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let left = deadline.timeIntervalSinceNow
-            if left <= 0 { break }
-            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = Glibc.poll(&entry, 1, Int32(left * 1000) + 1)
-            if ready < 0 && errno == EINTR { continue }
-            if ready <= 0 { break }
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-            if n <= 0 { break }
-            data.append(contentsOf: buffer[0..<n])
+        _ = Self.poll(timeout: 2) {
+            self.lock.lock(); defer { self.lock.unlock() }
+            return self.stdoutEOF && self.stderrEOF
         }
-        return data
     }
 
     public func signal(_ signo: Int32) { kill(process.processIdentifier, signo) }
