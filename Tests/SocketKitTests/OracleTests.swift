@@ -54,6 +54,8 @@ struct OracleTests {
         try #require(run.lost == 0, "the oracle's rings dropped records: cannot judge")
         let sockets = Oracle.sockets(run)
         #expect(sockets.count == 3)
+        var stamps = KernelStampCheck()
+        defer { stamps.verify() }
         // On a busy host (other processes' connection churn) the tracer's own 64-page rings can
         // overflow: it must then say so, and what it still shows from the tracepoint must be
         // true; the rest comes from the fallback, which LostRecordsTests checks. Only a
@@ -68,9 +70,7 @@ struct OracleTests {
                     #expect(logged.contains(state), "\(label): kernel set \(state), log shows \(logged)")
                 }
                 for event in socket.stateEvents where event.source == .tracepoint {
-                    let kernelTs = socket.kernelEntry(event.to!) ?? 0
-                    #expect(max(kernelTs, event.timestampNs) - min(kernelTs, event.timestampNs) < 50_000,
-                            "\(label): \(event.to!) at \(event.timestampNs), kernel \(kernelTs)")
+                    stamps.record(event, kernel: socket.kernelEntry(event.to!), label)
                 }
             }
             print("\(scenario): the tracer's rings overflowed under other traffic (\(warnings.count) warnings): checked what it claimed, not completeness")
@@ -84,10 +84,7 @@ struct OracleTests {
                     #expect(event.source == .sockDiag, "\(label): TIME_WAIT comes from sock_diag")
                 } else {
                     #expect(event.source == .tracepoint, "\(label): \(event.to!) from \(event.source!)")
-                    // Two perf events read the clock separately for one transition: equal within µs.
-                    let kernelTs = socket.kernelEntry(event.to!) ?? 0
-                    #expect(max(kernelTs, event.timestampNs) - min(kernelTs, event.timestampNs) < 50_000,
-                            "\(label): \(event.to!) at \(event.timestampNs), kernel \(kernelTs)")
+                    stamps.record(event, kernel: socket.kernelEntry(event.to!), label)
                 }
                 #expect(!event.unexpected)
             }
@@ -116,5 +113,27 @@ struct StrangerConnection {
     func finish() throws {
         try client.close()
         try listener.close()
+    }
+}
+
+/// Whether the tracer's tracepoint events carry the kernel's own timestamps. Its perf event and
+/// the oracle's each read the clock for one transition, back to back in the tracepoint's
+/// handler: equal within a few µs — unless the vCPU is taken away in between (a busy host
+/// measured 67 µs once, 2026-12-04). A tracer stamping its own later reading instead would be
+/// tens of µs off on most transitions. So: most within 10 µs, none beyond 1 ms.
+struct KernelStampCheck {
+    private var offsets: [(ns: UInt64, text: String)] = []
+
+    mutating func record(_ event: TraceEvent, kernel: UInt64?, _ label: String) {
+        let kernelTs = kernel ?? 0
+        let offset = max(kernelTs, event.timestampNs) - min(kernelTs, event.timestampNs)
+        offsets.append((offset, "\(label): \(event.to?.name ?? "?") at \(event.timestampNs), kernel \(kernelTs)"))
+    }
+
+    func verify() {
+        guard !offsets.isEmpty else { return }
+        let close = offsets.filter { $0.ns < 10_000 }.count
+        #expect(close * 10 >= offsets.count * 9, "fewer than 90% within 10 µs of the kernel's stamp: \(offsets.map(\.text))")
+        for far in offsets where far.ns >= 1_000_000 { Issue.record("over 1 ms from the kernel's stamp: \(far.text)") }
     }
 }

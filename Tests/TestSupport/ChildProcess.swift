@@ -31,11 +31,8 @@ public final class ChildProcess: @unchecked Sendable {
     private let stdoutPipe = Pipe()
     private let stderrPipe = Pipe()
     private let stdinPipe = Pipe()
-    private let lock = NSLock()
-    private var stdoutData = Data()
-    private var stderrData = Data()
-    private var stdoutEOF = false
-    private var stderrEOF = false
+    private var stdoutReader: PipeReader?
+    private var stderrReader: PipeReader?
     /// Seconds between SIGTERM and SIGKILL for a child that overran its deadline.
     public static let graceSeconds = 3.0
 
@@ -56,28 +53,9 @@ public final class ChildProcess: @unchecked Sendable {
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
         process.standardInput = stdin ? stdinPipe : FileHandle.nullDevice
-        // Each pipe is read by its handler up to EOF (an empty read), which the handler records
-        // after appending everything before it: `collectOutput` waits for that. Removing the
-        // handlers at the exit and reading the rest itself, as before, raced a handler already
-        // running: its bytes landed after the test had read the output (busy host: one
-        // `--scenario list` run read "" and then the full list).
-        stdoutPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil }
-            guard let self else { return }
-            self.lock.lock()
-            if data.isEmpty { self.stdoutEOF = true } else { self.stdoutData.append(data) }
-            self.lock.unlock()
-        }
-        stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil }
-            guard let self else { return }
-            self.lock.lock()
-            if data.isEmpty { self.stderrEOF = true } else { self.stderrData.append(data) }
-            self.lock.unlock()
-        }
         try Self.withTerminationSignalsUnblocked { try process.run() }
+        stdoutReader = PipeReader(stdoutPipe.fileHandleForReading)
+        stderrReader = PipeReader(stderrPipe.fileHandleForReading)
         Self.activity("start \(process.processIdentifier) \(Self.currentTestName) :: \(label)")
     }
 
@@ -125,8 +103,8 @@ public final class ChildProcess: @unchecked Sendable {
 
     public var stdinHandle: FileHandle { stdinPipe.fileHandleForWriting }
 
-    public var stdout: Data { lock.lock(); defer { lock.unlock() }; return stdoutData }
-    public var stderr: Data { lock.lock(); defer { lock.unlock() }; return stderrData }
+    public var stdout: Data { stdoutReader?.bytes ?? Data() }
+    public var stderr: Data { stderrReader?.bytes ?? Data() }
     public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
     public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
 
@@ -181,12 +159,14 @@ public final class ChildProcess: @unchecked Sendable {
     public var terminationReason: Process.TerminationReason { process.terminationReason }
 
     /// After the exit: waits for both pipes' EOF, which comes once every writer is gone (a
-    /// grandchild holding one open gets 2 s, then what arrived is what we have).
+    /// grandchild holding one open gets 2 s, then what arrived is what we have). Each pipe has
+    /// its own reading thread, which records EOF after appending everything before it: removing
+    /// Foundation's readability handlers at the exit and reading the rest here, as before, raced
+    /// a handler already running (busy host: a `--scenario list` run read "", then the list), and
+    /// handlers waiting for the dispatch pool under load missed a 2 s deadline (a TCPWatch line
+    /// read cut in two).
     private func collectOutput() {
-        _ = Self.poll(timeout: 2) {
-            self.lock.lock(); defer { self.lock.unlock() }
-            return self.stdoutEOF && self.stderrEOF
-        }
+        _ = Self.poll(timeout: 2) { (self.stdoutReader?.ended ?? true) && (self.stderrReader?.ended ?? true) }
     }
 
     public func signal(_ signo: Int32) { kill(process.processIdentifier, signo) }
@@ -228,4 +208,36 @@ public func waitFor(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
 public struct HarnessError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Reads one pipe to EOF on a thread of its own (not the dispatch pool, which a loaded test
+/// run can starve): `bytes` so far, and whether EOF came. The thread holds the file handle, so
+/// its descriptor stays open (and cannot be reused under it) until the read ends.
+final class PipeReader: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    private var sawEOF = false
+
+    init(_ handle: FileHandle) {
+        let thread = Thread { [self] in self.read(handle) }
+        thread.start()
+    }
+
+    var bytes: Data { lock.lock(); defer { lock.unlock() }; return data }
+    var ended: Bool { lock.lock(); defer { lock.unlock() }; return sawEOF }
+
+    private func read(_ handle: FileHandle) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                lock.lock(); data.append(contentsOf: buffer[0..<count]); lock.unlock()
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else {
+                break
+            }
+        }
+        lock.lock(); sawEOF = true; lock.unlock()
+    }
 }
