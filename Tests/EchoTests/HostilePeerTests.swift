@@ -139,7 +139,12 @@ struct HostilePeerTests {
         #expect(peak - baseRSS < rssGrowthLimitKiB, "\(what): RSS grew from \(baseRSS) to \(peak) KiB")
         #expect(waitForSockets(server.pid, atMost: baseFDs) <= baseFDs,
                 "\(what): sockets leaked: \(socketsOn(port: server.port))")
-        #expect(serverCloseWaitCount(port: server.port) == 0, "\(what): server socket left in CLOSE_WAIT")
+        // Waited for, bounded: a connection the peer closed while it sat in the accept queue is
+        // in CLOSE_WAIT without being the server's fd yet, so the fd count above is back to its
+        // baseline before the server has accepted and closed it (busy host: 3 such, once). One
+        // the server keeps open stays in CLOSE_WAIT, and fails here after 5 s.
+        #expect(waitFor(timeout: 5) { serverCloseWaitCount(port: server.port) == 0 },
+                "\(what): server socket left in CLOSE_WAIT: \(socketsOn(port: server.port))")
         #expect(server.stop() == 0)
         #expect(!hasCrashMarker(server.child.stderrText))
         print("\(what): \(result.rounds) clean rounds meanwhile, RSS \(baseRSS) → peak \(peak) KiB")
