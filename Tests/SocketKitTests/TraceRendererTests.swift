@@ -128,9 +128,9 @@ import Testing
     /// A kernel change's "seen at" call is kept apart from its cause and appended when written:
     /// text, JSON and `cause` read exactly as if the two had been joined, escaping included.
     @Test func seenAt_rendersAsTheJoinedCause() throws {
-        var split = TraceEvent(timestampNs: 1_234_567, side: .server, conn: 7, local: "127.0.0.1:7007", peer: "127.0.0.1:40000",
-                               kind: .state, from: .synReceived, to: .established, source: .tracepoint, cause: "handshake \"complete\"")
-        split.setCause("handshake \"complete\"", seenAt: "accept()\n")
+        let split = TraceEvent(timestampNs: 1_234_567, side: .server, conn: 7, local: "127.0.0.1:7007", peer: "127.0.0.1:40000",
+                               kind: .state, from: .synReceived, to: .established, source: .tracepoint,
+                               cause: "handshake \"complete\"", seenAt: "accept()\n")
         var joined = split
         joined.cause = "handshake \"complete\"; seen at accept()\n"
         #expect(split.cause == joined.cause)

@@ -102,12 +102,6 @@ extension TraceEvent {
         set { causeHead = newValue; seenAt = nil }
     }
 
-    /// Sets `cause` as `head` + "; seen at " + `call` without joining them.
-    package mutating func setCause(_ head: String, seenAt call: String?) {
-        causeHead = head
-        seenAt = call
-    }
-
     /// Data events: the bytes (escaped when rendered). Verdict events: the first bytes that
     /// came back.
     public var bytes: [UInt8]? {
