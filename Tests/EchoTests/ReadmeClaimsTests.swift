@@ -79,18 +79,6 @@ struct ReadmeClaimsTests {
         #expect(server.stop() == 0)
     }
 
-    /// A copy of a built executable that `nobody` can run (the build directory may not be).
-    static func copyForNobody(_ name: String) throws -> (URL, cleanup: () -> Void) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("socketkit-claims-\(getpid())-\(name)")
-        try? FileManager.default.removeItem(at: dir)
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let copy = dir.appendingPathComponent(name)
-        try FileManager.default.copyItem(at: Executables.url(name), to: copy)
-        chmod(dir.path, 0o755)
-        chmod(copy.path, 0o755)
-        return (copy, { try? FileManager.default.removeItem(at: dir) })
-    }
-
     static let setpriv = Capabilities.tool("setpriv")
     static let unprivilegedTracepoint = !Capabilities.isRoot && KernelTracepoint.availability() != .available
 
@@ -101,7 +89,7 @@ struct ReadmeClaimsTests {
         let child: ChildProcess
         var cleanup: () -> Void = {}
         if Capabilities.isRoot {
-            let (copy, remove) = try Self.copyForNobody("EchoServer")
+            let (copy, remove) = try Executables.copyForNobody("EchoServer", tag: "claims")
             cleanup = remove
             child = try ChildProcess("EchoServer", ["--port", "0", "--kernel-trace", "on"],
                                      wrapper: [Self.setpriv ?? "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],

@@ -83,14 +83,8 @@ struct RobustnessTests {
           .enabled(if: Capabilities.canDropPrivileges, "needs root to run the server as nobody via setpriv"))
     func permissionDenied() throws {
         // The build directory may not be readable by nobody: run a copy from a world-readable place.
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("socketkit-perm-\(getpid())")
-        try? FileManager.default.removeItem(at: dir)
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let copy = dir.appendingPathComponent("EchoServer")
-        try FileManager.default.copyItem(at: Executables.url("EchoServer"), to: copy)
-        chmod(dir.path, 0o755)
-        chmod(copy.path, 0o755)
+        let (copy, cleanup) = try Executables.copyForNobody("EchoServer", tag: "perm")
+        defer { cleanup() }
         let child = try ChildProcess("EchoServer", ["--port", "80", "--threads", "1", "--trace", "off"],
                                      wrapper: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
                                      executable: copy)
