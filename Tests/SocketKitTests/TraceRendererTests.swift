@@ -156,6 +156,37 @@ import Testing
         #expect(TextTraceRenderer(baseNs: 0, color: false).render(odd).contains("UNKNOWN(42) → CLOSED"))
     }
 
+    /// Every `FROM → TO` column copied from `TransitionColumns` is what the renderer's own
+    /// path writes, for each pair of known states and a missing `from`; unknown states and a
+    /// missing `to` are left to that path.
+    @Test func transitionColumns_matchThePaddedNames() {
+        let renderer = TextTraceRenderer(baseNs: 0, color: false)
+        var checked = 0
+        for from in TCPState.all.map(Optional.some) + [nil] {
+            for to in TCPState.all {
+                var event = TraceEvent(timestampNs: 0, side: .server, conn: 1, kind: .state, cause: "")
+                event.from = from
+                event.to = to
+                var plain = TraceBytes(), copied = TraceBytes()
+                renderer.appendTransition(event, into: &plain)
+                #expect(TransitionColumns.append(from: from, to: to, into: &copied))
+                #expect(copied.string == plain.string, "\(from?.name ?? "nil") → \(to.name)")
+                checked += 1
+            }
+        }
+        #expect(checked == 12 * 11)
+        var none = TraceBytes()
+        #expect(!TransitionColumns.append(from: .established, to: TCPState(kernel: 99), into: &none))
+        #expect(!TransitionColumns.append(from: TCPState(kernel: 99), to: .closed, into: &none))
+        #expect(none.count == 0)
+        // A plain state line shows the columns; a coloured one keeps its colour codes.
+        var event = TraceEvent(timestampNs: 0, side: .server, conn: 1, kind: .state, cause: "x")
+        event.from = .synReceived
+        event.to = .established
+        #expect(renderer.render(event).contains("SYN_RECEIVED → ESTABLISHED "))
+        #expect(TextTraceRenderer(baseNs: 0, color: true).render(event).contains("\u{1b}[32mSYN_RECEIVED → ESTABLISHED \u{1b}[0m"))
+    }
+
     /// The JSON members written as one literal are what a key and the quoted name write.
     @Test func jsonNameMembers_matchTheKeyAndName() {
         func written(_ name: StaticString, _ value: String) -> String {

@@ -234,11 +234,9 @@ public struct TextTraceRenderer: Sendable {
         case .state:
             // Opened and closed around inline code, not a closure: a closure capturing `e`
             // copied the event (every string in it retained) twice a line.
-            paintStart(transitionColor(e), &out)
-            if let from = e.from { out.append(from, padTo: 11, left: true) } else { out.append("—", padTo: 11, left: true) }
-            out.append(" → ")
-            if let to = e.to { out.append(to, padTo: 12) } else { out.append(ascii: "?", padTo: 12) }
-            paintEnd(&out)
+            if color || !(e.to.map { TransitionColumns.append(from: e.from, to: $0, into: &out) } ?? false) {
+                appendTransition(e, into: &out)
+            }
             out.append(byte: UInt8(ascii: " "))
             out.append(e.causeHead)
             if let call = e.seenAt { out.append("; seen at "); out.append(call) }
@@ -275,6 +273,16 @@ public struct TextTraceRenderer: Sendable {
             out.append("  ")
             paint("2", &out) { $0.append("[" + notes.joined(separator: ", ") + "]") }
         }
+    }
+
+    /// `  SYN_RECEIVED → ESTABLISHED `, coloured when the terminal is: the path for colour and
+    /// unknown states (`TransitionColumns` copies the plain columns).
+    func appendTransition(_ e: TraceEvent, into out: inout TraceBytes) {
+        paintStart(transitionColor(e), &out)
+        if let from = e.from { out.append(from, padTo: 11, left: true) } else { out.append("—", padTo: 11, left: true) }
+        out.append(" → ")
+        if let to = e.to { out.append(to, padTo: 12) } else { out.append(ascii: "?", padTo: 12) }
+        paintEnd(&out)
     }
 
     /// ss-style `key:value` tokens, only those that say something.

@@ -1,0 +1,51 @@
+import SocketKit
+
+/// The text line's `  SYN_RECEIVED → ESTABLISHED ` columns for every pair of known states (and
+/// a missing `from`, printed `—`), rendered once and copied: padding two names and the arrow
+/// was ~600 instructions a line, five lines a connection (callgrind, traced server under
+/// connect churn). Uncoloured lines only; an unknown kernel state takes the renderer's own path.
+/// Each entry is exactly what that path writes (TraceRendererTests compare all of them).
+enum TransitionColumns {
+    /// Bytes per entry: a length byte, then at most 12 + 5 + 12 bytes (the longest name is 12
+    /// columns; the arrow is 3 bytes of UTF-8, `—` too).
+    private static let stride = 32
+    /// `from` rows: the 11 states by `caseCode`, then row 11 for no `from`.
+    private static let rows = 12
+    private static let columns = 11
+
+    /// Written once, read only after: immutable shared data.
+    nonisolated(unsafe) private static let table: UnsafePointer<UInt8> = {
+        let table = UnsafeMutablePointer<UInt8>.allocate(capacity: rows * columns * stride)
+        for row in 0..<rows {
+            for column in 0..<columns {
+                var bytes = TraceBytes(capacity: stride)
+                if row < TCPState.all.count {
+                    bytes.append(TCPState.all[row], padTo: 11, left: true)
+                } else {
+                    bytes.append("—", padTo: 11, left: true)
+                }
+                bytes.append(" → ")
+                bytes.append(TCPState.all[column], padTo: 12)
+                let entry = table + (row * columns + column) * stride
+                bytes.withUnsafeBytes { raw in
+                    precondition(raw.count < stride, "a transition column outgrew its entry")
+                    entry[0] = UInt8(raw.count)
+                    if let base = raw.baseAddress { (entry + 1).initialize(from: base.assumingMemoryBound(to: UInt8.self), count: raw.count) }
+                }
+            }
+        }
+        return UnsafePointer(table)
+    }()
+
+    /// Appends the columns of `from → to` and returns true; false (nothing written) for a state
+    /// outside the table.
+    @inline(__always)
+    static func append(from: TCPState?, to: TCPState, into out: inout TraceBytes) -> Bool {
+        let row = from.map { Int($0.caseCode) } ?? rows - 1
+        let column = Int(to.caseCode)
+        guard row < rows, column < columns else { return false }
+        let entry = table + (row * columns + column) * stride
+        out.append(UnsafeBufferPointer(start: entry + 1, count: Int(entry[0])))
+        return true
+    }
+}
