@@ -94,3 +94,8 @@ CSocketKit_perf_drain_result CSocketKit_perf_drain(void *ring, size_t data_pages
     __atomic_store_n(&meta->data_tail, tail, __ATOMIC_RELEASE);
     return result;
 }
+
+int CSocketKit_perf_has_records(const void *ring) {
+    const struct perf_event_mmap_page *meta = ring;
+    return __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE) != meta->data_tail;
+}

@@ -52,4 +52,8 @@ CSocketKit_perf_drain_result CSocketKit_perf_drain(void *ring, size_t data_pages
     CSocketKit_perf_sample *samples, size_t max_samples,
     uint8_t *raw, size_t raw_capacity);
 
+// 1 when the kernel has written past what was consumed (records, or a PERF_RECORD_LOST), else
+// 0: two loads, so a caller can skip a drain that would find nothing.
+int CSocketKit_perf_has_records(const void *ring);
+
 #endif

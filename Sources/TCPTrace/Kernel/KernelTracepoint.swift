@@ -272,6 +272,17 @@ public final class KernelTracepoint: Sendable {
         return changes
     }
 
+    /// Whether any ring holds a record not drained yet: two loads a CPU under the lock that
+    /// keeps the rings mapped, so an owner's observation can skip the routing lock, the drain
+    /// and the hand-out when there is nothing (a third of them under connect churn, measured:
+    /// 45,229 of 138,701 syncs found no record).
+    func hasRecords() -> Bool {
+        state.locked { state in
+            for ring in state.rings where CSocketKit_perf_has_records(ring.base) != 0 { return true }
+            return false
+        }
+    }
+
     /// `drain()`, appending to `changes` (whose capacity the caller keeps between drains).
     func drain(into changes: inout [KernelStateChange]) {
         state.locked { state in
