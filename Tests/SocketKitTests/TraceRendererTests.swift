@@ -187,6 +187,29 @@ import Testing
         #expect(TextTraceRenderer(baseNs: 0, color: true).render(event).contains("\u{1b}[32mSYN_RECEIVED → ESTABLISHED \u{1b}[0m"))
     }
 
+    /// `earliest_ns`/`latest_ns` equal to `ts_ns` are copied from its digits; other values are
+    /// formatted. Both paths (plain and the writer's, with remembered identities) print the
+    /// numbers the event holds, and the line decodes back to them.
+    @Test func jsonIntervalNumbers_copiedOnlyWhenEqualToTheTimestamp() {
+        for (earliest, latest) in [(UInt64(41_258_298_595_321), UInt64(41_258_298_595_321)),
+                                   (7, 41_258_298_595_321), (41_258_298_595_321, 99_999_999_999_999_999), (0, 1)] {
+            var event = TraceEvent(timestampNs: 41_258_298_595_321, side: .server, conn: 3, kind: .state, cause: "x")
+            event.from = .established
+            event.to = .closeWait
+            event.earliestNs = earliest
+            event.latestNs = latest
+            var identities = IdentityFragments()
+            var second = RFC3339Second()
+            var writer = TraceBytes()
+            JSONTraceRenderer.render(event, into: &writer, identities: &identities, second: &second)
+            for line in [JSONTraceRenderer.render(event), writer.string] {
+                #expect(line.contains(#""earliest_ns":\#(earliest),"latest_ns":\#(latest)}"#), "\(line)")
+                let decoded = TraceEvent(jsonLine: Substring(line))
+                #expect(decoded?.earliestNs == earliest && decoded?.latestNs == latest && decoded?.timestampNs == event.timestampNs)
+            }
+        }
+    }
+
     /// The JSON members written as one literal are what a key and the quoted name write.
     @Test func jsonNameMembers_matchTheKeyAndName() {
         func written(_ name: StaticString, _ value: String) -> String {

@@ -95,6 +95,17 @@ package struct TraceBytes {
         text.withUTF8 { append($0) }
     }
 
+    /// A copy of bytes this buffer already holds (`range` of what was written): a number
+    /// printed a second time is copied, not formatted again.
+    @inline(__always)
+    package mutating func appendCopy(of range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= storage.count, "appendCopy outside the written bytes")
+        storage.reserve(range.count)
+        // After the reservation: it may have moved the bytes. Source and destination never overlap.
+        (storage.base + storage.count).update(from: storage.base + range.lowerBound, count: range.count)
+        storage.count += range.count
+    }
+
     /// Exactly `count` bytes, written by `body` in place.
     @inline(__always)
     package mutating func appendFixed(_ count: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) {

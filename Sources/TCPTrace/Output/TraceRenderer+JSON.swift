@@ -18,22 +18,22 @@ public enum JSONTraceRenderer {
 
     package static func render(_ e: TraceEvent, into out: inout TraceBytes) {
         var second = RFC3339Second()
-        appendHead(e, into: &out, second: &second)
+        let timestamp = appendHead(e, into: &out, second: &second)
         appendIdentity(e, into: &out)
-        appendBody(e, into: &out)
+        appendBody(e, into: &out, timestamp: timestamp)
     }
 
     /// The same line, its socket's members copied from `identities` when they were rendered
     /// before, and its time's second from `second` (the trace writer's path).
     package static func render(_ e: TraceEvent, into out: inout TraceBytes, identities: inout IdentityFragments,
                                second: inout RFC3339Second) {
-        appendHead(e, into: &out, second: &second)
+        let timestamp = appendHead(e, into: &out, second: &second)
         if !identities.appendRemembered(for: e, into: &out) {
             let start = out.count
             appendIdentity(e, into: &out)
             identities.remember(for: e, renderedFrom: start, in: out)
         }
-        appendBody(e, into: &out)
+        appendBody(e, into: &out, timestamp: timestamp)
     }
 
     /// `{"v":2,"ts_ns":` and `,"time":"`, each one literal (the object's opening, two keys and
@@ -42,13 +42,17 @@ public enum JSONTraceRenderer {
     static let headOpening: StaticString = #"{"v":2,"ts_ns":"#
     static let timeKey: StaticString = #","time":""#
 
-    private static func appendHead(_ e: TraceEvent, into out: inout TraceBytes, second: inout RFC3339Second) {
+    /// Returns where `ts_ns`'s digits are in `out`, for `earliest_ns`/`latest_ns` to copy.
+    private static func appendHead(_ e: TraceEvent, into out: inout TraceBytes, second: inout RFC3339Second) -> Range<Int> {
         out.append(headOpening)
+        let digits = out.count
         out.append(e.timestampNs)
+        let timestamp = digits..<out.count
         out.append(timeKey)
         TraceTime.appendRFC3339(e.wallNs, to: &out, reusing: &second)
         out.append(byte: UInt8(ascii: "\""))
         out.needsComma = true
+        return timestamp
     }
 
     /// What every event of one socket repeats (`IdentityFragments`); always after a member.
@@ -61,7 +65,10 @@ public enum JSONTraceRenderer {
         if let cookie = e.cookie { out.member("cookie", cookie) }
     }
 
-    private static func appendBody(_ e: TraceEvent, into out: inout TraceBytes) {
+    /// `timestamp`: where the line's `ts_ns` digits are. A kernel-dated state's `earliest_ns` and
+    /// `latest_ns` are that same number, copied (formatting it twice more was ~250 instructions
+    /// a line, callgrind).
+    private static func appendBody(_ e: TraceEvent, into out: inout TraceBytes, timestamp: Range<Int>) {
         // Always after a member (the head's, the identity's): the literals carry their comma.
         out.append(e.kind.jsonEventMember)
         if let from = e.from {
@@ -91,8 +98,8 @@ public enum JSONTraceRenderer {
         }
         if let id = e.segmentID { out.member("segment", id) }
         if let wire = e.wire { out.key("wire"); segment(wire, into: &out) }
-        if let ns = e.earliestNs { out.member("earliest_ns", ns) }
-        if let ns = e.latestNs { out.member("latest_ns", ns) }
+        if let ns = e.earliestNs { out.member("earliest_ns", ns, sameAs: e.timestampNs, at: timestamp) }
+        if let ns = e.latestNs { out.member("latest_ns", ns, sameAs: e.timestampNs, at: timestamp) }
         if let attempt = e.attempt { out.member("try", attempt) }
         if let process = e.process { out.member("process", process) }        // TCPWatch: the owner's command
         if let state = e.heldState { out.member("state", state: state) }       // TCPWatch: what a warning is about
@@ -206,5 +213,10 @@ extension TraceBytes {
         member(name, static: value)
     }
     mutating func member(_ name: StaticString, _ value: UInt64) { key(name); append(value) }
+    /// `value`, copied from `digits` when it equals the number written there (`written`).
+    mutating func member(_ name: StaticString, _ value: UInt64, sameAs written: UInt64, at digits: Range<Int>) {
+        key(name)
+        if value == written { appendCopy(of: digits) } else { append(value) }
+    }
     mutating func member<I: BinaryInteger>(_ name: StaticString, _ value: I) { key(name); append(int: value) }
 }
