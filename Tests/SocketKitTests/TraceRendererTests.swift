@@ -200,14 +200,44 @@ import Testing
             event.latestNs = latest
             var identities = IdentityFragments()
             var second = RFC3339Second()
+            var known = PlainStrings()
             var writer = TraceBytes()
-            JSONTraceRenderer.render(event, into: &writer, identities: &identities, second: &second)
+            JSONTraceRenderer.render(event, into: &writer, identities: &identities, second: &second, plain: &known)
             for line in [JSONTraceRenderer.render(event), writer.string] {
                 #expect(line.contains(#""earliest_ns":\#(earliest),"latest_ns":\#(latest)}"#), "\(line)")
                 let decoded = TraceEvent(jsonLine: Substring(line))
                 #expect(decoded?.earliestNs == earliest && decoded?.latestNs == latest && decoded?.timestampNs == event.timestampNs)
             }
         }
+    }
+
+    /// `PlainStrings` copies a string unscanned only when it equals one that needed no escaping:
+    /// through repeats, strings of one length filling and overflowing a set (more than its four
+    /// ways), equal strings built at run time, strings that need escaping (never remembered),
+    /// and seenAt appended to a cause, the writer's lines are the plain renderer's bytes.
+    @Test func plainStrings_writeWhatTheScanWrites() {
+        let sameLength = (0..<6).map { "cause number \($0) of one length" }        // one set, six strings
+        let escaped = ["a \"quoted\" cause of one length!!", "tab\there", "line\nbreak", "back\\slash", "nul\u{0}", "del\u{7f}"]
+        let built = String(repeating: "x", count: 3) + " built at run time"
+        var causes: [(String, String?)] = []
+        for round in 0..<3 {
+            for text in sameLength + escaped + [built, "", "é unicode ü", String(round)] { causes.append((text, nil)) }
+            causes.append(("peer's FIN arrived", "recv()=0: peer sent FIN"))
+            causes.append(("peer's FIN arrived", "a \"quoted\" call"))
+        }
+        var known = PlainStrings(), identities = IdentityFragments(), second = RFC3339Second()
+        for (index, (cause, seenAt)) in causes.enumerated() {
+            let event = TraceEvent(timestampNs: UInt64(index), side: .server, conn: 1, kind: .state, from: .established,
+                                   to: .closeWait, source: .tracepoint, cause: cause, seenAt: seenAt)
+            var writer = TraceBytes()
+            JSONTraceRenderer.render(event, into: &writer, identities: &identities, second: &second, plain: &known)
+            #expect(writer.string == JSONTraceRenderer.render(event), "\(cause)")
+            #expect(TraceEvent(jsonLine: Substring(writer.string))?.cause == event.cause)
+        }
+        // An escaped string is never copied raw, however often it comes.
+        var out = TraceBytes()
+        for _ in 0..<3 { known.appendEscaped("say \"hi\"", into: &out) }
+        #expect(out.string == String(repeating: #"say \"hi\""#, count: 3))
     }
 
     /// The JSON members written as one literal are what a key and the quoted name write.
@@ -272,14 +302,14 @@ import Testing
         events.append(segment)
         events.append(event(3, at: 12))
         let text = TextTraceRenderer(baseNs: 0, color: false)
-        var textCache = IdentityFragments(), jsonCache = IdentityFragments(), second = RFC3339Second()
+        var textCache = IdentityFragments(), jsonCache = IdentityFragments(), second = RFC3339Second(), known = PlainStrings()
         for e in events {
             var cached = TraceBytes(), plain = TraceBytes()
             text.render(e, into: &cached, identities: &textCache)
             text.render(e, into: &plain)
             #expect(cached.string == plain.string)
             cached = TraceBytes(); plain = TraceBytes()
-            JSONTraceRenderer.render(e, into: &cached, identities: &jsonCache, second: &second)
+            JSONTraceRenderer.render(e, into: &cached, identities: &jsonCache, second: &second, plain: &known)
             JSONTraceRenderer.render(e, into: &plain)
             #expect(cached.string == plain.string)
         }

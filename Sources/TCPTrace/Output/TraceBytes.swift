@@ -251,10 +251,12 @@ package struct TraceBytes {
         append(byte: UInt8(ascii: "\""))
     }
 
-    /// `text` escaped for inside a JSON string literal (no quotes).
-    private mutating func appendJSONEscaped(_ text: String) {
+    /// `text` escaped for inside a JSON string literal (no quotes). Returns whether any byte
+    /// needed escaping.
+    @discardableResult
+    package mutating func appendJSONEscaped(_ text: String) -> Bool {
         var text = text
-        text.withUTF8 { utf8 in
+        return text.withUTF8 { utf8 in
             // Eight bytes at a time while none needs escaping (almost always): a loop byte by
             // byte cost ~350 instructions per string, 8 strings a JSON event (callgrind).
             var runStart = 0
@@ -290,6 +292,7 @@ package struct TraceBytes {
                 }
             }
             append(UnsafeBufferPointer(rebasing: utf8[runStart...]))
+            return runStart > 0
         }
     }
 

@@ -18,22 +18,24 @@ public enum JSONTraceRenderer {
 
     package static func render(_ e: TraceEvent, into out: inout TraceBytes) {
         var second = RFC3339Second()
+        var plain = PlainStrings(remembering: false)
         let timestamp = appendHead(e, into: &out, second: &second)
         appendIdentity(e, into: &out)
-        appendBody(e, into: &out, timestamp: timestamp)
+        appendBody(e, into: &out, timestamp: timestamp, plain: &plain)
     }
 
     /// The same line, its socket's members copied from `identities` when they were rendered
-    /// before, and its time's second from `second` (the trace writer's path).
+    /// before, its time's second from `second`, its cause unscanned when `plain` knows it
+    /// (the trace writer's path).
     package static func render(_ e: TraceEvent, into out: inout TraceBytes, identities: inout IdentityFragments,
-                               second: inout RFC3339Second) {
+                               second: inout RFC3339Second, plain: inout PlainStrings) {
         let timestamp = appendHead(e, into: &out, second: &second)
         if !identities.appendRemembered(for: e, into: &out) {
             let start = out.count
             appendIdentity(e, into: &out)
             identities.remember(for: e, renderedFrom: start, in: out)
         }
-        appendBody(e, into: &out, timestamp: timestamp)
+        appendBody(e, into: &out, timestamp: timestamp, plain: &plain)
     }
 
     /// `{"v":2,"ts_ns":` and `,"time":"`, each one literal (the object's opening, two keys and
@@ -68,7 +70,8 @@ public enum JSONTraceRenderer {
     /// `timestamp`: where the line's `ts_ns` digits are. A kernel-dated state's `earliest_ns` and
     /// `latest_ns` are that same number, copied (formatting it twice more was ~250 instructions
     /// a line, callgrind).
-    private static func appendBody(_ e: TraceEvent, into out: inout TraceBytes, timestamp: Range<Int>) {
+    private static func appendBody(_ e: TraceEvent, into out: inout TraceBytes, timestamp: Range<Int>,
+                                   plain: inout PlainStrings) {
         // Always after a member (the head's, the identity's): the literals carry their comma.
         out.append(e.kind.jsonEventMember)
         if let from = e.from {
@@ -78,11 +81,14 @@ public enum JSONTraceRenderer {
             if let members = to.jsonMembers { out.append(members.to) } else { out.member("to", state: to) }
         }
         if let source = e.source { out.append(source.jsonSourceMember) }
+        out.key("cause")
+        out.append(byte: UInt8(ascii: "\""))
+        plain.appendEscaped(e.causeHead, into: &out)
         if let call = e.seenAt {
-            out.key("cause"); out.appendJSONString(e.causeHead, "; seen at ", call)
-        } else {
-            out.member("cause", e.causeHead)
+            out.append("; seen at ")
+            plain.appendEscaped(call, into: &out)
         }
+        out.append(byte: UInt8(ascii: "\""))
         if let ns = e.inStateNs { out.member("in_state_ns", ns) }
         if e.unexpected { out.member("unexpected", literal: "true") }
         if let ms = e.timerMs { out.member("timer_ms", UInt64(ms)) }

@@ -109,6 +109,8 @@ final class TraceWriterCore: @unchecked Sendable {
     @exclusivity(unchecked) private var identities = IdentityFragments()
     /// JSON: the date and time of day last written (`RFC3339Second`).
     @exclusivity(unchecked) private var second = RFC3339Second()
+    /// JSON: strings seen to need no escaping (`PlainStrings`).
+    @exclusivity(unchecked) private var plain = PlainStrings()
     @exclusivity(unchecked) private var dropped = 0
     @exclusivity(unchecked) private var droppedTotal = 0
     @exclusivity(unchecked) private var enqueued = 0                       // events accepted so far
@@ -296,7 +298,7 @@ final class TraceWriterCore: @unchecked Sendable {
     /// Appends the event's line. Under `lock`: the text renderer's compact layout has state.
     private func render(_ event: TraceEvent, into bytes: inout TraceBytes) {
         if format == .json {
-            JSONTraceRenderer.render(event, into: &bytes, identities: &identities, second: &second)
+            JSONTraceRenderer.render(event, into: &bytes, identities: &identities, second: &second, plain: &plain)
         } else if text.width == nil {
             text.render(event, into: &bytes, identities: &identities)
         } else {
