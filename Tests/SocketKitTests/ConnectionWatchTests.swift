@@ -81,6 +81,35 @@ import Testing
         #expect(warnings.allSatisfy { $0.heldState == .closeWait && $0.cause.hasSuffix("the program has not called close()") })
     }
 
+    /// A report's `now` is read before a poll that applies the kernel's changes, stamped later:
+    /// a CLOSE_WAIT entered after `now` is 0 s old there, not past the warning threshold (the
+    /// difference wrapped), and reading its age must not trap (TCPWatch crashed with "arithmetic
+    /// overflow" under a busy host's churn, 2026-12-04).
+    @Test func reports_withANowOlderThanTheLastChange_sayZero_andDoNotWarn() {
+        let collector = TraceCollector()
+        let watch = Self.makeWatch(collector, warnAfter: 1)
+        func change(_ old: KernelTCPState, _ new: KernelTCPState, at ns: UInt64) -> KernelStateChange {
+            KernelStateChange(timestampNs: ns, skaddr: 0xfeed, oldState: old.rawValue, newState: new.rawValue, family: AF_INET,
+                              sourcePort: 8080, destinationPort: 50000, sourceAddress: "127.0.0.1", destinationAddress: "127.0.0.1",
+                              pid: 0)
+        }
+        watch.applyKernel(change(.listen, .synRecv, at: 5_000_000_000)) { _, _, _ in nil }
+        watch.applyKernel(change(.synRecv, .established, at: 5_000_100_000)) { _, _, _ in nil }
+        watch.applyKernel(change(.established, .closeWait, at: 5_000_200_000)) { _, _, _ in nil }
+        let before: UInt64 = 4_000_000_000   // read before the poll that applied the changes
+        watch.checkCloseWait(now: before)
+        #expect(!collector.events.contains { $0.kind == .warning }, "\(collector.events.filter { $0.kind == .warning }.map(\.cause))")
+        #expect(watch.summaryLine(now: before).contains("CLOSE_WAIT 1 (oldest 0 µs)"), "\(watch.summaryLine(now: before))")
+        watch.finishSockets(now: before)
+        let still = collector.events.last { $0.kind == .info && $0.heldState == .closeWait }
+        #expect(still?.cause.hasPrefix("still CLOSE_WAIT after 0 µs") == true, "\(still?.cause ?? "none")")
+        #expect(still?.inStateNs == 0)
+        // Past the threshold by a later clock, the warning comes, with the real age.
+        watch.checkCloseWait(now: 6_500_200_000)
+        let warning = collector.events.last { $0.kind == .warning }
+        #expect(warning?.cause.contains("in CLOSE_WAIT for 1.5 s") == true, "\(warning?.cause ?? "none")")
+    }
+
     @Test func adaptivePolling_fastWhileBusy_backsOff_neverSlowerThanHalfASecond() {
         var polling = AdaptivePolling(budget: 0.1)
         #expect(polling.next(busy: true, cost: 100_000) == AdaptivePolling.fastestNs)

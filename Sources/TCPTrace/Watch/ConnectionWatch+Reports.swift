@@ -1,11 +1,20 @@
 import SocketKit
 
 extension ConnectionWatch {
+    /// How long `connection` has been in its state at `now`; 0 when it entered it after `now`.
+    /// A report's `now` is read before a poll, and the poll applies the kernel's changes first,
+    /// stamped with their own later times: `now - enteredNs` trapped there (TCPWatch crashed
+    /// under a busy host's churn), and a wrapping difference made a just-entered CLOSE_WAIT look
+    /// 584 years old, past any warning threshold.
+    func age(_ connection: WatchedConnection, at now: UInt64) -> UInt64 {
+        now > connection.enteredNs ? now - connection.enteredNs : 0
+    }
+
     /// CLOSE_WAIT warnings, per owning process: once a socket has been in CLOSE_WAIT for the
     /// threshold, and again (at most once a second) whenever that process's count grows.
     public func checkCloseWait(now: UInt64) {
         var groups: [Int32: [WatchedConnection]] = [:]
-        for connection in table.values where connection.state == .closeWait && now &- connection.enteredNs >= closeWaitWarnNs {
+        for connection in table.values where connection.state == .closeWait && age(connection, at: now) >= closeWaitWarnNs {
             groups[connection.owner?.pid ?? 0, default: []].append(connection)
         }
         for (pid, connections) in groups {
@@ -15,7 +24,7 @@ extension ConnectionWatch {
             guard let oldest = connections.min(by: { $0.enteredNs < $1.enteredNs }) else { continue }
             var event = makeEvent(oldest, .warning, at: now, cause: closeWaitText(pid: pid, connections, oldest: oldest, now: now))
             event.heldState = .closeWait
-            event.inStateNs = now - oldest.enteredNs
+            event.inStateNs = age(oldest, at: now)
             emit(event, keep: oldest.kept)
         }
         for pid in warned.keys where groups[pid] == nil { warned[pid] = nil }
@@ -25,14 +34,14 @@ extension ConnectionWatch {
         let who = oldest.owner?.label ?? (owners.unreadableProcesses > 0
             ? "a process this user cannot see (/proc/PID/fd unreadable; run as its owner or root to name it)"
             : "a process not found in /proc")
-        let age = TextTraceRenderer.duration(now - oldest.enteredNs)
+        let held = TextTraceRenderer.duration(age(oldest, at: now))
         let unread = connections.reduce(UInt64(0)) { $0 + UInt64($1.receiveQueue) }
         let fin = oldest.peerFIN.map { "the peer's FIN came \($0)" } ?? "the peer's FIN came before watching began"
         if connections.count == 1 {
-            return "\(who) holds \(oldest.localText) ⇄ \(oldest.peerText) in CLOSE_WAIT for \(age), \(unread) bytes unread (Recv-Q); "
+            return "\(who) holds \(oldest.localText) ⇄ \(oldest.peerText) in CLOSE_WAIT for \(held), \(unread) bytes unread (Recv-Q); "
                 + "\(fin): the program has not called close()"
         }
-        return "\(who) holds \(connections.count) sockets in CLOSE_WAIT, oldest \(age) (\(oldest.localText) ⇄ \(oldest.peerText), "
+        return "\(who) holds \(connections.count) sockets in CLOSE_WAIT, oldest \(held) (\(oldest.localText) ⇄ \(oldest.peerText), "
             + "\(fin)), \(unread) bytes unread (Recv-Q) in all: the program has not called close()"
     }
 
@@ -46,7 +55,7 @@ extension ConnectionWatch {
             counts[state] = (previous.count + 1, min(previous.since, connection.enteredNs))
         }
         let parts = TCPState.all.compactMap { state in
-            counts[state].map { "\(state.name) \($0.count) (oldest \(TextTraceRenderer.duration(now &- $0.since)))" }
+            counts[state].map { "\(state.name) \($0.count) (oldest \(TextTraceRenderer.duration(now > $0.since ? now - $0.since : 0)))" }
         }
         return "summary: " + (parts.isEmpty ? "no watched sockets" : parts.joined(separator: ", "))
             + " (\(statistics.connections) seen since start)"
@@ -68,14 +77,14 @@ extension ConnectionWatch {
         }
         for connection in open.prefix(limit) {
             guard let state = connection.state else { continue }
-            var text = "still \(state.name) after \(TextTraceRenderer.duration(now &- connection.enteredNs))"
+            var text = "still \(state.name) after \(TextTraceRenderer.duration(age(connection, at: now)))"
             if connection.enteredAfterNs != nil { text += " (or a little more: entered between two polls)" }
             if state == .closeWait || state == .established { text += ", \(connection.receiveQueue) bytes unread (Recv-Q)" }
             text += ownerNote(connection)
             var event = makeEvent(connection, .info, at: now, cause: text)
             event.from = state
             event.heldState = state
-            event.inStateNs = now &- connection.enteredNs
+            event.inStateNs = age(connection, at: now)
             if state == .timeWait { event.timerMs = connection.timerMs }
             emit(event, keep: connection.kept)
         }
