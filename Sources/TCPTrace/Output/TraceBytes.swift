@@ -242,15 +242,6 @@ package struct TraceBytes {
         append(byte: UInt8(ascii: "\""))
     }
 
-    /// One JSON string literal of `head`, `middle` (no escaping needed) and `tail` together.
-    package mutating func appendJSONString(_ head: String, _ middle: StaticString, _ tail: String) {
-        append(byte: UInt8(ascii: "\""))
-        appendJSONEscaped(head)
-        append(middle)
-        appendJSONEscaped(tail)
-        append(byte: UInt8(ascii: "\""))
-    }
-
     /// `text` escaped for inside a JSON string literal (no quotes). Returns whether any byte
     /// needed escaping.
     @discardableResult

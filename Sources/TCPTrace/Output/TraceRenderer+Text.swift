@@ -234,9 +234,8 @@ public struct TextTraceRenderer: Sendable {
         case .state:
             // Opened and closed around inline code, not a closure: a closure capturing `e`
             // copied the event (every string in it retained) twice a line.
-            if color || !(e.to.map { TransitionColumns.append(from: e.from, to: $0, into: &out) } ?? false) {
-                appendTransition(e, into: &out)
-            }
+            let copied = !color && e.to.map { TransitionColumns.append(from: e.from, to: $0, into: &out) } == true
+            if !copied { appendTransition(e, into: &out) }
             out.append(byte: UInt8(ascii: " "))
             out.append(e.causeHead)
             if let call = e.seenAt { out.append("; seen at "); out.append(call) }

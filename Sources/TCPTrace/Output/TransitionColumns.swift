@@ -2,7 +2,7 @@ import SocketKit
 
 /// The text line's `  SYN_RECEIVED → ESTABLISHED ` columns for every pair of known states (and
 /// a missing `from`, printed `—`), rendered once and copied: padding two names and the arrow
-/// was ~600 instructions a line, five lines a connection (callgrind, traced server under
+/// was ~400 instructions a line, five lines a connection (callgrind, traced server under
 /// connect churn). Uncoloured lines only; an unknown kernel state takes the renderer's own path.
 /// Each entry is exactly what that path writes (TraceRendererTests compare all of them).
 enum TransitionColumns {
