@@ -273,8 +273,8 @@ public final class KernelTracepoint: Sendable {
     }
 
     /// Whether any ring holds a record not drained yet: two loads a CPU under the lock that
-    /// keeps the rings mapped, so an owner's observation can skip the routing lock, the drain
-    /// and the hand-out when there is nothing (a third of them under connect churn, measured:
+    /// keeps the rings mapped, so an owner's observation can skip the drain, the routing and
+    /// the hand-out when there is nothing (a third of them under connect churn, measured:
     /// 45,229 of 138,701 syncs found no record).
     func hasRecords() -> Bool {
         state.locked { state in

@@ -156,11 +156,14 @@ public final class TracepointSource: Sendable {
 
     func sync(applying owner: KernelLink?) {
         guard !drainsHeld.load(ordering: .relaxed) else { return }
-        // An owner's sync with empty rings would route nothing: every delivery is handed out
-        // in the locked section that made it, so none waits. Pruning the unclaimed changes is
-        // the reader's periodic sync's job (it always runs), and it bounds memory only.
-        if owner != nil && !tracepoint.hasRecords() { return }
         routing.locked { router in
+            // An owner's sync with empty rings would route nothing: skip the drain, the routing
+            // and the hand-out. Asked under the lock, never before it: rings the reader thread
+            // has just emptied can still be routing, and an owner that skipped the lock then
+            // missed its own changes, inferred SYN_RECEIVED and read ESTABLISHED from tcp_info,
+            // and the kernel's copies came after (OracleTests, 2026-12-04). Pruning is left to
+            // the reader's periodic sync (it always runs; it bounds memory only).
+            if owner != nil && !tracepoint.hasRecords() { return }
             tracepoint.drain(into: &router.incoming)
             router.routeIncoming()
             router.prune(now: MonotonicClock.now())
