@@ -4,7 +4,7 @@ import SocketKit
 /// a missing `from`, printed `—`), rendered once and copied: padding two names and the arrow
 /// was ~400 instructions a line, five lines a connection (callgrind, traced server under
 /// connect churn). Uncoloured lines only; an unknown kernel state takes the renderer's own path.
-/// Each entry is exactly what that path writes (TraceRendererTests compare all of them).
+/// Each entry is built by that path (`appendTransition`; TraceRendererTests compare all of them).
 enum TransitionColumns {
     /// Bytes per entry: a length byte, then at most 12 + 5 + 12 bytes (the longest name is 12
     /// columns; the arrow is 3 bytes of UTF-8, `—` too).
@@ -18,14 +18,12 @@ enum TransitionColumns {
         let table = UnsafeMutablePointer<UInt8>.allocate(capacity: rows * columns * stride)
         for row in 0..<rows {
             for column in 0..<columns {
+                // Rendered by the renderer's own path: the columns are spelled in one place.
+                var event = TraceEvent(timestampNs: 0, side: .server, conn: 0, kind: .state, cause: "")
+                event.from = row < TCPState.all.count ? TCPState.all[row] : nil
+                event.to = TCPState.all[column]
                 var bytes = TraceBytes(capacity: stride)
-                if row < TCPState.all.count {
-                    bytes.append(TCPState.all[row], padTo: 11, left: true)
-                } else {
-                    bytes.append("—", padTo: 11, left: true)
-                }
-                bytes.append(" → ")
-                bytes.append(TCPState.all[column], padTo: 12)
+                TextTraceRenderer(baseNs: 0, color: false).appendTransition(event, into: &bytes)
                 let entry = table + (row * columns + column) * stride
                 bytes.withUnsafeBytes { raw in
                     precondition(raw.count < stride, "a transition column outgrew its entry")

@@ -7,7 +7,11 @@ extension ConnectionWatch {
     /// under a busy host's churn), and a wrapping difference made a just-entered CLOSE_WAIT look
     /// 584 years old, past any warning threshold.
     func age(_ connection: WatchedConnection, at now: UInt64) -> UInt64 {
-        now > connection.enteredNs ? now - connection.enteredNs : 0
+        Self.elapsed(since: connection.enteredNs, at: now)
+    }
+
+    static func elapsed(since start: UInt64, at now: UInt64) -> UInt64 {
+        now > start ? now - start : 0
     }
 
     /// CLOSE_WAIT warnings, per owning process: once a socket has been in CLOSE_WAIT for the
@@ -55,7 +59,7 @@ extension ConnectionWatch {
             counts[state] = (previous.count + 1, min(previous.since, connection.enteredNs))
         }
         let parts = TCPState.all.compactMap { state in
-            counts[state].map { "\(state.name) \($0.count) (oldest \(TextTraceRenderer.duration(now > $0.since ? now - $0.since : 0)))" }
+            counts[state].map { "\(state.name) \($0.count) (oldest \(TextTraceRenderer.duration(Self.elapsed(since: $0.since, at: now))))" }
         }
         return "summary: " + (parts.isEmpty ? "no watched sockets" : parts.joined(separator: ", "))
             + " (\(statistics.connections) seen since start)"
