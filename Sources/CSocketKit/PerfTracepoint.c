@@ -97,5 +97,5 @@ CSocketKit_perf_drain_result CSocketKit_perf_drain(void *ring, size_t data_pages
 
 int CSocketKit_perf_has_records(const void *ring) {
     const struct perf_event_mmap_page *meta = ring;
-    return __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE) != meta->data_tail;
+    return __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE) != __atomic_load_n(&meta->data_tail, __ATOMIC_ACQUIRE);
 }

@@ -1,15 +1,20 @@
 import Synchronization
 import SocketKit
 
-/// One tracker's connection to the source. `inbox` and `linked` are shared with the router; the
+/// One tracker's connection to the source. The inbox and `linked` are shared with the router; the
 /// rest belongs to the tracker's owner thread, and after close() to the sock_diag follower that
 /// takes the tracker over, so it is atomic or behind a lock too (uncontended: one user at a time).
 final class KernelLink: Sendable {
     let source: TracepointSource
     let mailbox: KernelMailbox?
     /// Room for a connection's usual handful of changes from the start: grown append by append
-    /// it was reallocated ~3 times a connection (callgrind).
-    let inbox = Mutex<[KernelStateChange]>({ var changes: [KernelStateChange] = []; changes.reserveCapacity(4); return changes }())
+    /// it was reallocated ~3 times a connection (callgrind). Only through the methods below,
+    /// which keep `hasWaiting` true whenever it holds a change.
+    private let inbox = Mutex<[KernelStateChange]>({ var changes: [KernelStateChange] = []; changes.reserveCapacity(4); return changes }())
+    /// The inbox holds a change: set under its lock by whoever adds one, cleared by the owner
+    /// when it takes them. Lets the owner's many observations that find nothing for it skip the
+    /// lock and the array swap (~3.7 a connection under connect churn, ~200 instructions each).
+    private let hasWaiting = Atomic<Bool>(false)
     /// The router has attributed at least one kernel change to this socket.
     let linked = Atomic<Bool>(false)
 
@@ -57,4 +62,31 @@ final class KernelLink: Sendable {
     }
 
     var isLinked: Bool { linked.load(ordering: .acquiring) }
+
+    /// Adds changes at the end, in order (the router's hand-out): `append` is called with the inbox.
+    func post(_ append: (inout [KernelStateChange]) -> Void) {
+        inbox.locked { inbox in
+            append(&inbox)
+            hasWaiting.store(true, ordering: .releasing)
+        }
+    }
+
+    /// Puts changes taken too early back in front of any that came meanwhile.
+    func putBack(_ changes: ArraySlice<KernelStateChange>) {
+        inbox.locked { inbox in
+            inbox.insert(contentsOf: changes, at: 0)
+            hasWaiting.store(true, ordering: .releasing)
+        }
+    }
+
+    /// Whether the inbox holds a change, without its lock.
+    var hasWaitingChanges: Bool { hasWaiting.load(ordering: .acquiring) }
+
+    /// Swaps the inbox with `changes` (empty, its capacity kept).
+    func take(into changes: inout [KernelStateChange]) {
+        inbox.locked { inbox in
+            swap(&inbox, &changes)
+            hasWaiting.store(false, ordering: .releasing)
+        }
+    }
 }

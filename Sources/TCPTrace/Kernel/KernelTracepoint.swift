@@ -161,8 +161,8 @@ public final class KernelTracepoint: Sendable {
         var closed = false
         /// A drain found a ring (nearly) full: it may have dropped records not yet reported.
         var mayHaveLost = false
-        /// The batch being sorted, kept between drains: no allocation per change.
-        var tagged: [(change: KernelStateChange, ring: Int, index: Int)] = []
+        /// The batch being sorted (when out of order), kept between drains: no allocation per change.
+        var tagged: [(change: KernelStateChange, index: Int)] = []
         let samples: UnsafeMutablePointer<CSocketKit_perf_sample>
         let raw: UnsafeMutableRawPointer
     }
@@ -287,17 +287,31 @@ public final class KernelTracepoint: Sendable {
     func drain(into changes: inout [KernelStateChange]) {
         state.locked { state in
             defer { if state.recordedLost > 0 || state.mayHaveLost { anyLost.store(true, ordering: .releasing) } }
-            state.tagged.removeAll(keepingCapacity: true)
-            Self.readRings(&state, pagesPerCPU: pagesPerCPU) { ring, raw, sample, state in
+            let start = changes.count
+            var inOrder = true
+            Self.readRings(&state, pagesPerCPU: pagesPerCPU) { _, raw, sample, _ in
                 if let change = layout.decode(raw, timestampNs: sample.time, pid: sample.pid) {
-                    state.tagged.append((change, ring, state.tagged.count))
+                    if let last = changes.last, changes.count > start, last.timestampNs > change.timestampNs { inOrder = false }
+                    changes.append(change)
                 }
             }
-            // Within one CPU an interrupt's record can land before the one it interrupted,
-            // so the per-CPU order is not always timestamp order either: sort, don't merge.
-            state.tagged.sort { ($0.change.timestampNs, $0.ring, $0.index) < ($1.change.timestampNs, $1.ring, $1.index) }
-            for entry in state.tagged { changes.append(entry.change) }
+            // Appended ring by ring, each in its own order: when the timestamps never go back,
+            // that is already (time, ring, position) order, and sorting is skipped (most
+            // drains under churn: ~600 instructions a connection, callgrind).
+            guard !inOrder else { return }
+            Self.sortByTime(&changes, from: start, tagged: &state.tagged)
         }
+    }
+
+    /// Sorts `changes[start...]` by timestamp, ties in drain order (ring, then position): within
+    /// one CPU an interrupt's record can land before the one it interrupted, so a ring's order
+    /// is not always timestamp order either.
+    private static func sortByTime(_ changes: inout [KernelStateChange], from start: Int,
+                                   tagged: inout [(change: KernelStateChange, index: Int)]) {
+        tagged.removeAll(keepingCapacity: true)
+        for index in start..<changes.count { tagged.append((changes[index], index)) }
+        tagged.sort { ($0.change.timestampNs, $0.index) < ($1.change.timestampNs, $1.index) }
+        for (offset, entry) in tagged.enumerated() { changes[start + offset] = entry.change }
     }
 
     /// The raw records, undecoded and unsorted, with their CLOCK_MONOTONIC time and pid: for a

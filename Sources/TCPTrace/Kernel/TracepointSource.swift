@@ -31,6 +31,8 @@ public final class TracepointSource: Sendable {
     private let side: TraceSide
     private let routing = Mutex(KernelRouter<KernelLink>(windowNs: pendingWindowNs, limit: pendingLimit))
     private let stopFlag = Atomic<Bool>(false)
+    /// Syncs between their drain and the end of their hand-out (see `sync(applying:)`).
+    private let syncsInFlight = Atomic<Int>(0)
     /// Set once the thread exists (it needs `self`); taken by `stop`.
     private let reader = Mutex<ThreadHandle?>(nil)
     /// Unclaimed changes older than this are dropped: long enough for accept() to pick up a child
@@ -156,13 +158,22 @@ public final class TracepointSource: Sendable {
 
     func sync(applying owner: KernelLink?) {
         guard !drainsHeld.load(ordering: .relaxed) else { return }
+        // An owner's sync with empty rings would route nothing: skip the drain, the routing and
+        // the hand-out, and without the lock when no other sync is between its drain and the
+        // end of its hand-out. Rings another thread has just emptied can still be routing: an
+        // owner that skipped then missed its own changes, inferred SYN_RECEIVED and read
+        // ESTABLISHED from tcp_info, and the kernel's copies came after (OracleTests,
+        // 2026-12-04). So every sync counts itself in `syncsInFlight` before it drains and out
+        // after its hand-out; an owner that sees a ring's tail moved by a drain (the ring's
+        // lock orders it) sees that drain's count too, and a count back at 0 means the
+        // hand-out's inbox writes are visible. Pruning is left to the reader's periodic sync
+        // (it always runs; it bounds memory only).
+        if owner != nil && syncsInFlight.load(ordering: .acquiring) == 0 && !tracepoint.hasRecords()
+            && syncsInFlight.load(ordering: .acquiring) == 0 { return }
+        syncsInFlight.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        defer { syncsInFlight.wrappingSubtract(1, ordering: .releasing) }
         routing.locked { router in
-            // An owner's sync with empty rings would route nothing: skip the drain, the routing
-            // and the hand-out. Asked under the lock, never before it: rings the reader thread
-            // has just emptied can still be routing, and an owner that skipped the lock then
-            // missed its own changes, inferred SYN_RECEIVED and read ESTABLISHED from tcp_info,
-            // and the kernel's copies came after (OracleTests, 2026-12-04). Pruning is left to
-            // the reader's periodic sync (it always runs; it bounds memory only).
+            // Rings emptied by the sync this one waited for: nothing to route.
             if owner != nil && !tracepoint.hasRecords() { return }
             tracepoint.drain(into: &router.incoming)
             router.routeIncoming()
@@ -180,7 +191,7 @@ public final class TracepointSource: Sendable {
             let link = router.deliveries[start].target
             var end = start + 1
             while end < count && router.deliveries[end].target === link { end += 1 }
-            link.inbox.locked { inbox in
+            link.post { inbox in
                 for index in start..<end { inbox.append(router.deliveries[index].change) }
             }
             link.linked.store(true, ordering: .releasing)

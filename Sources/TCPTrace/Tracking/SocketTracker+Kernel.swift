@@ -42,9 +42,10 @@ extension SocketTracker: KernelChangeReceiver {
     private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState?, cause: String)?) {
         // Swapped with the tracker's spare array, both keeping their capacity: copying the
         // inbox out and emptying it allocated a new array for every batch the router appended.
+        guard kernel.hasWaitingChanges else { return }
         var changes = spareChanges
         spareChanges = []
-        kernel.inbox.locked { swap(&$0, &changes) }
+        kernel.take(into: &changes)
         defer {
             changes.removeAll(keepingCapacity: true)
             spareChanges = changes
@@ -60,8 +61,7 @@ extension SocketTracker: KernelChangeReceiver {
             // (order holds only within a batch): a young change that does not continue the
             // chain waits for the next drain.
             if let last = kernel.kernelState, change.oldState != last, now &- change.timestampNs < 2_000_000 {
-                let rest = changes[index...]
-                kernel.inbox.locked { $0.insert(contentsOf: rest, at: 0) }
+                kernel.putBack(changes[index...])
                 return
             }
             apply(change, kernel: kernel, programCause: index == observedIndex ? observing?.cause : nil)
