@@ -193,8 +193,17 @@ public enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Same family, address and port.
+    /// Family, port and address bytes, compared in place (`addressBytes` builds arrays).
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
-        lhs.family == rhs.family && lhs.port == rhs.port && lhs.addressBytes == rhs.addressBytes
+        switch (lhs, rhs) {
+        case (.v4(let a), .v4(let b)):
+            return a.sin_port == b.sin_port && a.sin_addr.s_addr == b.sin_addr.s_addr
+        case (.v6(var a), .v6(var b)):
+            return a.sin6_port == b.sin6_port
+                && withUnsafeBytes(of: &a.sin6_addr) { x in withUnsafeBytes(of: &b.sin6_addr) { y in x.elementsEqual(y) } }
+        default:
+            return false
+        }
     }
 
     /// Hashes what `==` compares.

@@ -6,7 +6,7 @@ import Testing
 /// The tracepoint router driven with synthetic kernel changes (no root needed): which socket's
 /// tracker each system-wide change reaches, and which are never delivered.
 @Suite struct TracepointRoutingTests {
-    final class Probe {}
+    final class Probe: RouterTarget { var routerKeys = RouterKeys() }
 
     // Kernel TCP state numbers (include/net/tcp_states.h).
     static let established: UInt8 = 1, synSent: UInt8 = 2, synRecv: UInt8 = 3, finWait1: UInt8 = 4,

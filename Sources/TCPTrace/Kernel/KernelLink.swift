@@ -4,7 +4,7 @@ import SocketKit
 /// One tracker's connection to the source. The inbox and `linked` are shared with the router; the
 /// rest belongs to the tracker's owner thread, and after close() to the sock_diag follower that
 /// takes the tracker over, so it is atomic or behind a lock too (uncontended: one user at a time).
-final class KernelLink: Sendable {
+final class KernelLink: Sendable, RouterTarget {
     let source: TracepointSource
     let mailbox: KernelMailbox?
     /// Room for a connection's usual handful of changes from the start: grown append by append
@@ -31,6 +31,9 @@ final class KernelLink: Sendable {
     /// then each of its retains and releases took the runtime's slow path (~7% of a traced
     /// server's instructions under connect churn, callgrind).
     private let receiver = Mutex<(any KernelChangeReceiver)?>(nil)
+
+    /// The router's, under the source's routing lock only (see `KernelRouter`).
+    nonisolated(unsafe) var routerKeys = RouterKeys()
 
     init(source: TracepointSource, mailbox: KernelMailbox?, diag: SockDiag?) {
         self.source = source

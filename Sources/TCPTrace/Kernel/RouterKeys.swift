@@ -29,15 +29,18 @@ struct Skaddr: Hashable {
     }
 }
 
-/// A routing target (a tracker's link), by identity.
-struct TargetID: Hashable {
-    var raw: ObjectIdentifier
-    init(_ target: AnyObject) { raw = ObjectIdentifier(target) }
+/// What the router files a target under, kept on the target so unregistering removes exactly
+/// those entries without a map from targets to keys.
+struct RouterKeys {
+    var skaddr: UInt64?
+    var tuple: KernelTuple?
+    var listener: KernelTuple?
+}
 
-    func hash(into hasher: inout Hasher) { hasher.combine(raw) }
-    func _rawHashValue(seed: Int) -> Int {
-        Int(truncatingIfNeeded: RouterHash.mix(RouterHash.start(seed), UInt64(UInt(bitPattern: Int(bitPattern: raw)))))
-    }
+/// A routing target (a tracker's link). `routerKeys` belongs to the router: read and written
+/// only by it, under its owner's lock.
+protocol RouterTarget: AnyObject {
+    var routerKeys: RouterKeys { get set }
 }
 
 extension KernelTuple {

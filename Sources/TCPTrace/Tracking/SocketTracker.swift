@@ -13,7 +13,7 @@ import SocketKit
 public final class SocketTracker: @unchecked Sendable {
     public let tracer: StateTracer
     public let conn: Int
-    @exclusivity(unchecked) public private(set) var local: SocketAddress? { didSet { localText = local?.description } }
+    @exclusivity(unchecked) public private(set) var local: SocketAddress? { didSet { localText = local.map(tracer.localText) } }
     @exclusivity(unchecked) public private(set) var peer: SocketAddress? { didSet { peerText = peer?.description } }
     /// Rendered once: every event carries both addresses (inet_ntop + formatting per event
     /// measured ~6% of the traced server's CPU under connection churn).
