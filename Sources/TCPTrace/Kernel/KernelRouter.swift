@@ -43,7 +43,7 @@ struct KernelTuple: Hashable {
 /// A skaddr is one socket's address only for that socket's life: it ends at a change to CLOSE,
 /// after which the kernel may reuse it at once.
 ///
-/// Every structure is a hash map or a FIFO with a head index, so routing a change, registering
+/// Every structure is a hash map (`RouterMap` on the hot path) or a FIFO with a head index, so routing a change, registering
 /// and unregistering cost O(1) amortized (plus the few changes of the one socket concerned) —
 /// under connection churn `pending` holds tens of thousands of other sockets' changes.
 /// Not thread-safe: the owner (TracepointSource) holds a lock.
@@ -84,9 +84,9 @@ struct KernelRouter<Target: RouterTarget> {
         var live: Bool
     }
 
-    private var bySkaddr: [Skaddr: Target] = [:]
+    private var bySkaddr = RouterMap<Skaddr, Target>()
     /// Connections whose skaddr is not known yet.
-    private var byTuple: [KernelTuple: Target] = [:]
+    private var byTuple = RouterMap<KernelTuple, Target>()
     /// Listeners whose skaddr is not known yet, by port + host, oldest first.
     private var listeners: [KernelTuple: [Target]] = [:]
 
@@ -96,9 +96,9 @@ struct KernelRouter<Target: RouterTarget> {
     private var ringHead = 0
     private var baseSeq: UInt64 = 0
     /// Each skaddr's pending changes as a list through `ring` (possibly several lives).
-    private var bySkaddrPending: [Skaddr: (first: UInt64, last: UInt64)] = [:]
+    private var bySkaddrPending = RouterMap<Skaddr, (first: UInt64, last: UInt64)>()
     /// The newest pending change with a given 4-tuple (source port known).
-    private var latestByTuple: [KernelTuple: (skaddr: UInt64, seq: UInt64)] = [:]
+    private var latestByTuple = RouterMap<KernelTuple, (skaddr: UInt64, seq: UInt64)>()
     /// Pending CLOSE→LISTEN changes by listener key, oldest first (few: listeners are rare).
     private var listens: [KernelTuple: [(skaddr: UInt64, seq: UInt64)]] = [:]
     /// Changes waiting in `pending`.
