@@ -286,7 +286,8 @@ import Testing
     /// The writer's path copies each socket's repeated columns/members from `IdentityFragments`:
     /// every line must be the bytes the plain renderer writes, through a socket's first event,
     /// its repeats, a cookie or address learned later, an id sharing its slot (conn and
-    /// conn + 64), the other side with the same id, and a segment (the wire's columns).
+    /// conn + 64), the other side with the same id, a segment (the wire's columns), and
+    /// identities too long to remember.
     @Test func identityFragments_writeWhatThePlainRendererWrites() {
         func event(_ conn: Int, side: TraceSide = .server, local: String? = "127.0.0.1:7007", peer: String? = "127.0.0.1:40000",
                    cookie: UInt64? = 42, kind: TraceEvent.Kind = .state, at ns: UInt64) -> TraceEvent {
@@ -301,6 +302,12 @@ import Testing
         segment.segmentID = 1
         events.append(segment)
         events.append(event(3, at: 12))
+        // Longer than a slot holds (`IdentityFragments.maxBytes`): rendered every time, and a
+        // short one remembered in the same slot afterwards.
+        let long = "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535", longer = String(repeating: "x", count: 300)
+        events += [event(5, local: long, peer: long, at: 13), event(5, local: long, peer: long, at: 14),
+                   event(6, local: longer, peer: nil, at: 15), event(6, local: longer, peer: nil, at: 16),
+                   event(5, at: 17), event(5, at: 18), event(5, local: long, peer: long, at: 19)]
         let text = TextTraceRenderer(baseNs: 0, color: false)
         var textCache = IdentityFragments(), jsonCache = IdentityFragments(), second = RFC3339Second(), known = PlainStrings()
         for e in events {

@@ -89,6 +89,10 @@ package struct TraceBytes {
         text.withUTF8Buffer { append($0) }
     }
 
+    /// Disfavoured: a literal (`out.append(", ")`) then takes the StaticString overload, its
+    /// bytes copied straight from the binary. Without it Swift picks String for every literal,
+    /// each then made a String and read through `withUTF8` (~25 a line in the text renderer).
+    @_disfavoredOverload
     @inline(__always)
     package mutating func append(_ text: String) {
         var text = text
