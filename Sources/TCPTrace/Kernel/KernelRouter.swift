@@ -127,7 +127,7 @@ struct KernelRouter<Target: RouterTarget> {
             if var waiting = listeners[key], !waiting.isEmpty {
                 let target = waiting.removeFirst()
                 listeners[key] = waiting.isEmpty ? nil : waiting
-                update(target) { $0.listener = nil }
+                target.routerKeys.listener = nil
                 deliver(change, to: target)
                 linked(target, last: change)
                 return
@@ -135,7 +135,7 @@ struct KernelRouter<Target: RouterTarget> {
         } else if change.sourcePort != 0, let target = byTuple.removeValue(forKey: tuple) {
             // First change with the full 4-tuple: this skaddr is ours; a client's earlier
             // CLOSE→SYN_SENT (sport 0, unbound) with the same skaddr is too.
-            update(target) { $0.tuple = nil }
+            target.routerKeys.tuple = nil
             let seq = park(change, tuple: tuple)
             claim(skaddr: change.skaddr, anchor: seq, localPort: tuple.localPort, target: target)
             return
@@ -298,15 +298,10 @@ struct KernelRouter<Target: RouterTarget> {
     private mutating func linked(_ target: Target, last: KernelStateChange) {
         if last.newState == KernelTCPState.close.rawValue && last.oldState != KernelTCPState.close.rawValue {
             bySkaddr[Skaddr(last.skaddr)] = nil
-            update(target) { $0.skaddr = nil }
+            target.routerKeys.skaddr = nil
         } else {
             bySkaddr[Skaddr(last.skaddr)] = target
             target.routerKeys.skaddr = last.skaddr
         }
-    }
-
-    /// Edits a target's keys.
-    private mutating func update(_ target: Target, _ edit: (inout RouterKeys) -> Void) {
-        edit(&target.routerKeys)
     }
 }
