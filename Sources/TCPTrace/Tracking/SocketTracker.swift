@@ -49,6 +49,8 @@ public final class SocketTracker: @unchecked Sendable {
     @exclusivity(unchecked) private var intervalStartNs: UInt64?
     /// When the call that sends our FIN began: FIN_WAIT_1/LAST_ACK cannot be earlier.
     @exclusivity(unchecked) private var finCallNs: UInt64?
+    /// When the kernel's last change applied to this socket happened (its tracepoint timestamp).
+    @exclusivity(unchecked) var lastKernelChangeNs: UInt64 = 0
     /// The kernel inbox's other half (`applyInbox`): swapped, never copied.
     @exclusivity(unchecked) var spareChanges: [KernelStateChange] = []
 
