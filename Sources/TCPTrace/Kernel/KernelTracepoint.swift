@@ -289,9 +289,11 @@ public final class KernelTracepoint: Sendable {
             defer { if state.recordedLost > 0 || state.mayHaveLost { anyLost.store(true, ordering: .releasing) } }
             let start = changes.count
             var inOrder = true
+            var previousNs: UInt64 = 0
             Self.readRings(&state, pagesPerCPU: pagesPerCPU) { _, raw, sample, _ in
                 if let change = layout.decode(raw, timestampNs: sample.time, pid: sample.pid) {
-                    if let last = changes.last, changes.count > start, last.timestampNs > change.timestampNs { inOrder = false }
+                    if change.timestampNs < previousNs { inOrder = false }
+                    previousNs = change.timestampNs
                     changes.append(change)
                 }
             }
