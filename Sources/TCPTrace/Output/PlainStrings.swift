@@ -1,6 +1,6 @@
 /// Strings the JSON writer has seen need no escaping, so their next appearance is copied
 /// without the scan: a traced connection's causes are a handful of our own literals ("peer's
-/// FIN arrived (kernel sock:inet_sock_set_state)", "accept()"), ~100 bytes each, and scanning
+/// FIN arrived", "accept()"), up to ~100 bytes each, and scanning
 /// them was ~2,900 instructions a connection, the JSON line's largest single cost (callgrind,
 /// connect churn). A hit compares the string with the one remembered (for the same literal,
 /// one comparison of its bits; else a memcmp), so a string is copied unescaped only when it
