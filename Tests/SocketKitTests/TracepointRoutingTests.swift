@@ -28,7 +28,7 @@ import Testing
         /// What each probe received, in order, as (old, new) pairs; clears the deliveries.
         mutating func take(_ probe: Probe) -> [[UInt8]] {
             let mine = router.deliveries.filter { $0.target === probe }.map { [$0.change.oldState, $0.change.newState] }
-            router.deliveries.removeAll { $0.target === probe }
+            router.removeDeliveries(to: probe)
             return mine
         }
     }

@@ -188,21 +188,18 @@ public final class TracepointSource: Sendable {
     /// inbox lock and one mailbox post per run of changes for the same tracker.
     private func handOut(_ router: inout KernelRouter<KernelLink>, applying owner: KernelLink? = nil) {
         var start = 0
-        let count = router.deliveries.count
-        while start < count {
-            let link = router.deliveries[start].target
-            var end = start + 1
-            while end < count && router.deliveries[end].target === link { end += 1 }
-            link.post { inbox in
-                for index in start..<end { inbox.append(router.deliveries[index].change) }
-            }
+        let runs = router.runs, delivered = router.delivered
+        for index in 0..<runs.count {
+            let link = runs[index].target
+            let end = runs[index].end
+            delivered.withElements(start..<end) { link.post($0) }
             link.linked.store(true, ordering: .releasing)
             if link !== owner, let mailbox = link.mailbox, let tracker = link.tracker { mailbox.post(tracker) }
             // The socket's life ended: nothing more will be posted for it.
-            if router.deliveries[end - 1].change.newState == KernelTCPState.close.rawValue { link.tracker = nil }
+            if delivered[end - 1].newState == KernelTCPState.close.rawValue { link.tracker = nil }
             start = end
         }
-        router.deliveries.removeAll(keepingCapacity: true)
+        router.clearDeliveries()
     }
 
     /// The tracker knows its addresses: claim what the kernel already reported for them, or

@@ -40,34 +40,28 @@ extension SocketTracker: KernelChangeReceiver {
     }
 
     private func applyInbox(_ kernel: KernelLink, observing: (state: TCPState?, cause: String)?) {
-        // Swapped with the tracker's spare array, both keeping their capacity: copying the
-        // inbox out and emptying it allocated a new array for every batch the router appended.
         guard kernel.hasWaitingChanges else { return }
-        var changes = spareChanges
-        spareChanges = []
-        // The inbox leaves with the spare's capacity: a new tracker's empty spare made the
-        // link's inbox grow twice a connection afterwards (two allocations and copies; callgrind).
-        if changes.capacity == 0 { changes.reserveCapacity(4) }
-        kernel.take(into: &changes)
-        defer {
-            changes.removeAll(keepingCapacity: true)
-            spareChanges = changes
-        }
-        guard !changes.isEmpty else { return }
-        changes.sort { $0.timestampNs < $1.timestampNs }
-        let observedIndex = observing.flatMap { seen in
-            seen.state.map { state in changes.lastIndex { TCPState(kernel: $0.newState) == state } } ?? changes.indices.last
-        }
-        for (index, change) in changes.enumerated() {
-            // Another CPU may publish an earlier change of this socket after its ring was read
-            // (order holds only within a batch): a young change that does not continue the
-            // chain waits for the next drain.
-            // The clock is read only then: once per batch it was three vDSO calls a connection.
-            if let last = kernel.kernelState, change.oldState != last, MonotonicClock.now() &- change.timestampNs < 2_000_000 {
-                kernel.putBack(changes[index...])
-                return
+        kernel.takeChanges { taken in
+            var changes = taken
+            // Hand-outs from different drains can interleave CPUs' times; one batch is in order.
+            if zip(changes, changes.dropFirst()).contains(where: { $0.timestampNs > $1.timestampNs }) {
+                changes.sort { $0.timestampNs < $1.timestampNs }
             }
-            apply(change, kernel: kernel, programCause: index == observedIndex ? observing?.cause : nil)
+            let observedIndex = observing.flatMap { seen in
+                seen.state.map { state in changes.lastIndex { TCPState(kernel: $0.newState) == state } } ?? changes.indices.last
+            }
+            for index in changes.indices {
+                let change = changes[index]
+                // Another CPU may publish an earlier change of this socket after its ring was
+                // read (order holds only within a batch): a young change that does not continue
+                // the chain waits for the next drain. The clock is read only then (once per
+                // batch it was three vDSO calls a connection).
+                if let last = kernel.kernelState, change.oldState != last, MonotonicClock.now() &- change.timestampNs < 2_000_000 {
+                    kernel.putBack(UnsafeBufferPointer(rebasing: changes[index...]))
+                    return
+                }
+                apply(change, kernel: kernel, programCause: index == observedIndex ? observing?.cause : nil)
+            }
         }
     }
 

@@ -51,8 +51,6 @@ public final class SocketTracker: @unchecked Sendable {
     @exclusivity(unchecked) private var finCallNs: UInt64?
     /// When the kernel's last change applied to this socket happened (its tracepoint timestamp).
     @exclusivity(unchecked) var lastKernelChangeNs: UInt64 = 0
-    /// The kernel inbox's other half (`applyInbox`): swapped, never copied.
-    @exclusivity(unchecked) var spareChanges: [KernelStateChange] = []
 
     init(tracer: StateTracer, conn: Int, initial: TCPState?, diag: SockDiag?, mailbox: KernelMailbox? = nil) {
         self.tracer = tracer

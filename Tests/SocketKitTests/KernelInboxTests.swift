@@ -1,0 +1,63 @@
+import Testing
+@testable import TCPTrace
+
+/// The raw buffers of the kernel hand-off: a link's inbox (`ChangeInbox`, through `KernelLink`'s
+/// post / take / put back) and the router's `ReusedBuffer`, against plain arrays, across growth.
+@Suite struct KernelInboxTests {
+    static func change(_ n: Int) -> KernelStateChange {
+        KernelStateChange(timestampNs: UInt64(1_000 + n), skaddr: 0xfeed, oldState: 1, newState: 8, family: 2,
+                          sourcePort: 7, destinationPort: 9, source: KernelAddress(ipv4: 1),
+                          destination: KernelAddress(ipv4: 2), pid: 0)
+    }
+
+    static func post(_ numbers: [Int], into inbox: inout ChangeInbox) {
+        numbers.map(change).withUnsafeBufferPointer { inbox.append($0) }
+    }
+
+    static func take(_ inbox: inout ChangeInbox, upTo limit: Int) -> [Int] {
+        var out: [Int] = []
+        withUnsafeTemporaryAllocation(of: KernelStateChange.self, capacity: limit) { buffer in
+            let taken = inbox.move(into: buffer)
+            out = buffer[0..<taken].map { Int($0.timestampNs) - 1_000 }
+        }
+        return out
+    }
+
+    @Test func inbox_keepsOrder_acrossGrowth_partialTakes_andPutBack() {
+        var inbox = ChangeInbox(capacity: 2)
+        var expected: [Int] = []
+        Self.post([1, 2, 3], into: &inbox)                  // grows past its capacity
+        expected += [1, 2, 3]
+        #expect(Self.take(&inbox, upTo: 2) == [1, 2])         // the rest moves to the front
+        expected.removeFirst(2)
+        Self.post(Array(4...20), into: &inbox)
+        expected += Array(4...20)
+        [-2, -1, 0].map(Self.change).withUnsafeBufferPointer { inbox.prepend($0) }   // a put-back
+        expected = [-2, -1, 0] + expected
+        #expect(inbox.count == expected.count)
+        #expect(Self.take(&inbox, upTo: 100) == expected)
+        #expect(inbox.count == 0)
+        #expect(Self.take(&inbox, upTo: 4).isEmpty)
+    }
+
+    @Test func reusedBuffer_matchesAnArray_andReleasesWhatItHeld() {
+        final class Token {}
+        let buffer = ReusedBuffer<(Token, Int)>(capacity: 1)
+        weak var first: Token?
+        for round in 0..<3 {
+            var mirror: [Int] = []
+            for n in 0..<(5 + round * 7) {
+                let token = Token()
+                if round == 0 && n == 0 { first = token }
+                buffer.append((token, n))
+                mirror.append(n)
+            }
+            #expect(buffer.count == mirror.count)
+            #expect((0..<buffer.count).map { buffer[$0].1 } == mirror)
+            buffer.withElements(2..<4) { #expect($0.map(\.1) == [2, 3]) }
+            buffer.removeAll()
+            #expect(buffer.isEmpty)
+        }
+        #expect(first == nil, "an emptied buffer still held its elements")
+    }
+}
