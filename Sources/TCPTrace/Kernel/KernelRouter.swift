@@ -210,9 +210,12 @@ struct KernelRouter<Target: RouterTarget> {
         }
     }
 
-    /// Drops unclaimed changes older than the window, then the oldest beyond the limit.
-    mutating func prune(now: UInt64) {
-        let floor = now > windowNs ? now - windowNs : 0
+    /// Drops unclaimed changes older than the window, then the oldest beyond the limit. `now`
+    /// nil: no clock at hand, so nothing expires; dead slots are still dropped and the limits
+    /// kept (an owner's sync: its clock read was ~1.7 vDSO calls a connection under churn, and
+    /// leaving the slots to the reader's sync every 10 ms let the ring grow and be copied).
+    mutating func prune(now: UInt64?) {
+        let floor = now.map { $0 > windowNs ? $0 - windowNs : 0 } ?? 0
         while ringHead < ring.count {
             let oldest = ring[ringHead]
             if oldest.live {

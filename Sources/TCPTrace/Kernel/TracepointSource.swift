@@ -177,9 +177,8 @@ public final class TracepointSource: Sendable {
             if owner != nil && !tracepoint.hasRecords() { return }
             tracepoint.drain(into: &router.incoming)
             router.routeIncoming()
-            // Pruning bounds memory only: the reader's sync, at least every 10 ms, does it (an
-            // owner's did too, a clock read and a pass a sync, ~1.7 a connection under churn).
-            if owner == nil { router.prune(now: MonotonicClock.now()) }
+            // Expiry needs the clock: the reader's sync, at least every 10 ms, reads it.
+            router.prune(now: owner == nil ? MonotonicClock.now() : nil)
             handOut(&router, applying: owner)
         }
     }
