@@ -234,6 +234,13 @@ import Testing
             #expect(writer.string == JSONTraceRenderer.render(event), "\(cause)")
             #expect(TraceEvent(jsonLine: Substring(writer.string))?.cause == event.cause)
         }
+        // Same length, same first and last eight bytes (one fingerprint): told apart by comparing
+        // them, so the one that needs escaping is never copied raw after the plain one.
+        let plainTwin = "first8..x..last8!", escapedTwin = "first8..\"..last8!"
+        #expect(PlainStrings.fingerprint(plainTwin) == PlainStrings.fingerprint(escapedTwin))
+        var twins = TraceBytes()
+        for _ in 0..<2 { known.appendEscaped(plainTwin, into: &twins); known.appendEscaped(escapedTwin, into: &twins) }
+        #expect(twins.string == String(repeating: #"first8..x..last8!first8..\"..last8!"#, count: 2))
         // An escaped string is never copied raw, however often it comes.
         var out = TraceBytes()
         for _ in 0..<3 { known.appendEscaped("say \"hi\"", into: &out) }
