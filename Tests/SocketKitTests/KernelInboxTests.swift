@@ -42,7 +42,7 @@ import Testing
 
     @Test func reusedBuffer_matchesAnArray_andReleasesWhatItHeld() {
         final class Token {}
-        let buffer = ReusedBuffer<(Token, Int)>(capacity: 1)
+        var buffer = ReusedBuffer<(Token, Int)>(capacity: 1)
         weak var first: Token?
         for round in 0..<3 {
             var mirror: [Int] = []
@@ -52,11 +52,14 @@ import Testing
                 buffer.append((token, n))
                 mirror.append(n)
             }
-            #expect(buffer.count == mirror.count)
-            #expect((0..<buffer.count).map { buffer[$0].1 } == mirror)
-            buffer.withElements(2..<4) { #expect($0.map(\.1) == [2, 3]) }
+            let count = buffer.count
+            #expect(count == mirror.count)
+            #expect((0..<count).map { buffer[$0].1 } == mirror)
+            let middle = buffer.withElements(2..<4) { $0.map(\.1) }
+            #expect(middle == [2, 3])
             buffer.removeAll()
-            #expect(buffer.isEmpty)
+            let empty = buffer.isEmpty
+            #expect(empty)
         }
         #expect(first == nil, "an emptied buffer still held its elements")
     }

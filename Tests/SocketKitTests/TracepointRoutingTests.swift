@@ -12,7 +12,7 @@ import Testing
     static let established: UInt8 = 1, synSent: UInt8 = 2, synRecv: UInt8 = 3, finWait1: UInt8 = 4,
         finWait2: UInt8 = 5, close: UInt8 = 7, closeWait: UInt8 = 8, lastAck: UInt8 = 9, listen: UInt8 = 10
 
-    struct Kernel {
+    struct Kernel: ~Copyable {
         var router = KernelRouter<Probe>(windowNs: 10_000_000_000, limit: 64)
         var clock: UInt64 = 1_000_000_000
 

@@ -50,15 +50,15 @@ struct KernelTuple: Hashable {
 ///
 /// Each target carries the keys it occupies (`RouterKeys`): a map from target to keys cost ~5
 /// hash-map operations a connection (~600 instructions under connect churn, callgrind).
-struct KernelRouter<Target: RouterTarget> {
+struct KernelRouter<Target: RouterTarget>: ~Copyable {
     /// What routing produced, in kernel order: the changes, and runs of consecutive changes for
     /// one target (`runs[i]` covers `delivered[runs[i - 1].end..<runs[i].end]`). The owner hands
     /// them out and calls `clearDeliveries()`. Two buffers, not one Array of (target, change)
     /// pairs: a target is retained and released once a run instead of once a change, and
     /// emptying them is no generic `replaceSubrange` (`ReusedBuffer`); the pairs were ~850
     /// instructions a connection to copy out of and empty (callgrind).
-    let delivered = ReusedBuffer<KernelStateChange>()
-    let runs = ReusedBuffer<Run>()
+    private(set) var delivered = ReusedBuffer<KernelStateChange>()
+    private(set) var runs = ReusedBuffer<Run>()
 
     /// `delivered[start..<end]` goes to `target`; `start` is the previous run's `end`.
     struct Run {

@@ -187,15 +187,14 @@ public final class TracepointSource: Sendable {
     /// inbox lock and one mailbox post per run of changes for the same tracker.
     private func handOut(_ router: inout KernelRouter<KernelLink>, applying owner: KernelLink? = nil) {
         var start = 0
-        let runs = router.runs, delivered = router.delivered
-        for index in 0..<runs.count {
-            let link = runs[index].target
-            let end = runs[index].end
-            delivered.withElements(start..<end) { link.post($0) }
+        for index in 0..<router.runs.count {
+            let link = router.runs[index].target
+            let end = router.runs[index].end
+            router.delivered.withElements(start..<end) { link.post($0) }
             link.linked.store(true, ordering: .releasing)
             if link !== owner, let mailbox = link.mailbox, let tracker = link.tracker { mailbox.post(tracker) }
             // The socket's life ended: nothing more will be posted for it.
-            if delivered[end - 1].newState == KernelTCPState.close.rawValue { link.tracker = nil }
+            if router.delivered[end - 1].newState == KernelTCPState.close.rawValue { link.tracker = nil }
             start = end
         }
         router.clearDeliveries()

@@ -4,9 +4,10 @@
 /// a sync under connect churn, ~640 instructions a connection; callgrind). Here emptying is a
 /// `deinitialize` (nothing for plain data, a release per element otherwise) and a count.
 ///
-/// One owner: the router, itself behind the source's routing lock. A class so the memory is
-/// freed with its owner; copies of the owner would share it, and none is made.
-final class ReusedBuffer<Element> {
+/// One owner: the router, itself behind the source's routing lock. Noncopyable, so the memory
+/// is freed with its owner and reading it retains nothing (as a class, taking a reference to it
+/// for a hand-out retained and released it each time; callgrind).
+struct ReusedBuffer<Element>: ~Copyable {
     private var base: UnsafeMutablePointer<Element>
     private(set) var count = 0
     private var capacity: Int
@@ -24,7 +25,7 @@ final class ReusedBuffer<Element> {
     var isEmpty: Bool { count == 0 }
 
     @inline(__always)
-    func append(_ element: Element) {
+    mutating func append(_ element: Element) {
         if count == capacity { grow() }
         (base + count).initialize(to: element)
         count += 1
@@ -36,7 +37,7 @@ final class ReusedBuffer<Element> {
             precondition(index >= 0 && index < count, "ReusedBuffer index out of range")
             return base[index]
         }
-        set {
+        nonmutating set {
             precondition(index >= 0 && index < count, "ReusedBuffer index out of range")
             base[index] = newValue
         }
@@ -48,13 +49,13 @@ final class ReusedBuffer<Element> {
         return try body(UnsafeBufferPointer(start: base + range.lowerBound, count: range.count))
     }
 
-    func removeAll() {
+    mutating func removeAll() {
         base.deinitialize(count: count)
         count = 0
     }
 
     @inline(never)
-    private func grow() {
+    private mutating func grow() {
         let grown = capacity * 2
         let next = UnsafeMutablePointer<Element>.allocate(capacity: grown)
         next.moveInitialize(from: base, count: count)
