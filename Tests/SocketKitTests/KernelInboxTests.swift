@@ -1,8 +1,8 @@
 import Testing
 @testable import TCPTrace
 
-/// The raw buffers of the kernel hand-off: a link's inbox (`ChangeInbox`, through `KernelLink`'s
-/// post / take / put back) and the router's `ReusedBuffer`, against plain arrays, across growth.
+/// `ReusedBuffer`, the raw buffer of the kernel hand-off (a link's inbox of changes, the router's
+/// deliveries), against plain arrays, across growth.
 @Suite struct KernelInboxTests {
     static func change(_ n: Int) -> KernelStateChange {
         KernelStateChange(timestampNs: UInt64(1_000 + n), skaddr: 0xfeed, oldState: 1, newState: 8, family: 2,
@@ -10,21 +10,21 @@ import Testing
                           destination: KernelAddress(ipv4: 2), pid: 0)
     }
 
-    static func post(_ numbers: [Int], into inbox: inout ChangeInbox) {
-        numbers.map(change).withUnsafeBufferPointer { inbox.append($0) }
+    static func post(_ numbers: [Int], into inbox: inout ReusedBuffer<KernelStateChange>) {
+        numbers.map(change).withUnsafeBufferPointer { inbox.append(contentsOf: $0) }
     }
 
-    static func take(_ inbox: inout ChangeInbox, upTo limit: Int) -> [Int] {
+    static func take(_ inbox: inout ReusedBuffer<KernelStateChange>, upTo limit: Int) -> [Int] {
         var out: [Int] = []
         withUnsafeTemporaryAllocation(of: KernelStateChange.self, capacity: limit) { buffer in
-            let taken = inbox.move(into: buffer)
+            let taken = inbox.moveFront(into: buffer)
             out = buffer[0..<taken].map { Int($0.timestampNs) - 1_000 }
         }
         return out
     }
 
     @Test func inbox_keepsOrder_acrossGrowth_partialTakes_andPutBack() {
-        var inbox = ChangeInbox(capacity: 2)
+        var inbox = ReusedBuffer<KernelStateChange>(capacity: 2)
         var expected: [Int] = []
         Self.post([1, 2, 3], into: &inbox)                  // grows past its capacity
         expected += [1, 2, 3]
@@ -32,7 +32,7 @@ import Testing
         expected.removeFirst(2)
         Self.post(Array(4...20), into: &inbox)
         expected += Array(4...20)
-        [-2, -1, 0].map(Self.change).withUnsafeBufferPointer { inbox.prepend($0) }   // a put-back
+        [-2, -1, 0].map(Self.change).withUnsafeBufferPointer { inbox.prepend(contentsOf: $0) }   // a put-back
         expected = [-2, -1, 0] + expected
         #expect(inbox.count == expected.count)
         #expect(Self.take(&inbox, upTo: 100) == expected)

@@ -8,8 +8,10 @@ final class KernelLink: Sendable, RouterTarget {
     let source: TracepointSource
     let mailbox: KernelMailbox?
     /// The changes routed to this socket and not applied yet, in hand-out order. Only through
-    /// the methods below, which keep `hasWaiting` true whenever it holds a change.
-    private let inbox = Mutex(ChangeInbox())
+    /// the methods below, which keep `hasWaiting` true whenever it holds a change. Room for a
+    /// connection's usual handful from the start: grown append by append, an array was
+    /// reallocated ~3 times a connection (callgrind).
+    private let inbox = Mutex(ReusedBuffer<KernelStateChange>(capacity: 4))
     /// The inbox holds a change: set under its lock by whoever adds one, cleared by the owner
     /// when it takes them. Lets the owner's many observations that find nothing for it skip the
     /// lock and the array swap (~3.7 a connection under connect churn, ~200 instructions each).
@@ -68,7 +70,7 @@ final class KernelLink: Sendable, RouterTarget {
     /// Adds changes at the end, in order (the router's hand-out).
     func post(_ changes: UnsafeBufferPointer<KernelStateChange>) {
         inbox.locked { inbox in
-            inbox.append(changes)
+            inbox.append(contentsOf: changes)
             hasWaiting.store(true, ordering: .releasing)
         }
     }
@@ -76,7 +78,7 @@ final class KernelLink: Sendable, RouterTarget {
     /// Puts changes taken too early back in front of any that came meanwhile.
     func putBack(_ changes: UnsafeBufferPointer<KernelStateChange>) {
         inbox.locked { inbox in
-            inbox.prepend(changes)
+            inbox.prepend(contentsOf: changes)
             hasWaiting.store(true, ordering: .releasing)
         }
     }
@@ -97,64 +99,11 @@ final class KernelLink: Sendable, RouterTarget {
         guard waiting > 0 else { return }
         withUnsafeTemporaryAllocation(of: KernelStateChange.self, capacity: waiting) { buffer in
             let taken = inbox.locked { inbox in
-                let taken = inbox.move(into: buffer)
+                let taken = inbox.moveFront(into: buffer)
                 hasWaiting.store(inbox.count > 0, ordering: .releasing)
                 return taken
             }
             body(UnsafeMutableBufferPointer(rebasing: buffer[0..<taken]))
         }
-    }
-}
-
-/// A link's inbox: kernel changes (plain data) in raw memory, reused for the link's life.
-/// Noncopyable, so its memory has one owner and is freed with it. @unchecked Sendable: it lives
-/// in its link's Mutex and is only touched under that lock.
-struct ChangeInbox: ~Copyable, @unchecked Sendable {
-    private var base: UnsafeMutablePointer<KernelStateChange>
-    private(set) var count = 0
-    private var capacity: Int
-
-    /// Room for a connection's usual handful of changes from the start: grown append by
-    /// append an array was reallocated ~3 times a connection (callgrind).
-    init(capacity: Int = 4) {
-        self.capacity = capacity
-        base = .allocate(capacity: capacity)
-    }
-
-    deinit { base.deallocate() }
-
-    mutating func append(_ changes: UnsafeBufferPointer<KernelStateChange>) {
-        guard let source = changes.baseAddress, changes.count > 0 else { return }
-        reserve(changes.count)
-        (base + count).initialize(from: source, count: changes.count)
-        count += changes.count
-    }
-
-    mutating func prepend(_ changes: UnsafeBufferPointer<KernelStateChange>) {
-        guard let source = changes.baseAddress, changes.count > 0 else { return }
-        reserve(changes.count)
-        (base + changes.count).moveInitialize(from: base, count: count)
-        base.initialize(from: source, count: changes.count)
-        count += changes.count
-    }
-
-    /// Moves as many changes as `buffer` holds, oldest first, out of the inbox; returns how many.
-    mutating func move(into buffer: UnsafeMutableBufferPointer<KernelStateChange>) -> Int {
-        guard let destination = buffer.baseAddress else { return 0 }
-        let taken = min(count, buffer.count)
-        destination.moveInitialize(from: base, count: taken)
-        (base).moveInitialize(from: base + taken, count: count - taken)
-        count -= taken
-        return taken
-    }
-
-    private mutating func reserve(_ extra: Int) {
-        guard count + extra > capacity else { return }
-        let grown = max(capacity * 2, count + extra)
-        let next = UnsafeMutablePointer<KernelStateChange>.allocate(capacity: grown)
-        next.moveInitialize(from: base, count: count)
-        base.deallocate()
-        base = next
-        capacity = grown
     }
 }

@@ -1,13 +1,15 @@
 /// A growable buffer that is emptied and refilled many times a second and keeps its memory:
-/// the router's per-sync deliveries. `Array.removeAll(keepingCapacity: true)` went through the
-/// generic `replaceSubrange` every time, ~170 instructions a call even for one element (twice
-/// a sync under connect churn, ~640 instructions a connection; callgrind). Here emptying is a
-/// `deinitialize` (nothing for plain data, a release per element otherwise) and a count.
+/// the router's per-sync deliveries and each kernel link's inbox. `Array.removeAll(keepingCapacity:
+/// true)` went through the generic `replaceSubrange` every time, ~170 instructions a call even
+/// for one element (twice a sync under connect churn, ~640 instructions a connection; callgrind).
+/// Here emptying is a `deinitialize` (nothing for plain data, a release per element otherwise)
+/// and a count.
 ///
-/// One owner: the router, itself behind the source's routing lock. Noncopyable, so the memory
-/// is freed with its owner and reading it retains nothing (as a class, taking a reference to it
-/// for a hand-out retained and released it each time; callgrind).
-struct ReusedBuffer<Element>: ~Copyable {
+/// Noncopyable, so its memory has one owner and is freed with it, and reading it retains nothing
+/// (as a class, taking a reference to it for a hand-out retained and released it each time).
+/// @unchecked Sendable: every owner keeps it behind a lock (the source's routing lock, a link's
+/// inbox lock) and touches it only under that lock.
+struct ReusedBuffer<Element>: ~Copyable, @unchecked Sendable {
     private var base: UnsafeMutablePointer<Element>
     private(set) var count = 0
     private var capacity: Int
@@ -26,9 +28,35 @@ struct ReusedBuffer<Element>: ~Copyable {
 
     @inline(__always)
     mutating func append(_ element: Element) {
-        if count == capacity { grow() }
+        if count == capacity { reserve(1) }
         (base + count).initialize(to: element)
         count += 1
+    }
+
+    mutating func append(contentsOf elements: UnsafeBufferPointer<Element>) {
+        guard let source = elements.baseAddress, elements.count > 0 else { return }
+        reserve(elements.count)
+        (base + count).initialize(from: source, count: elements.count)
+        count += elements.count
+    }
+
+    /// `elements` before everything held (a link's changes taken too early, put back).
+    mutating func prepend(contentsOf elements: UnsafeBufferPointer<Element>) {
+        guard let source = elements.baseAddress, elements.count > 0 else { return }
+        reserve(elements.count)
+        (base + elements.count).moveInitialize(from: base, count: count)
+        base.initialize(from: source, count: elements.count)
+        count += elements.count
+    }
+
+    /// Moves the oldest elements, as many as `buffer` holds, into it; returns how many.
+    mutating func moveFront(into buffer: UnsafeMutableBufferPointer<Element>) -> Int {
+        guard let destination = buffer.baseAddress else { return 0 }
+        let taken = min(count, buffer.count)
+        destination.moveInitialize(from: base, count: taken)
+        base.moveInitialize(from: base + taken, count: count - taken)
+        count -= taken
+        return taken
     }
 
     @inline(__always)
@@ -55,8 +83,9 @@ struct ReusedBuffer<Element>: ~Copyable {
     }
 
     @inline(never)
-    private mutating func grow() {
-        let grown = capacity * 2
+    private mutating func reserve(_ extra: Int) {
+        guard count + extra > capacity else { return }
+        let grown = max(capacity * 2, count + extra)
         let next = UnsafeMutablePointer<Element>.allocate(capacity: grown)
         next.moveInitialize(from: base, count: count)
         base.deallocate()
