@@ -11,10 +11,16 @@ public protocol TraceSink: AnyObject, Sendable {
     /// Asks for buffered output to go out soon without waiting for it (event loops call this
     /// once per wakeup). Defaults to `flush()`.
     func requestFlush()
+    /// Whether events must carry the socket's cookie from the first one on (JSON writes it,
+    /// collectors hand events on to who knows). Defaults to true; a text writer, which never
+    /// shows it, says false, and trackers then read it only where a sock_diag follow-up will
+    /// need it (`SocketTracker.keepCookie`).
+    var needsCookies: Bool { get }
 }
 
 extension TraceSink {
     public func requestFlush() { flush() }
+    public var needsCookies: Bool { true }
 }
 
 /// Output format chosen with `--trace`.
@@ -72,6 +78,8 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
     /// Events dropped so far because the reader was too slow.
     public var droppedCount: Int { core.droppedCount }
     public func emit(_ event: TraceEvent) { core.emit(event) }
+    /// Text lines never show the cookie; JSON has a `cookie` member.
+    public var needsCookies: Bool { format != .text }
     public func requestFlush() { core.requestFlush() }
     public func flush() { core.flush() }
 }

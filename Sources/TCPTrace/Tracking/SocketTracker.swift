@@ -62,14 +62,31 @@ public final class SocketTracker: @unchecked Sendable {
         kernel = tracer.kernel.map { KernelLink(source: $0, mailbox: mailbox, diag: diag) }
     }
 
-    package var sink: TraceSink { tracer.sink }
-
-    /// Learns the socket's addresses and cookie (after bind/connect/accept).
+    /// Learns the socket's addresses, and its cookie when the sink shows it (after
+    /// bind/connect/accept; otherwise `keepCookie` reads it before it is needed).
     public func attach(_ socket: Socket) {
         local = try? socket.localAddress()
         peer = try? socket.peerAddress()
-        cookie = try? socket.cookie()
+        if tracer.eagerCookies { cookie = try? socket.cookie() }
         if kernel != nil { registerWithKernel() }
+    }
+
+    /// Reads the cookie, if not read yet, when sock_diag may have to find this socket later:
+    /// called before each call that sends our FIN (`closing`: close(), the fd's last moment).
+    /// A lookup without it matches the 4-tuple only, and after this socket is gone a new
+    /// connection on the same tuple (loopback reuses them at once) would pass for it. And a
+    /// TIME_WAIT mini-socket carries the cookie only if it existed before `tcp_time_wait()`.
+    /// So it is skipped only when no lookup can follow: CLOSED or TIME_WAIT (nothing left to
+    /// follow), and, for a shutdown(), CLOSE_WAIT or LAST_ACK (no TIME_WAIT on that path; the
+    /// close() that ends a LAST_ACK reads it then).
+    func keepCookie(of socket: Socket, closing: Bool) {
+        guard cookie == nil else { return }
+        switch state {
+        case .closed?, .timeWait?: return
+        case .closeWait?, .lastAck?: if !closing { return }
+        default: break
+        }
+        cookie = try? socket.cookie()
     }
 
     public func attach(local: SocketAddress?, peer: SocketAddress?, cookie: UInt64?) {
@@ -259,7 +276,7 @@ public final class SocketTracker: @unchecked Sendable {
             event.earliestNs = min(now, (to == .finWait1 || to == .lastAck) ? max(start, finCallNs ?? start) : start)
         }
         event.latestNs = now
-        sink.emit(event)
+        tracer.emit(event)
         state = to
         hasEmittedState = true
         stateWasObserved = source != .inferred
@@ -280,17 +297,17 @@ public final class SocketTracker: @unchecked Sendable {
         var event = makeEvent(.error, cause: cause ?? error.description)
         event.errno = error.errno
         event.from = state
-        sink.emit(event)
+        tracer.emit(event)
     }
 
     public func warning(_ text: String) {
         var event = makeEvent(.warning, cause: text)
         event.from = state
-        sink.emit(event)
+        tracer.emit(event)
     }
 
     public func info(_ text: String) {
-        sink.emit(makeEvent(.info, cause: text))
+        tracer.emit(makeEvent(.info, cause: text))
     }
 
     /// A syscall note, only with `--trace-verbose`: without it, one Bool test (the text is an
@@ -298,7 +315,7 @@ public final class SocketTracker: @unchecked Sendable {
     /// began, so it sorts before the kernel's reports of what the call did.
     public func syscall(_ text: @autoclosure () -> String, startedAt: UInt64? = nil) {
         guard tracer.verbose else { return }
-        sink.emit(makeEvent(.syscall, cause: text(), at: startedAt ?? MonotonicClock.now()))
+        tracer.emit(makeEvent(.syscall, cause: text(), at: startedAt ?? MonotonicClock.now()))
     }
 
     /// The clock before a traced syscall: read only with `--trace-verbose`, nil without.
@@ -310,7 +327,7 @@ public final class SocketTracker: @unchecked Sendable {
         var event = makeEvent(.data, cause: "\(direction) \(bytes.count) bytes")
         event.bytes = Array(bytes.prefix(256))
         event.byteCount = bytes.count
-        sink.emit(event)
+        tracer.emit(event)
     }
 
     // MARK: Timers
@@ -402,6 +419,6 @@ extension SocketTracker {
         if state == .timeWait, let diag, let local, let peer {
             event.timerMs = (try? diag.lookup(local: local, peer: peer, cookie: cookie))??.expiresMs
         }
-        sink.emit(event)
+        tracer.emit(event)
     }
 }

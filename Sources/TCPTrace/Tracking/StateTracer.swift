@@ -17,6 +17,11 @@ public final class StateTracer: Sendable {
     /// The sockets' owners are event loops: a tracker never sleeps in a sock_diag retry on its
     /// owner's thread, and leaves an open fd's "CLOSED or TIME_WAIT?" to the follower after close().
     public let ownersMustNotBlock: Bool
+    /// Read each socket's cookie when it is attached (the sink shows it), not only where a
+    /// sock_diag follow-up needs it (`SocketTracker.keepCookie`): SO_COOKIE is a getsockopt that
+    /// also makes the kernel generate the cookie, ~0.3 µs of a traced server's CPU a connection
+    /// under connect churn (perf: `__sock_gen_cookie`, the user copies, the syscall).
+    let eagerCookies: Bool
     /// The last local address formatted, and its text: a server's connections share their
     /// listener's address, so each needs only its peer's formatted (~500 instructions a
     /// connection saved under connect churn, callgrind).
@@ -27,6 +32,7 @@ public final class StateTracer: Sendable {
         self.kernel = kernel
         self.ownersMustNotBlock = ownersMustNotBlock
         self.sink = sink
+        eagerCookies = sink.needsCookies
         self.side = side
         self.verbose = verbose
         closeWaitWarnNs = UInt64(max(0, closeWaitWarnSeconds) * 1e9)
@@ -38,6 +44,12 @@ public final class StateTracer: Sendable {
     /// socket is CLOSED), not emitted; nil when even that is unknown.
     /// `mailbox`: where the kernel source posts this tracker when changes wait for it (an
     /// event loop's), so its owner applies them without waiting for the next observation.
+    /// Emits through `sink`, for the trackers: called on the tracer, the sink is a stored `let`
+    /// of a guaranteed `self` and is borrowed; read through a tracker (`tracer.sink`) it was
+    /// retained and released around every event (two atomic operations each; perf had the
+    /// retain among the hottest of a traced server under connect churn).
+    func emit(_ event: TraceEvent) { sink.emit(event) }
+
     /// `address` as text (`SocketAddress.description`), the last one remembered.
     func localText(_ address: SocketAddress) -> String {
         if let known = lastLocalText.locked({ $0 }), known.address == address { return known.text }

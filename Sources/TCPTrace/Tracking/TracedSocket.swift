@@ -44,7 +44,7 @@ public struct TracedSocket {
         tracker = tracer?.track(initial: .closed, conn: conn, diag: diag)
         guard let tracker else { return }
         let local = try? socket.localAddress()
-        tracker.attach(local: local?.port == 0 ? nil : local, peer: nil, cookie: try? socket.cookie())
+        tracker.attach(local: local?.port == 0 ? nil : local, peer: nil, cookie: tracker.tracer.eagerCookies ? try? socket.cookie() : nil)
     }
 
     /// A listening socket: the LISTEN state read right after listen().
@@ -181,7 +181,7 @@ public struct TracedSocket {
     /// succeeded, then the state read while the fd still exists (FIN_WAIT_1/2, LAST_ACK or
     /// already CLOSED). C: `shutdown(SHUT_WR)`, then `getsockopt(TCP_INFO)`.
     public func sendFIN(cause: @autoclosure () -> String = "shutdown(SHUT_WR): our FIN sent") throws {
-        readBeforeOurFIN("read before shutdown(SHUT_WR)")
+        readBeforeOurFIN("read before shutdown(SHUT_WR)", closing: false)
         let started = tracker?.syscallStart()
         try socket.shutdown(.write)
         guard let tracker else { return }
@@ -209,7 +209,7 @@ public struct TracedSocket {
     /// A failing close(2) (EBADF, EIO) is reported in the trace; the fd is gone either way.
     public func close(cause: String = "close()", follow: Bool = true) {
         guard socket.isOpen else { return }
-        readBeforeOurFIN("read before close()")
+        readBeforeOurFIN("read before close()", closing: true)
         let descriptor = fd
         let started = tracker?.syscallStart()
         do {
@@ -223,12 +223,13 @@ public struct TracedSocket {
         tracker?.closed(cause: cause, follow: follow)
     }
 
-    private func readBeforeOurFIN(_ cause: String) {
+    private func readBeforeOurFIN(_ cause: String, closing: Bool) {
         guard let tracker else { return }
         if !tracker.sentFIN, !tracker.peerFINSeen, !tracker.fdClosed, tracker.observe(socket, cause: cause) == .closeWait {
             tracker.notePeerFIN()
         }
         tracker.willSendFIN()
+        tracker.keepCookie(of: socket, closing: closing)
     }
 
     // MARK: Failures and time
@@ -304,7 +305,7 @@ public struct TracedSocket {
         var event = tracker.makeEvent(.info, cause: cause)
         event.from = entry.state
         event.timerMs = entry.expiresMs
-        tracker.sink.emit(event)
+        tracker.tracer.emit(event)
     }
 
     // MARK: Notes
