@@ -108,8 +108,11 @@ public final class SocketTracker: @unchecked Sendable {
     /// the kernel's TIME_WAIT overflow count (~20 µs): on loopback the whole close can finish
     /// inside the call, so a baseline taken afterwards could already include our own overflow.
     public func willSendFIN() {
+        // A close() after shutdown(SHUT_WR) sends no FIN: the bound stays the call that did
+        // (and no clock is read, once a connection under churn).
+        guard !sentFIN else { return }
         finCallNs = MonotonicClock.now()
-        guard !sentFIN, !context.peerClosedFirst, timeWaitOverflowsAtFIN == nil else { return }
+        guard !context.peerClosedFirst, timeWaitOverflowsAtFIN == nil else { return }
         timeWaitOverflowsAtFIN = KernelCounters.timeWaitOverflows()
     }
 
