@@ -1,4 +1,5 @@
 import Testing
+import Synchronization
 @testable import TCPTrace
 
 /// `ReusedBuffer`, the raw buffer of the kernel hand-off (a link's inbox of changes, the router's
@@ -62,5 +63,41 @@ import Testing
             #expect(empty)
         }
         #expect(first == nil, "an emptied buffer still held its elements")
+    }
+
+    /// A receiver that only counts.
+    final class Receiver: KernelChangeReceiver {
+        let applied = Atomic<Int>(0)
+        var fdClosed: Bool { false }
+        func applyRoutedKernelEvents() { applied.add(1, ordering: .relaxed) }
+    }
+
+    static func take(_ link: KernelLink) -> [Int] {
+        var out: [Int] = []
+        link.takeChanges { out += $0.map { Int($0.timestampNs) - 1_000 } }
+        return out
+    }
+
+    /// A link's inbox: a few changes come out in one lock round trip (8 slots on the stack),
+    /// more in two; order kept either way. The hand-out gets the receiver with the changes, and
+    /// a run ending the socket's life lets it go.
+    @Test(.enabled(if: Oracle.available, "a link needs the tracepoint source (root or CAP_PERFMON)"))
+    func link_takesFewOrMany_inOrder_andPostReturnsTheReceiverUntilTheLifeEnds() throws {
+        let source = try TracepointSource(sink: TraceCollector(), side: .server)
+        defer { source.stop() }
+        let link = KernelLink(source: source, mailbox: nil, diag: nil)
+        let none = [1, 2, 3].map(Self.change).withUnsafeBufferPointer { link.post($0, lifeEnded: false) }
+        #expect(none == nil && link.hasWaitingChanges)
+        #expect(Self.take(link) == [1, 2, 3] && !link.hasWaitingChanges)
+        let receiver = Receiver()
+        link.tracker = receiver
+        let many = Array(4...20)
+        let got = many.map(Self.change).withUnsafeBufferPointer { link.post($0, lifeEnded: false) }
+        #expect(got === receiver && link.tracker === receiver)
+        #expect(Self.take(link) == many && !link.hasWaitingChanges)
+        let last = [21].map(Self.change).withUnsafeBufferPointer { link.post($0, lifeEnded: true) }
+        #expect(last === receiver && link.tracker == nil)
+        #expect(Self.take(link) == [21])
+        #expect(Self.take(link).isEmpty)
     }
 }

@@ -7,11 +7,11 @@ import SocketKit
 final class KernelLink: Sendable, RouterTarget {
     let source: TracepointSource
     let mailbox: KernelMailbox?
-    /// The changes routed to this socket and not applied yet, in hand-out order. Only through
-    /// the methods below, which keep `hasWaiting` true whenever it holds a change. Room for a
-    /// connection's usual handful from the start: grown append by append, an array was
+    /// The changes routed to this socket and not applied yet, and its receiver (`Inbox`). Only
+    /// through the methods below, which keep `hasWaiting` true whenever it holds a change. Room
+    /// for a connection's usual handful from the start: grown append by append, an array was
     /// reallocated ~3 times a connection (callgrind).
-    private let inbox = Mutex(ReusedBuffer<KernelStateChange>(capacity: 4))
+    private let inbox = Mutex(Inbox(changes: ReusedBuffer(capacity: 4)))
     /// The inbox holds a change: set under its lock by whoever adds one, cleared by the owner
     /// when it takes them. Lets the owner's many observations that find nothing for it skip the
     /// lock and the array swap (~3.7 a connection under connect churn, ~200 instructions each).
@@ -26,12 +26,6 @@ final class KernelLink: Sendable, RouterTarget {
     /// instructions a connection, callgrind).
     private let lastState = Atomic<UInt16>(0)
     private let isRegistered = Atomic<Bool>(false)
-    /// Set by `register` under the source's routing lock: whom to post to the mailbox. Strong,
-    /// and let go when nothing more can be posted (the fd is closed, the socket's life ended in
-    /// CLOSE, or it is unregistered): a `weak` reference gave every tracker a side table, and
-    /// then each of its retains and releases took the runtime's slow path (~7% of a traced
-    /// server's instructions under connect churn, callgrind).
-    private let receiver = Mutex<(any KernelChangeReceiver)?>(nil)
 
     /// The router's, under the source's routing lock only (see `KernelRouter`).
     nonisolated(unsafe) var routerKeys = RouterKeys()
@@ -60,25 +54,31 @@ final class KernelLink: Sendable, RouterTarget {
         set { isRegistered.store(newValue, ordering: .releasing) }
     }
 
+    /// Whom to post to the mailbox (see `Inbox.receiver`).
     var tracker: (any KernelChangeReceiver)? {
-        get { receiver.locked { $0 } }
-        set { receiver.locked { $0 = newValue } }
+        get { inbox.locked { $0.receiver } }
+        set { inbox.locked { $0.receiver = newValue } }
     }
 
     var isLinked: Bool { linked.load(ordering: .acquiring) }
 
-    /// Adds changes at the end, in order (the router's hand-out).
-    func post(_ changes: UnsafeBufferPointer<KernelStateChange>) {
+    /// Adds changes at the end, in order (the router's hand-out), and returns whom to post to
+    /// the mailbox, in the same lock round trip; `lifeEnded` (the changes end in CLOSE: nothing
+    /// more will come) lets the receiver go.
+    func post(_ changes: UnsafeBufferPointer<KernelStateChange>, lifeEnded: Bool) -> (any KernelChangeReceiver)? {
         inbox.locked { inbox in
-            inbox.append(contentsOf: changes)
+            inbox.changes.append(contentsOf: changes)
             hasWaiting.store(true, ordering: .releasing)
+            let receiver = inbox.receiver
+            if lifeEnded { inbox.receiver = nil }
+            return receiver
         }
     }
 
     /// Puts changes taken too early back in front of any that came meanwhile.
     func putBack(_ changes: UnsafeBufferPointer<KernelStateChange>) {
         inbox.locked { inbox in
-            inbox.prepend(contentsOf: changes)
+            inbox.changes.prepend(contentsOf: changes)
             hasWaiting.store(true, ordering: .releasing)
         }
     }
@@ -94,16 +94,41 @@ final class KernelLink: Sendable, RouterTarget {
     /// second array to keep (an allocation a connection), and emptying it went through the
     /// generic `Array.removeAll` (~200 instructions a connection; callgrind).
     func takeChanges(_ body: (UnsafeMutableBufferPointer<KernelStateChange>) -> Void) {
+        // The usual handful (a connection's whole life is ~5 changes) in one lock round trip
+        // into 8 slots on the stack; more, rare, in two: the count, then a buffer that size.
+        let taken = withUnsafeTemporaryAllocation(of: KernelStateChange.self, capacity: 8) { buffer in
+            let taken: Int? = inbox.locked { inbox in
+                guard inbox.changes.count <= buffer.count else { return nil }
+                hasWaiting.store(false, ordering: .releasing)
+                return inbox.changes.moveFront(into: buffer)
+            }
+            if let taken, taken > 0 { body(UnsafeMutableBufferPointer(rebasing: buffer[0..<taken])) }
+            return taken
+        }
+        guard taken == nil else { return }
         // Only the applying thread takes, so the count can only grow before the copy below.
-        let waiting = inbox.locked { $0.count }
+        let waiting = inbox.locked { $0.changes.count }
         guard waiting > 0 else { return }
         withUnsafeTemporaryAllocation(of: KernelStateChange.self, capacity: waiting) { buffer in
             let taken = inbox.locked { inbox in
-                let taken = inbox.moveFront(into: buffer)
-                hasWaiting.store(inbox.count > 0, ordering: .releasing)
+                let taken = inbox.changes.moveFront(into: buffer)
+                hasWaiting.store(inbox.changes.count > 0, ordering: .releasing)
                 return taken
             }
             body(UnsafeMutableBufferPointer(rebasing: buffer[0..<taken]))
         }
+    }
+
+    /// The changes routed to the socket and not applied yet, in hand-out order, and whom to
+    /// post to the mailbox when some arrive: one lock for both, since the hand-out needs both
+    /// (two locks a run of changes were ~3 of a connection's ~35 lock round trips).
+    private struct Inbox: ~Copyable {
+        var changes: ReusedBuffer<KernelStateChange>
+        /// Set by `register` under the source's routing lock. Strong, and let go when nothing
+        /// more can be posted (the fd is closed, the socket's life ended in CLOSE, or it is
+        /// unregistered): a `weak` reference gave every tracker a side table, and then each of
+        /// its retains and releases took the runtime's slow path (~7% of a traced server's
+        /// instructions under connect churn, callgrind).
+        var receiver: (any KernelChangeReceiver)? = nil
     }
 }

@@ -162,9 +162,11 @@ struct KernelRouter<Target: RouterTarget>: ~Copyable {
                 linked(target, last: change)
                 return
             }
-        } else if change.sourcePort != 0, let target = byTuple.removeValue(forKey: tuple) {
+        } else if change.sourcePort != 0, !byTuple.isEmpty, let target = byTuple.removeValue(forKey: tuple) {
             // First change with the full 4-tuple: this skaddr is ours; a client's earlier
-            // CLOSE→SYN_SENT (sport 0, unbound) with the same skaddr is too.
+            // CLOSE→SYN_SENT (sport 0, unbound) with the same skaddr is too. (`byTuple` is
+            // mostly empty under churn: a connection's first changes are drained, and parked,
+            // before accept() returns it and it registers; testing saves a hash and a probe.)
             target.routerKeys.tuple = nil
             let seq = park(change, tuple: tuple)
             claim(skaddr: change.skaddr, anchor: seq, localPort: tuple.localPort, target: target)

@@ -173,9 +173,10 @@ public final class TracepointSource: Sendable {
         syncsInFlight.wrappingAdd(1, ordering: .sequentiallyConsistent)
         defer { syncsInFlight.wrappingSubtract(1, ordering: .releasing) }
         routing.locked { router in
-            // Rings emptied by the sync this one waited for: nothing to route.
-            if owner != nil && !tracepoint.hasRecords() { return }
             tracepoint.drain(into: &router.incoming)
+            // Rings emptied by the sync this one waited for: nothing to route. (Asked of the
+            // drain, not of `hasRecords()` before it: one lock round trip of the rings fewer.)
+            if owner != nil && router.incoming.isEmpty { return }
             router.routeIncoming()
             // Expiry needs the clock: the reader's sync, at least every 10 ms, reads it.
             router.prune(now: owner == nil ? MonotonicClock.now() : nil)
@@ -190,11 +191,11 @@ public final class TracepointSource: Sendable {
         for index in 0..<router.runs.count {
             let link = router.runs[index].target
             let end = router.runs[index].end
-            router.delivered.withElements(start..<end) { link.post($0) }
+            // A run ending in CLOSE ends the socket's life: nothing more will be posted for it.
+            let lifeEnded = router.delivered[end - 1].newState == KernelTCPState.close.rawValue
+            let tracker = router.delivered.withElements(start..<end) { link.post($0, lifeEnded: lifeEnded) }
             link.linked.store(true, ordering: .releasing)
-            if link !== owner, let mailbox = link.mailbox, let tracker = link.tracker { mailbox.post(tracker) }
-            // The socket's life ended: nothing more will be posted for it.
-            if router.delivered[end - 1].newState == KernelTCPState.close.rawValue { link.tracker = nil }
+            if link !== owner, let mailbox = link.mailbox, let tracker { mailbox.post(tracker) }
             start = end
         }
         router.clearDeliveries()
@@ -213,9 +214,9 @@ public final class TracepointSource: Sendable {
         }
     }
 
-    /// The tracker is done: no more routing to it.
+    /// The tracker is done: no more routing to it. (Its receiver went at close(), the only
+    /// time a tracker is unregistered after: `SocketTracker.closed`.)
     func unregister(_ link: KernelLink) {
         routing.locked { router in router.unregister(link) }
-        link.tracker = nil
     }
 }
