@@ -23,7 +23,8 @@
 # Environment knobs:
 #   DURATION=3 WARMUP=0.5 ROUNDS=1 IDLE=1000 SERVERS="epoll nio nio1 socat"
 #   SCENARIOS="pp1 pp100 stream4 connect8 c10k pp1cpu0"  OUTDIR=results/<timestamp>
-#   SKIP_BUILD=1 (use existing binaries)   BASE_PORT=19001
+#   SKIP_BUILD=1 (use existing binaries)   BASE_PORT=19001   KEEP_RESULTS=5 (older runs under
+#             /tmp/echo-bench/results are deleted: their server logs are the traces, ~1 GB a run)
 #   SERVER_CPUS=0 (start every server under `taskset -c 0` and run the load generator on the
 #             other CPUs, CLIENT_CPUS to override): servers and load never share a core, the way
 #             a server and its clients run in production; a server that sizes its threads by the
@@ -68,6 +69,14 @@ SERVER_PIN=${SERVER_CPUS:+taskset -c $SERVER_CPUS}
 export PATH=/opt/swift/usr/bin:$PATH
 
 mkdir -p "$OUTDIR"
+# The servers' logs hold their traces: ~1 GB of JSON a connect8 round. Left to pile up they had
+# filled 46 GB of the disk, and the trace file's writeback then slowed every traced row. Keep the
+# KEEP_RESULTS newest runs of the default location (an OUTDIR of your own is never pruned).
+case $OUTDIR in
+/tmp/echo-bench/results/*)
+    # shellcheck disable=SC2012
+    ls -1dt /tmp/echo-bench/results/*/ 2>/dev/null | tail -n +$((${KEEP_RESULTS:-5} + 1)) | xargs -r rm -rf ;;
+esac
 RES="$OUTDIR/results.jsonl"
 : >"$RES"
 T_START=$EPOCHREALTIME
