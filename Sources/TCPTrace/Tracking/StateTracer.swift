@@ -40,10 +40,6 @@ public final class StateTracer: Sendable {
         nextConn = Atomic(firstConnectionID)
     }
 
-    /// A tracker for a new socket. `initial` is the state known by construction (a fresh
-    /// socket is CLOSED), not emitted; nil when even that is unknown.
-    /// `mailbox`: where the kernel source posts this tracker when changes wait for it (an
-    /// event loop's), so its owner applies them without waiting for the next observation.
     /// Emits through `sink`, for the trackers: called on the tracer, the sink is a stored `let`
     /// of a guaranteed `self` and is borrowed; read through a tracker (`tracer.sink`) it was
     /// retained and released around every event (two atomic operations each; perf had the
@@ -58,6 +54,10 @@ public final class StateTracer: Sendable {
         return text
     }
 
+    /// A tracker for a new socket. `initial` is the state known by construction (a fresh
+    /// socket is CLOSED), not emitted; nil when even that is unknown.
+    /// `mailbox`: where the kernel source posts this tracker when changes wait for it (an
+    /// event loop's), so its owner applies them without waiting for the next observation.
     public func track(initial: TCPState?, conn: Int? = nil, diag: SockDiag?, mailbox: KernelMailbox? = nil) -> SocketTracker {
         let id = conn ?? nextConn.wrappingAdd(1, ordering: .relaxed).oldValue
         return SocketTracker(tracer: self, conn: id, initial: initial, diag: diag, mailbox: mailbox)
