@@ -95,27 +95,22 @@ final class KernelLink: Sendable, RouterTarget {
     /// generic `Array.removeAll` (~200 instructions a connection; callgrind).
     func takeChanges(_ body: (UnsafeMutableBufferPointer<KernelStateChange>) -> Void) {
         // The usual handful (a connection's whole life is ~5 changes) in one lock round trip
-        // into 8 slots on the stack; more, rare, in two: the count, then a buffer that size.
-        let taken = withUnsafeTemporaryAllocation(of: KernelStateChange.self, capacity: 8) { buffer in
-            let taken: Int? = inbox.locked { inbox in
-                guard inbox.changes.count <= buffer.count else { return nil }
-                hasWaiting.store(false, ordering: .releasing)
-                return inbox.changes.moveFront(into: buffer)
+        // into 8 slots on the stack; more, rare, again into a buffer of the count found.
+        var room = 8
+        while true {
+            let found = withUnsafeTemporaryAllocation(of: KernelStateChange.self, capacity: room) { buffer -> Int in
+                let (taken, waiting) = inbox.locked { inbox -> (Int?, Int) in
+                    let waiting = inbox.changes.count
+                    guard waiting <= buffer.count else { return (nil, waiting) }
+                    hasWaiting.store(false, ordering: .releasing)
+                    return (inbox.changes.moveFront(into: buffer), waiting)
+                }
+                guard let taken else { return waiting }
+                if taken > 0 { body(UnsafeMutableBufferPointer(rebasing: buffer[0..<taken])) }
+                return 0
             }
-            if let taken, taken > 0 { body(UnsafeMutableBufferPointer(rebasing: buffer[0..<taken])) }
-            return taken
-        }
-        guard taken == nil else { return }
-        // Only the applying thread takes, so the count can only grow before the copy below.
-        let waiting = inbox.locked { $0.changes.count }
-        guard waiting > 0 else { return }
-        withUnsafeTemporaryAllocation(of: KernelStateChange.self, capacity: waiting) { buffer in
-            let taken = inbox.locked { inbox in
-                let taken = inbox.changes.moveFront(into: buffer)
-                hasWaiting.store(inbox.changes.count > 0, ordering: .releasing)
-                return taken
-            }
-            body(UnsafeMutableBufferPointer(rebasing: buffer[0..<taken]))
+            guard found > 0 else { return }
+            room = found
         }
     }
 
