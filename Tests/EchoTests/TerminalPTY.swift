@@ -96,10 +96,10 @@ print(json.dumps({"status": status, "chunks": chunks}))
     static func run(_ program: String, _ arguments: [String], columns: Int, interruptAfter: Double = 0,
                     timeout: Double = 90, wrapper: [String] = []) throws -> TerminalRun {
         guard let python else { throw HarnessError("python3 not found") }
-        let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("socketkit-pty-\(getpid()).py")
-        try script.write(to: scriptURL, atomically: true, encoding: .utf8)
+        // The script as `-c`, not a file: /tmp/socketkit-pty-<pid>.py files were left behind, and
+        // one written by root blocked a later run as nobody that got the same pid (EPERM).
         let exe = program.hasPrefix("/") ? program : Executables.url(program).path
-        let child = try ChildProcess(python, [scriptURL.path, String(columns), String(interruptAfter), String(timeout)]
+        let child = try ChildProcess(python, ["-c", script, String(columns), String(interruptAfter), String(timeout)]
                                      + wrapper + [exe] + arguments)
         _ = child.wait(timeout: timeout + 15, "the pty runner")
         let object = try JSONSerialization.jsonObject(with: child.stdout) as? [String: Any] ?? [:]
