@@ -93,3 +93,31 @@ import Testing
         #expect((KernelCounters.maxTimeWaitBuckets() ?? -1) >= 0)
     }
 }
+
+@Suite struct AllowedTransitionsTests {
+    /// RFC 9293 §3.3.2's diagram plus the Linux spellings, written out: `allows` answers from
+    /// a bit table, and this is what it must encode, edge for edge.
+    @Test func allowedTable_isTheRFCDiagram() {
+        let expected: [TCPState: Set<TCPState>] = [
+            .closed: [.listen, .synSent],
+            .listen: [.synReceived, .synSent, .closed],
+            .synSent: [.synReceived, .established, .closed],
+            .synReceived: [.established, .finWait1, .closed, .listen],
+            .established: [.finWait1, .closeWait, .closed],
+            .finWait1: [.finWait2, .closing, .timeWait, .closed],
+            .finWait2: [.timeWait, .closed],
+            .closing: [.timeWait, .closed],
+            .closeWait: [.lastAck, .closed],
+            .lastAck: [.closed],
+            .timeWait: [.closed],
+        ]
+        #expect(TCPStateMachine.allowed == expected)
+        for from in TCPState.all {
+            for to in TCPState.all {
+                #expect(TCPStateMachine.allows(from, to) == (from == to || expected[from, default: []].contains(to)))
+            }
+            #expect(!TCPStateMachine.allows(from, .unknown(13)))
+            #expect(!TCPStateMachine.allows(.unknown(13), from))
+        }
+    }
+}

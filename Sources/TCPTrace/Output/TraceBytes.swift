@@ -179,7 +179,7 @@ package struct TraceBytes {
 
     /// "00" "01" … "99", two bytes each: a literal's bytes, no array (no bounds or lazy-init
     /// check per digit).
-    private static var digitPairs: UnsafePointer<UInt8> {
+    static var digitPairs: UnsafePointer<UInt8> {
         ("00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899" as StaticString).utf8Start
     }
 

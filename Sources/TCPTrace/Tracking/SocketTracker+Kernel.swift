@@ -118,7 +118,8 @@ extension SocketTracker: KernelChangeReceiver {
         case (.listen, .synReceived):
             // Linux answers a SYN from a request socket and creates the connection's own socket
             // only when the final ACK arrives: the tracepoint fires then, late for this state.
-            return "SYN_RECEIVED since the SYN (held in a request socket); reported when the final ACK created the connection's socket"
+            // (Every connection's line says it: kept short, 85 bytes, not 113.)
+            return "since the SYN (in a request socket); reported when the final ACK created this socket"
         case (.synReceived, .established): return "handshake complete"
         case (.established, .finWait1): return "our FIN sent"
         case (.established, .closeWait): return "peer's FIN arrived"

@@ -263,7 +263,8 @@ public final class SocketTracker: @unchecked Sendable {
 
     func emitState(_ to: TCPState, source: ObservationSource, cause: String, seenAt: String? = nil, at now: UInt64,
                            info: TCPInfo?, timerMs: UInt32?, unexpected: Bool) {
-        var event = TraceEvent(timestampNs: now, side: tracer.side, conn: conn, local: localText, peer: peerText,
+        var event = TraceEvent(timestampNs: now, wallNs: tracer.wallNs(monotonic: now), side: tracer.side,
+                               pid: tracer.pid, conn: conn, local: localText, peer: peerText,
                                cookie: cookie, kind: .state, from: state, to: to, source: source, cause: cause,
                                seenAt: seenAt, info: info)
         event.timerMs = timerMs
@@ -290,7 +291,8 @@ public final class SocketTracker: @unchecked Sendable {
 
     @inline(__always)
     package func makeEvent(_ kind: TraceEvent.Kind, cause: String, at now: UInt64 = MonotonicClock.now()) -> TraceEvent {
-        TraceEvent(timestampNs: now, side: tracer.side, conn: conn, local: localText,
+        TraceEvent(timestampNs: now, wallNs: tracer.wallNs(monotonic: now), side: tracer.side,
+                   pid: tracer.pid, conn: conn, local: localText,
                    peer: peerText, cookie: cookie, kind: kind, cause: cause)
     }
 

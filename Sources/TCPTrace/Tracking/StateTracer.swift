@@ -26,6 +26,11 @@ public final class StateTracer: Sendable {
     /// listener's address, so each needs only its peer's formatted (~500 instructions a
     /// connection saved under connect churn, callgrind).
     private let lastLocalText = Mutex<(address: SocketAddress, text: String)?>(nil)
+    /// `ProcessIdentity.pid` and `TraceTime.wallOffsetNs`, copied once: as the event
+    /// initializer's defaults each was a global's lazy-initialization check per event (10 a
+    /// connection under connect churn, callgrind).
+    let pid: Int32
+    private let wallOffsetNs: Int64
 
     public init(sink: TraceSink, side: TraceSide, verbose: Bool = false, closeWaitWarnSeconds: Double = 5,
                 firstConnectionID: Int = 1, kernel: TracepointSource? = nil, ownersMustNotBlock: Bool = false) {
@@ -33,6 +38,8 @@ public final class StateTracer: Sendable {
         self.ownersMustNotBlock = ownersMustNotBlock
         self.sink = sink
         eagerCookies = sink.needsCookies
+        pid = ProcessIdentity.pid
+        wallOffsetNs = TraceTime.wallOffsetNs
         self.side = side
         self.verbose = verbose
         closeWaitWarnNs = UInt64(max(0, closeWaitWarnSeconds) * 1e9)
@@ -45,6 +52,10 @@ public final class StateTracer: Sendable {
     /// retained and released around every event (two atomic operations each; perf had the
     /// retain among the hottest of a traced server under connect churn).
     func emit(_ event: TraceEvent) { sink.emit(event) }
+
+    /// `TraceTime.wallNs(monotonic:)` with the offset copied at init.
+    @inline(__always)
+    func wallNs(monotonic ns: UInt64) -> Int64 { Int64(bitPattern: ns) &+ wallOffsetNs }
 
     /// `address` as text (`SocketAddress.description`), the last one remembered.
     func localText(_ address: SocketAddress) -> String {
