@@ -189,13 +189,17 @@ public final class TracepointSource: Sendable {
     private func handOut(_ router: inout KernelRouter<KernelLink>, applying owner: KernelLink? = nil) {
         var start = 0
         for index in 0..<router.runs.count {
-            let link = router.runs[index].target
+            // Borrowed, not retained: the router holds every run's link until
+            // `clearDeliveries()` below, and the link its mailbox for life.
+            let link = Unmanaged.passUnretained(router.runs[index].target)
             let end = router.runs[index].end
             // A run ending in CLOSE ends the socket's life: nothing more will be posted for it.
             let lifeEnded = router.delivered[end - 1].newState == KernelTCPState.close.rawValue
-            let tracker = router.delivered.withElements(start..<end) { link.post($0, lifeEnded: lifeEnded) }
-            link.linked.store(true, ordering: .releasing)
-            if link !== owner, let mailbox = link.mailbox, let tracker { mailbox.post(tracker) }
+            link._withUnsafeGuaranteedRef { link in
+                let tracker = router.delivered.withElements(start..<end) { link.post($0, lifeEnded: lifeEnded) }
+                link.linked.store(true, ordering: .releasing)
+                if link !== owner, let tracker { link.mailbox?.post(tracker) }
+            }
             start = end
         }
         router.clearDeliveries()
