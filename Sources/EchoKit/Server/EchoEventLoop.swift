@@ -157,13 +157,9 @@ final class EchoEventLoop: @unchecked Sendable {
     /// This loop keeps the connection unless another owns fewer (ties stay here: no wake-up).
     /// A loop that has already stopped refuses it, and it stays here (closed as during a drain).
     private func dispatch(_ socket: Socket) {
-        var target = self
-        var least = handoff.assigned.load(ordering: .relaxed)
-        for peer in peers where peer.loop !== self {
-            let load = peer.loop.handoff.assigned.load(ordering: .relaxed)
-            if load < least { least = load; target = peer.loop }
-        }
-        if target !== self {
+        // One loop (a server pinned to one CPU) has no peer to compare with: the scan took a
+        // strong reference from each peer's unowned one, atomics a connection for nothing.
+        if peers.count > 1, let target = lessLoadedPeer() {
             target.handoff.assigned.add(1, ordering: .relaxed)
             if target.handoff.offer(socket) {
                 target.wakeup.wake()
@@ -173,6 +169,17 @@ final class EchoEventLoop: @unchecked Sendable {
         }
         handoff.assigned.add(1, ordering: .relaxed)
         register(socket)
+    }
+
+    /// The loop owning the fewest connections, if that is fewer than this one owns.
+    private func lessLoadedPeer() -> EchoEventLoop? {
+        var target: EchoEventLoop?
+        var least = handoff.assigned.load(ordering: .relaxed)
+        for peer in peers where peer.loop !== self {
+            let load = peer.loop.handoff.assigned.load(ordering: .relaxed)
+            if load < least { least = load; target = peer.loop }
+        }
+        return target
     }
 
     /// Takes a connection assigned to this loop (`dispatch` counted it in `handoff.assigned`).
