@@ -92,9 +92,14 @@ package struct TraceBytes {
     /// Disfavoured: a literal (`out.append(", ")`) then takes the StaticString overload, its
     /// bytes copied straight from the binary. Without it Swift picks String for every literal,
     /// each then made a String and read through `withUTF8` (~25 a line in the text renderer).
+    /// Reads the string where it is: `withUTF8` needs a `var`, and the copy into one retained
+    /// and released the string's storage around every append (two runtime calls each, ~25 a
+    /// connection in the text renderer; callgrind). Native strings are always contiguous; the
+    /// copy stays as the fallback for one that is not (a bridged or foreign string).
     @_disfavoredOverload
     @inline(__always)
     package mutating func append(_ text: String) {
+        if text.utf8.withContiguousStorageIfAvailable({ append($0) }) != nil { return }
         var text = text
         text.withUTF8 { append($0) }
     }

@@ -315,11 +315,18 @@ final class TraceWriterCore: @unchecked Sendable {
         if format == .json {
             JSONTraceRenderer.render(event, into: &bytes, identities: &identities, second: &second, plain: &plain)
         } else if text.width == nil {
-            text.render(event, into: &bytes, identities: &identities)
+            Self.render(event, with: &text, into: &bytes, identities: &identities)
         } else {
             bytes.append(text.fitted(event))   // a terminal: wrapped to its width, not a hot path
         }
         bytes.append(byte: UInt8(ascii: "\n"))
+    }
+
+    /// `renderer.render`, the renderer borrowed in place: called on the stored property, the
+    /// renderer was copied out for the call, its dictionary retained and released every line.
+    private static func render(_ event: TraceEvent, with renderer: inout TextTraceRenderer, into bytes: inout TraceBytes,
+                               identities: inout IdentityFragments) {
+        renderer.render(event, into: &bytes, identities: &identities)
     }
 
     /// Writes `bytes` and empties them, in chunks of at most PIPE_BUF after poll(POLLOUT): a pipe
