@@ -50,8 +50,7 @@ package struct PlainStrings {
 
     /// Length, first and last eight bytes (fewer when shorter), mixed; 0 only for "".
     static func fingerprint(_ text: String) -> UInt64 {
-        var text = text
-        return text.withUTF8 { bytes -> UInt64 in
+        return text.withUTF8Bytes { bytes -> UInt64 in
             guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
             let head = UnsafeRawPointer(base), count = bytes.count
             var front: UInt64 = 0, back: UInt64 = 0

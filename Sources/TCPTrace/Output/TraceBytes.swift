@@ -92,16 +92,10 @@ package struct TraceBytes {
     /// Disfavoured: a literal (`out.append(", ")`) then takes the StaticString overload, its
     /// bytes copied straight from the binary. Without it Swift picks String for every literal,
     /// each then made a String and read through `withUTF8` (~25 a line in the text renderer).
-    /// Reads the string where it is: `withUTF8` needs a `var`, and the copy into one retained
-    /// and released the string's storage around every append (two runtime calls each, ~25 a
-    /// connection in the text renderer; callgrind). Native strings are always contiguous; the
-    /// copy stays as the fallback for one that is not (a bridged or foreign string).
     @_disfavoredOverload
     @inline(__always)
     package mutating func append(_ text: String) {
-        if text.utf8.withContiguousStorageIfAvailable({ append($0) }) != nil { return }
-        var text = text
-        text.withUTF8 { append($0) }
+        text.withUTF8Bytes { append($0) }
     }
 
     /// A copy of bytes this buffer already holds (`range` of what was written): a number
@@ -218,8 +212,7 @@ package struct TraceBytes {
     /// scan of its bytes. `utf8.allSatisfy` did the same through the generic collection path at
     /// ~9,000 instructions per connection of a traced server (callgrind, connect churn).
     static func columns(_ text: String) -> Int {
-        var text = text
-        let ascii = text.withUTF8 { bytes in
+        let ascii = text.withUTF8Bytes { bytes in
             var high: UInt8 = 0
             for byte in bytes { high |= byte }
             return high < 0x80 ? bytes.count : nil
@@ -255,8 +248,7 @@ package struct TraceBytes {
     /// needed escaping.
     @discardableResult
     package mutating func appendJSONEscaped(_ text: String) -> Bool {
-        var text = text
-        return text.withUTF8 { utf8 in
+        return text.withUTF8Bytes { utf8 in
             // Eight bytes at a time while none needs escaping (almost always): a loop byte by
             // byte cost ~350 instructions per string, 8 strings a JSON event (callgrind).
             var runStart = 0

@@ -76,9 +76,8 @@ public struct TextTraceRenderer: Sendable {
         if e.local == nil && e.peer == nil { out.append(repeating: UInt8(ascii: " "), count: 21 + 3 + 21 + 2); return }
         // Addresses are ASCII (digits, dots, colons, brackets, hex): bytes are columns. Both
         // copied into one reservation (two padded appends were ~590 instructions a line).
-        var local = e.local ?? "-", peer = e.peer ?? "-"
-        local.withUTF8 { local in
-            peer.withUTF8 { peer in
+        (e.local ?? "-").withUTF8Bytes { local in
+            (e.peer ?? "-").withUTF8Bytes { peer in
                 let arrow: StaticString = " ⇄ "
                 let leftFill = max(0, 21 - local.count), rightFill = max(0, 21 - peer.count)
                 let total = leftFill + local.count + arrow.utf8CodeUnitCount + peer.count + rightFill + 2
