@@ -279,7 +279,7 @@ import Testing
     /// Integers two digits at a time, with and without zero padding, against `String(_:)`.
     @Test func integers_matchStringConversion() {
         let values: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1_000, 12_345, 1_000_000, 490_737_165_166,
-                                UInt64(Int64.max), .max]
+                                9_999_999_999_999_999_999, 10_000_000_000_000_000_000, UInt64(Int64.max), .max]
         for value in values {
             for digits in [1, 2, 6, 21] {
                 var out = TraceBytes()
