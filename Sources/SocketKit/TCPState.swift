@@ -8,9 +8,6 @@ public enum TCPState: Hashable, Sendable, CustomStringConvertible {
     case unknown(UInt8)
 
     /// NEW_SYN_RECV is Linux's request mini-socket for a half-open connection: SYN_RECEIVED.
-    /// Inlinable: a traced server maps two kernel values per tracepoint record (~35
-    /// instructions a call across the module boundary; callgrind).
-    @inlinable
     public init(kernel value: UInt8) {
         self = KernelTCPState(rawValue: value)?.rfcState ?? .unknown(value)
     }
@@ -94,7 +91,6 @@ public enum KernelTCPState: UInt8, CaseIterable, Sendable {
     case lastAck, listen, closing, newSynRecv
 
     /// The RFC 9293 name; CLOSE is CLOSED and both SYN_RECV forms are SYN_RECEIVED.
-    @inlinable
     public var rfcState: TCPState {
         switch self {
         case .established: return .established
