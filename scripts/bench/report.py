@@ -17,7 +17,7 @@ from collections import OrderedDict, defaultdict
 def main():
     path = sys.argv[1]
     base = sys.argv[2] if len(sys.argv) > 2 else "epoll"
-    runs, servers, meta = [], OrderedDict(), {}
+    runs, servers, meta, meta_end = [], OrderedDict(), {}, {}
     with open(path) as f:
         for line in f:
             line = line.strip()
@@ -28,6 +28,8 @@ def main():
                 servers[r["server"]] = r
             elif r.get("type") == "meta":
                 meta = r
+            elif r.get("type") == "meta_end":
+                meta_end = r
             else:
                 runs.append(r)
     scen_order = list(OrderedDict((r["scenario"], 1) for r in runs))
@@ -49,9 +51,9 @@ def main():
         return statistics.median(xs) if xs else 0.0
 
     if meta:
-        print("# %s" % " ".join("%s=%s" % (k, v) for k, v in meta.items() if k != "type"))
+        print("# %s" % " ".join("%s=%s" % (k, v) for k, v in meta.items() if k not in ("type", "writecost_start")))
     hdr = ("scenario", "server", "metric", "value", "min..max", "vs " + base, "p50us", "p99us", "p99.9us",
-           "srvCPU%", "kop/CPUs", "CPUus/op", "eff vs " + base, "cliCPU%", "peak MiB", "errors")
+           "srvCPU%", "kop/CPUs", "CPUus/op", "eff vs " + base, "traceB/op", "cliCPU%", "peak MiB", "errors")
     rows = [hdr]
     def cpu_pct_of(rs):
         return med([100.0 * (r.get("srv") or {}).get("cpu_s", 0) / max((r.get("srv") or {}).get("wall_s", 1), 1e-9)
@@ -83,6 +85,12 @@ def main():
             # server CPU per operation (per connection in connect8): CPU-seconds per second / ops per second
             per_op_s = "%.1f" % (cpu_pct / 100.0 / v * 1e6) if v > 0 and cpu_pct > 0 and name != "MB/s" else "-"
             eff_ratio = ("%.2fx" % ((v / (cpu_pct / 100.0)) / base_eff)) if base_eff and cpu_pct > 0 else "-"
+            # trace bytes the server wrote per operation: its log's growth over warm-up + duration,
+            # over the operations of that time at the measured rate
+            lgs = [(r.get("lg") or {}) for r in rs]
+            span = med([lg.get("duration_s", 0) + lg.get("warmup_s", 0) for lg in lgs])
+            traced = med([r.get("trace_bytes", 0) for r in rs])
+            trace_s = "%.0f" % (traced / (v * span)) if traced > 0 and v > 0 and span > 0 and name != "MB/s" else "-"
             # single process: VmHWM; process tree: summed PSS (marked *), summed RSS would count shared pages N times
             pss = [(r.get("srv") or {}).get("peak_pss_kb") for r in rs]
             if any(pss):
@@ -111,13 +119,22 @@ def main():
             show_lat = name != "MB/s"
             rows.append((sc, sv, name, fmt(v), spread, ratio, lat("p50_us") if show_lat else "-",
                          lat("p99_us") if show_lat else "-", lat("p999_us") if show_lat else "-",
-                         "%.0f" % cpu_pct, eff_s, per_op_s, eff_ratio, "%.0f" % cli, mem_s, err_s))
+                         "%.0f" % cpu_pct, eff_s, per_op_s, eff_ratio, trace_s, "%.0f" % cli, mem_s, err_s))
         rows.append(None)
     print_table(rows)
     print("value: median over rounds; vs: ratio of medians; srvCPU%: server user+sys / wall (200% = both cores);")
     print("kop/CPUs: ops per server CPU-second (stream: MB per CPU-s); CPUus/op: server CPU per op (connect: per")
     print("connection); eff vs: ops per server CPU-second over the baseline's, same run; cliCPU%: loadgen CPU / its wall;")
-    print("peak MiB: server VmHWM, or * = peak summed PSS of the process tree (socat forks per connection)")
+    print("traceB/op: trace bytes the server wrote per op (its log's growth); peak MiB: server VmHWM, or * = peak")
+    print("summed PSS of the process tree (socat forks per connection)")
+    costs = [(label, m.get(key) or {}) for label, m, key in (("start", meta, "writecost_start"), ("end", meta_end, "writecost_end"))]
+    costs = [(label, c) for label, c in costs if c.get("new_pages_ns_per_byte") is not None]
+    if costs:
+        print("write cost here (writecost.py, %s MiB in 64 KiB writes): " % costs[0][1].get("mib", "?") + "; ".join(
+            "%s %.2f ns/B into new page-cache pages, %.2f into cached ones" % (label, c["new_pages_ns_per_byte"],
+                                                                             c["cached_pages_ns_per_byte"])
+            for label, c in costs))
+        print("  a traced row's CPU per op includes about traceB/op x the new-page cost (docs/PERFORMANCE.md)")
 
     print()
     rows = [("server", "pid", "start RSS MiB", "max peak MiB", "total srv CPU s", "half-close check", "command")]

@@ -4,7 +4,9 @@
 # Everything it needs is in this directory: loadgen*.c (the load generator, verifies every
 # echoed byte), epoll_echo.c (the C reference), nio-echo/ (swift-nio's echo server, a separate
 # package: swift-nio is never a dependency of SocketKit), report.py, procstat.py,
-# halfclose_check.py.
+# halfclose_check.py, writecost.py (what a byte written to a new file costs here, at the start and
+# the end of the run: a traced row pays it for every trace byte; report.py prints both, and the
+# trace bytes per operation of each server).
 #
 #   scripts/bench/run.sh                                  # builds EchoServer (release), runs the matrix
 #   SERVER_CPUS=0 ROUNDS=2 scripts/bench/run.sh           # the docs/PERFORMANCE.md run: servers on CPU 0, load on the rest
@@ -189,7 +191,7 @@ stop_servers() {
         unset "PID[$name]"
     done
 }
-trap 'stop_servers' EXIT
+trap 'stop_servers; rm -f "$OUTDIR"/writecost-*.tmp' EXIT
 trap 'exit 130' INT TERM
 
 port=$BASE_PORT
@@ -220,8 +222,13 @@ for s in $SERVERS; do
 done
 [ -n "$ACTIVE" ] || { log "no server started"; exit 1; }
 
-python3 -c 'import json,sys; print(json.dumps({"type":"meta","duration_s":float(sys.argv[1]),"warmup_s":float(sys.argv[2]),"rounds":int(sys.argv[3]),"idle":int(sys.argv[4]),"cpus":int(sys.argv[5])}))' \
-    "$DURATION" "$WARMUP" "$ROUNDS" "$IDLE" "$NCPU" >>"$RES"
+# What a byte written to a new file costs here now (writecost.py): the traced servers pay it for
+# every trace byte, and on this kind of VM it moves between ~0.2 and ~3 ns a byte from one run to
+# the next. Measured again after the rounds; the probe files stay until the run ends.
+WRITECOST_START=$(python3 writecost.py "$OUTDIR/writecost-start.tmp" 2>/dev/null || echo '{}')
+log "write cost at start: $WRITECOST_START"
+python3 -c 'import json,sys; print(json.dumps({"type":"meta","duration_s":float(sys.argv[1]),"warmup_s":float(sys.argv[2]),"rounds":int(sys.argv[3]),"idle":int(sys.argv[4]),"cpus":int(sys.argv[5]),"writecost_start":json.loads(sys.argv[6])}))' \
+    "$DURATION" "$WARMUP" "$ROUNDS" "$IDLE" "$NCPU" "$WRITECOST_START" >>"$RES"
 
 # correctness first: 4 MiB echo + half-close, a tiny message + FIN, 16 MiB + FIN while backpressured
 for s in $ACTIVE; do
@@ -273,11 +280,14 @@ for round in $(seq 1 "$ROUNDS"); do
                 ppid=$!
             fi
             sleep 0.1
+            # the server's log is its trace (text or JSON): bytes written during this run
+            trace0=$(stat -c %s "$OUTDIR/server-$s.log" 2>/dev/null || echo 0)
             # shellcheck disable=SC2086
             $pin "$BUILD_DIR/loadgen" --port "${PORT[$s]}" $args --duration "$DURATION" --warmup "$WARMUP" --label "$s/$sc" >"$out.txt" 2>"$out.err"
             rc=$?
             kill -TERM "$wpid" 2>/dev/null
             wait "$wpid" 2>/dev/null
+            trace1=$(stat -c %s "$OUTDIR/server-$s.log" 2>/dev/null || echo 0)
             if [ -n "$ppid" ]; then
                 wait "$ppid" 2>/dev/null
                 # the top frames: self time by symbol, then inclusive time (callers included)
@@ -297,8 +307,9 @@ def load(p):
     except Exception:
         return None
 print(json.dumps({"round":int(sys.argv[1]),"scenario":sys.argv[2],"server":sys.argv[3],"rc":int(sys.argv[4]),
-  "server_died":sys.argv[5]=="true","lg":load(sys.argv[6]+".txt"),"srv":load(sys.argv[6]+".srv.json")}))' \
-                "$round" "$sc" "$s" "$rc" "$died" "$out" >>"$RES"
+  "server_died":sys.argv[5]=="true","lg":load(sys.argv[6]+".txt"),"srv":load(sys.argv[6]+".srv.json"),
+  "trace_bytes":int(sys.argv[7])}))' \
+                "$round" "$sc" "$s" "$rc" "$died" "$out" $((trace1 - trace0)) >>"$RES"
             log "r$round $sc $s rc=$rc: $(sed -n 3p "$out.txt" | tr -s ' ')"
             # let TIME_WAIT / closing sockets and the server settle a little between runs
             sleep 0.2
@@ -308,6 +319,10 @@ done
 
 stop_servers
 log "servers stopped; total $(elapsed)s"
+WRITECOST_END=$(python3 writecost.py "$OUTDIR/writecost-end.tmp" 2>/dev/null || echo '{}')
+log "write cost at end: $WRITECOST_END"
+python3 -c 'import json,sys; print(json.dumps({"type":"meta_end","writecost_end":json.loads(sys.argv[1])}))' "$WRITECOST_END" >>"$RES"
+rm -f "$OUTDIR"/writecost-*.tmp
 echo
 python3 report.py "$RES" epoll | tee "$OUTDIR/report.txt"
 echo
