@@ -10,6 +10,10 @@ public enum MonotonicClock {
     /// Wall-clock nanoseconds since the epoch (for the RFC 3339 `time` field only).
     public static func wallNow() -> Int64 { nanoseconds(CLOCK_REALTIME) }
 
+    /// CPU time the calling thread has used, in nanoseconds (CLOCK_THREAD_CPUTIME_ID: a system
+    /// call, not the vDSO; for measuring, not for stamping).
+    public static func threadCPUTime() -> UInt64 { UInt64(nanoseconds(CLOCK_THREAD_CPUTIME_ID)) }
+
     @inline(__always)
     private static func nanoseconds(_ clock: clockid_t) -> Int64 {
         var ts = timespec()

@@ -113,7 +113,7 @@ public final class WatchRun {
     private func pollOnce(at now: UInt64) throws -> Bool {
         if lastPollStart > 0 { longestGapNs = max(longestGapNs, now &- lastPollStart) }
         lastPollStart = now
-        let before = Self.threadCPUNs()
+        let before = MonotonicClock.threadCPUTime()
         // Without a port filter (--pid, --process, --all) every TIME_WAIT socket of the host
         // would come back each time (100,000 of them here under other programs' churn):
         // TIME_WAIT is dumped at the slowest rate only, the state mask leaves it out otherwise.
@@ -129,7 +129,7 @@ public final class WatchRun {
             if !v6.isEmpty { ipv6Seen = true }
             entries += v6
         }
-        lastCost = Self.threadCPUNs() &- before
+        lastCost = MonotonicClock.threadCPUTime() &- before
         drainKernel()          // the tracepoint's own changes first, then what the dump adds
         watch.applySnapshot(entries, at: now, kernelComplete: kernelComplete, includesTimeWait: withTimeWait) { local, peer in
             self.timeWaitEntry(local: local, peer: peer, cookie: nil)
@@ -257,11 +257,5 @@ public final class WatchRun {
         for _ in 0..<decimals { scale *= 10 }
         let rounded = (value * scale).rounded() / scale
         return decimals == 0 ? String(Int(rounded)) : String(rounded)
-    }
-
-    static func threadCPUNs() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
     }
 }

@@ -54,13 +54,22 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
 
     /// - Parameter width: the terminal's columns, to fit text lines to it; nil (pipes, files)
     ///   keeps one full line per event. JSON ignores it.
-    public init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool = false, color: Bool, immediate: Bool,
-                baseNs: UInt64 = MonotonicClock.now(), capacity: Int = 16_384, byteBudget: Int = 1 << 20,
-                flushTimeoutSeconds: Double = 5, side: TraceSide = .server, width: Int? = nil) {
+    public convenience init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool = false, color: Bool, immediate: Bool,
+                            baseNs: UInt64 = MonotonicClock.now(), capacity: Int = 16_384, byteBudget: Int = 1 << 20,
+                            flushTimeoutSeconds: Double = 5, side: TraceSide = .server, width: Int? = nil) {
+        self.init(format: format, fd: fd, ownsDescriptor: ownsDescriptor, color: color, immediate: immediate,
+                  baseNs: baseNs, capacity: capacity, byteBudget: byteBudget, flushTimeoutSeconds: flushTimeoutSeconds,
+                  side: side, width: width, pageCache: PageCacheRelease())
+    }
+
+    /// With a chosen page-cache policy (tests: a threshold of 0 drops from the first window).
+    package init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool, color: Bool, immediate: Bool,
+                 baseNs: UInt64, capacity: Int, byteBudget: Int, flushTimeoutSeconds: Double, side: TraceSide,
+                 width: Int?, pageCache: PageCacheRelease) {
         self.format = format
         core = TraceWriterCore(format: format, fd: fd, ownsDescriptor: ownsDescriptor, color: color,
                                immediate: immediate, baseNs: baseNs, capacity: capacity, byteBudget: byteBudget,
-                               flushTimeoutSeconds: flushTimeoutSeconds, side: side, width: width)
+                               flushTimeoutSeconds: flushTimeoutSeconds, side: side, width: width, pageCache: pageCache)
     }
 
     /// Opens (creating or truncating) a trace file. C: `open(2)`.
@@ -77,6 +86,8 @@ public final class TraceWriter: TraceSink, @unchecked Sendable {
     public var capacity: Int { core.capacity }
     /// Events dropped so far because the reader was too slow.
     public var droppedCount: Int { core.droppedCount }
+    /// The page-cache policy's state (tests; read after `flush()`).
+    package var pageCache: PageCacheRelease { core.pageCacheState }
     public func emit(_ event: TraceEvent) { core.emit(event) }
     /// Text lines never show the cookie; JSON has a `cookie` member.
     public var needsCookies: Bool { format != .text }
@@ -102,6 +113,8 @@ final class TraceWriterCore: @unchecked Sendable {
     /// A regular file: write(2) never waits for a reader, so a batch goes out in one call
     /// instead of PIPE_BUF chunks after poll().
     private let regularFile: Bool
+    /// A regular file's older pages, dropped from the page cache where new ones are expensive.
+    @exclusivity(unchecked) private var pageCache: PageCacheRelease   // writer thread only (or under `lock` once synchronous)
 
     // Shared state, guarded by `lock`.
     // Heap-allocated: pthread objects must not move, and a Swift stored property may.
@@ -150,7 +163,8 @@ final class TraceWriterCore: @unchecked Sendable {
     @exclusivity(unchecked) private var thread: ThreadHandle?
 
     init(format: TraceFormat, fd: Int32, ownsDescriptor: Bool, color: Bool, immediate: Bool,
-         baseNs: UInt64, capacity: Int, byteBudget: Int, flushTimeoutSeconds: Double, side: TraceSide, width: Int?) {
+         baseNs: UInt64, capacity: Int, byteBudget: Int, flushTimeoutSeconds: Double, side: TraceSide, width: Int?,
+         pageCache: PageCacheRelease) {
         self.format = format
         self.fd = fd
         self.ownsDescriptor = ownsDescriptor
@@ -162,6 +176,7 @@ final class TraceWriterCore: @unchecked Sendable {
         text = TextTraceRenderer(baseNs: baseNs, color: color, width: width)
         var status = stat()
         regularFile = fstat(fd, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG
+        self.pageCache = pageCache
         pthread_mutex_init(lock, nil)
         pthread_cond_init(wake, nil)
         pthread_cond_init(done, nil)
@@ -193,6 +208,13 @@ final class TraceWriterCore: @unchecked Sendable {
     var droppedCount: Int {
         pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }
         return droppedTotal
+    }
+
+    /// Read under `lock` after a `flush()`: the writer changes it only while writing, outside the
+    /// lock, so a reader must know the writer is idle (tests do).
+    var pageCacheState: PageCacheRelease {
+        pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }
+        return pageCache
     }
 
     func emit(_ event: TraceEvent) {
@@ -352,7 +374,9 @@ final class TraceWriterCore: @unchecked Sendable {
                    let newline = (offset..<(offset + chunk)).last(where: { bytes[$0] == UInt8(ascii: "\n") }) {
                     chunk = newline + 1 - offset
                 }
+                let cpuBefore = regularFile ? MonotonicClock.threadCPUTime() : 0
                 let n = Glibc.write(fd, bytes.baseAddress! + offset, chunk)
+                if n > 0 && regularFile { pageCache.wrote(n, cpuNs: MonotonicClock.threadCPUTime() &- cpuBefore, to: fd) }
                 if n > 0 { offset += n; continue }
                 if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 // EPIPE/EBADF: the reader went away; stop tracing rather than spin or crash.
