@@ -84,8 +84,12 @@ import Testing
             var policy = PageCacheRelease(windowBytes: 8 * Self.mib, keptBytes: kept, expensiveNsPerByte: 1)
             // A window whose write(2)s cost 3 ns a byte, as into new pages on this project's VMs.
             policy.wrote(8 * Self.mib, cpuNs: UInt64(3 * 8 * Self.mib), to: fd)
+            defer { policy.stop() }
             #expect(policy.dropping)
             #expect(policy.droppedBelow == size - kept)
+            // The call runs on the dropper's thread: wait for it (bounded).
+            let dropper = try #require(policy.dropper)
+            #expect(dropper.waitUntilSettled(timeoutSeconds: 30), "HUNG: the page dropper did not finish within 30 s")
             #expect(try Self.residentShare(fd, offset: 0, length: size - kept) < 0.1)
             #expect(try Self.residentShare(fd, offset: size - kept, length: kept) > 0.9)
             #expect(Self.intact(fd, size: size))
@@ -101,6 +105,7 @@ import Testing
             for _ in 0..<3 { policy.wrote(8 * Self.mib, cpuNs: UInt64(8 * Self.mib / 5), to: fd) }
             #expect(!policy.dropping)
             #expect(policy.droppedBelow == 0)
+            #expect(policy.dropper == nil)
             #expect(try Self.residentShare(fd, offset: 0, length: size) > 0.9)
         }
     }

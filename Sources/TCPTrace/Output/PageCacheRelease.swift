@@ -20,7 +20,9 @@ import SocketKit
 /// write(2) costs it (its thread's CPU time) and starts dropping once a window of `windowBytes`
 /// cost at least `expensiveNsPerByte`; then it keeps dropping (the memory that made pages
 /// expensive is still there). The last `keptBytes` of the file always stay cached.
-/// Regular files only; the writer thread's (or, without one, the writer lock's).
+/// The calls themselves run on a thread of their own (`PageDropper`): they can wait for the
+/// journal or the disk. Regular files only; the writer thread's (or, without one, the writer
+/// lock's).
 package struct PageCacheRelease {
     /// What write(2) cost is judged over, and how often pages are dropped once dropping.
     package let windowBytes: Int
@@ -32,11 +34,12 @@ package struct PageCacheRelease {
 
     /// Whether older pages are being dropped.
     package private(set) var dropping = false
-    /// The file offset below which pages have been dropped (offered to the kernel: pages under
-    /// writeback then stay, so each drop repeats the previous window's range too).
+    /// The file offset below which pages have been offered to the kernel.
     package private(set) var droppedBelow = 0
-    /// The kernel refused the advice: never asked again.
-    private var refused = false
+    /// Makes the calls, off the writer's thread (`PageDropper`); started when dropping starts.
+    private(set) var dropper: PageDropper?
+    /// No thread could be started for the dropper, or the kernel refused: nothing more is asked.
+    private var givenUp = false
     private var window = 0
     private var windowCPUNs: UInt64 = 0
 
@@ -51,27 +54,32 @@ package struct PageCacheRelease {
         window += count
         windowCPUNs &+= cpuNs
         guard window >= windowBytes else { return }
-        if !dropping && !refused { dropping = Double(windowCPUNs) / Double(window) >= expensiveNsPerByte }
+        if !dropping && !givenUp { dropping = Double(windowCPUNs) / Double(window) >= expensiveNsPerByte }
         window = 0
         windowCPUNs = 0
         if dropping { dropOlderPages(of: fd) }
     }
 
-    /// Asks the kernel to drop the cached pages of everything but the file's last `keptBytes`.
+    /// Offers the kernel the cached pages of everything but the file's last `keptBytes`.
     /// POSIX_FADV_DONTNEED starts writeback of dirty pages in the range and drops the clean
     /// ones; it never changes the file's content.
     private mutating func dropOlderPages(of fd: Int32) {
         var status = stat()
         guard fstat(fd, &status) == 0 else { return }
         let end = Int(status.st_size) - keptBytes
-        let start = max(0, droppedBelow - windowBytes)
-        guard end > start else { return }
-        // Refused (a descriptor that is no file any more): stop asking.
-        if posix_fadvise(fd, off_t(start), off_t(end - start), POSIX_FADV_DONTNEED) != 0 {
+        guard end > droppedBelow else { return }
+        if dropper == nil { dropper = try? PageDropper(fd: fd, overlap: windowBytes) }
+        guard let dropper, !dropper.refused.load(ordering: .relaxed) else {
             dropping = false
-            refused = true
+            givenUp = true
             return
         }
-        droppedBelow = max(droppedBelow, end)
+        dropper.drop(below: end)
+        droppedBelow = end
+    }
+
+    /// Ends the dropper's thread (before the descriptor is closed).
+    package mutating func stop() {
+        dropper?.stop()
     }
 }

@@ -203,6 +203,11 @@ final class TraceWriterCore: @unchecked Sendable {
         pthread_mutex_unlock(lock)
         thread?.join()
         thread = nil
+        // The writer is gone (joined, or never started): its page dropper ends before the
+        // descriptor can be closed.
+        pthread_mutex_lock(lock)
+        pageCache.stop()
+        pthread_mutex_unlock(lock)
     }
 
     var droppedCount: Int {
