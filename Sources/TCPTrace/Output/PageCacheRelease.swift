@@ -8,15 +8,16 @@ import SocketKit
 /// written stays cached and the cache grows by every byte. On a VM whose free memory lives on
 /// the host (virtio-balloon free page reporting, a lazily restored snapshot: this project's
 /// machines), a new page-cache page faults into the host on its first touch, inside write(2):
-/// 2.7–3.7 ns a byte measured, against 0.12–0.25 ns into pages the guest already holds
+/// 2.6–3.7 ns a byte measured, against 0.11–0.25 ns into pages the guest already holds
 /// (scripts/bench/writecost.py). A traced server under connect churn writes ~950 bytes a
 /// connection (text) or ~1,900 (JSON): 3–6 µs of its ~25 µs a connection. Pages dropped go back
 /// to the guest's free lists and the next writes reuse them before they are reported to the
-/// host: the JSON server's CPU a connection fell from 29.5 to 25.1 µs (to /dev/null: 24.9), the
-/// text server's from 24.2–25.7 to 23.7–23.9 (connect churn on fresh memory, 2026-12-05).
+/// host: the JSON server's CPU a connection fell from 29.0–30.0 to 25.2–25.9 µs (to /dev/null:
+/// 24.0–25.1), the text server's from 24.2–28.0 to 24.2–24.3 (connect churn on fresh memory,
+/// server on CPU 0, 2026-12-05).
 ///
 /// Only where it pays: dropping adds the kernel's writeback start and page invalidation to the
-/// writer's CPU (~0.5 ns a byte where new pages are cheap, measured), so the writer measures what
+/// writer's CPU (0.4–0.8 ns a byte where new pages are cheap, measured), so the writer measures what
 /// write(2) costs it (its thread's CPU time) and starts dropping once a window of `windowBytes`
 /// cost at least `expensiveNsPerByte`; then it keeps dropping (the memory that made pages
 /// expensive is still there). The last `keptBytes` of the file always stay cached.
