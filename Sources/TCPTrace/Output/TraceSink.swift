@@ -379,9 +379,14 @@ final class TraceWriterCore: @unchecked Sendable {
                    let newline = (offset..<(offset + chunk)).last(where: { bytes[$0] == UInt8(ascii: "\n") }) {
                     chunk = newline + 1 - offset
                 }
-                let cpuBefore = regularFile ? MonotonicClock.threadCPUTime() : 0
+                // What the call costs this thread decides whether to drop pages, once: no clock
+                // reads after that (two system calls a write).
+                let measure = regularFile && !pageCache.dropping
+                let cpuBefore = measure ? MonotonicClock.threadCPUTime() : 0
                 let n = Glibc.write(fd, bytes.baseAddress! + offset, chunk)
-                if n > 0 && regularFile { pageCache.wrote(n, cpuNs: MonotonicClock.threadCPUTime() &- cpuBefore, to: fd) }
+                if n > 0 && regularFile {
+                    pageCache.wrote(n, cpuNs: measure ? MonotonicClock.threadCPUTime() &- cpuBefore : 0, to: fd)
+                }
                 if n > 0 { offset += n; continue }
                 if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 // EPIPE/EBADF: the reader went away; stop tracing rather than spin or crash.
