@@ -9,8 +9,8 @@ import Synchronization
 /// ranges, connect churn), and in the shared bench long enough that the trace writer, making the
 /// call itself, let its 1 MiB buffer fill and dropped 1,241–17,286 lines a run. Here the writer
 /// only posts the new bound; requests that arrive while a call runs merge into the next one.
-/// @unchecked: `requested`, `stopping` and `idle` are guarded by `lock` (a pthread mutex, which
-/// TSan sees); `done` belongs to the thread.
+/// @unchecked: `requested`, `handled`, `stopping` and `thread` are guarded by `lock` (a pthread
+/// mutex, which TSan sees); `refused` is an atomic.
 final class PageDropper: @unchecked Sendable {
     private let fd: Int32
     /// Each call repeats this much below the previous bound: pages that were under writeback
@@ -70,10 +70,7 @@ final class PageDropper: @unchecked Sendable {
         defer { pthread_mutex_unlock(lock) }
         while handled < requested && !refused.load(ordering: .relaxed) {
             guard MonotonicClock.now() < deadline else { return false }
-            var until = timespec()
-            clock_gettime(CLOCK_REALTIME, &until)
-            until.tv_nsec += 10_000_000
-            if until.tv_nsec >= 1_000_000_000 { until.tv_sec += 1; until.tv_nsec -= 1_000_000_000 }
+            var until = timespec.realtimeDeadline(afterNanoseconds: 10_000_000)
             _ = pthread_cond_timedwait(settled, lock, &until)
         }
         return true

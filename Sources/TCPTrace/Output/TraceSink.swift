@@ -276,11 +276,7 @@ final class TraceWriterCore: @unchecked Sendable {
         defer { pthread_mutex_unlock(lock) }
         guard writerStarted, !synchronous else { return }
         let target = enqueued
-        var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
-        let total = Double(deadline.tv_sec) + Double(deadline.tv_nsec) / 1e9 + flushTimeoutSeconds
-        deadline.tv_sec = Int(total)
-        deadline.tv_nsec = Int((total - Double(Int(total))) * 1e9)
+        var deadline = timespec.realtimeDeadline(afterNanoseconds: UInt64(max(0, flushTimeoutSeconds) * 1e9))
         while written < target || dropped > 0 {
             if writerSleeping { writerSleeping = false; pthread_cond_signal(wake) }
             if pthread_cond_timedwait(done, lock, &deadline) == ETIMEDOUT { return }
@@ -310,10 +306,7 @@ final class TraceWriterCore: @unchecked Sendable {
                 pthread_cond_broadcast(done)
                 // Wake at least every 50 ms: a server that emits a few events and then sits
                 // idle (no loop wakeups, so no requestFlush) still gets them out promptly.
-                var deadline = timespec()
-                clock_gettime(CLOCK_REALTIME, &deadline)
-                deadline.tv_nsec += 50_000_000
-                if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
+                var deadline = timespec.realtimeDeadline(afterNanoseconds: 50_000_000)
                 _ = pthread_cond_timedwait(wake, lock, &deadline)
                 writerSleeping = false
             }
